@@ -1,0 +1,3 @@
+from robson.cli.app import main
+
+main()

@@ -1,0 +1,162 @@
+"""The paper exchange: fills market orders at the market price with slippage and taker fee.
+
+It implements the same Exchange protocol as a live adapter and keeps its balances and its
+order book in the store, so dry-runs survive restarts and are idempotent by client order id.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from decimal import Decimal
+
+from robson.application.ports import Balance, MarketData, Store, StoreSession
+from robson.domain.market import Side, SymbolInfo
+from robson.domain.money import ZERO, fmt
+from robson.domain.orders import Order, OrderStatus, OrderType
+from robson.errors import InsufficientBalance, OrderRejected
+
+ACCOUNT = "paper"
+
+
+class PaperExchange:
+    name = "paper"
+
+    def __init__(self, store: Store, market: MarketData, *, fee_rate: Decimal, slippage_rate: Decimal,
+                 starting_balances: dict[str, Decimal]) -> None:
+        self._store = store
+        self._market = market
+        self._fee_rate = fee_rate
+        self._slippage_rate = slippage_rate
+        self._starting = starting_balances
+
+    # --- balances --------------------------------------------------------------------------
+
+    def _balances(self, tx: StoreSession) -> dict[str, Balance]:
+        balances = tx.get_balances(ACCOUNT)
+        if not balances:
+            # First use: seed the wallet from the config.
+            for asset, amount in self._starting.items():
+                tx.set_balance(ACCOUNT, Balance(asset, amount, ZERO))
+            balances = tx.get_balances(ACCOUNT)
+        return balances
+
+    def balances(self) -> dict[str, Balance]:
+        """Return the paper wallet, seeding it from the config on first use."""
+        with self._store.read() as session:
+            balances = session.get_balances(ACCOUNT)
+        if balances:
+            return balances
+        with self._store.transaction() as tx:
+            return self._balances(tx)
+
+    def _move(self, tx: StoreSession, balances: dict[str, Balance], asset: str, *, free: Decimal = ZERO,
+              locked: Decimal = ZERO) -> None:
+        current = balances.get(asset, Balance(asset, ZERO, ZERO))
+        updated = Balance(asset, current.free + free, current.locked + locked)
+        balances[asset] = updated
+        tx.set_balance(ACCOUNT, updated)
+
+    @staticmethod
+    def _require(balances: dict[str, Balance], asset: str, amount: Decimal, what: str) -> None:
+        free = balances.get(asset, Balance(asset, ZERO, ZERO)).free
+        if free < amount:
+            raise InsufficientBalance(
+                f"paper account has {fmt(free)} {asset} free, {what} needs {fmt(amount)} {asset}"
+            )
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def get_order(self, symbol: str, client_order_id: str) -> Order | None:
+        with self._store.read() as session:
+            return session.get_order(client_order_id)
+
+    def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
+                           intent_id: str | None = None) -> Order:
+        """Fill at the last price moved against us by the slippage; charge the taker fee in quote."""
+        info = self._market.symbol_info(symbol)
+        self._check_quantity(info, quantity)
+        price = self._market.last_price(symbol).price
+        slipped = price * (1 + side.sign * self._slippage_rate)
+        fill = info.round_price(slipped, up=side is Side.BUY)
+        notional = fill * quantity
+        fee = notional * self._fee_rate
+        now = self._market.now()
+        with self._store.transaction() as tx:
+            existing = tx.get_order(client_order_id)
+            if existing is not None:
+                return existing
+            balances = self._balances(tx)
+            if side is Side.BUY:
+                self._require(balances, info.quote_asset, notional + fee, f"buying {fmt(quantity)} {info.base_asset}")
+                self._move(tx, balances, info.quote_asset, free=-(notional + fee))
+                self._move(tx, balances, info.base_asset, free=quantity)
+            else:
+                self._require(balances, info.base_asset, quantity, f"selling {fmt(quantity)} {info.base_asset}")
+                self._move(tx, balances, info.base_asset, free=-quantity)
+                self._move(tx, balances, info.quote_asset, free=notional - fee)
+            order = self._order(client_order_id, symbol, side, OrderType.MARKET, quantity, OrderStatus.FILLED, now,
+                                 filled_quantity=quantity, average_price=fill, fee=fee, fee_asset=info.quote_asset,
+                                 intent_id=intent_id)
+            tx.add_order(order)
+            return order
+
+    def place_stop_order(self, symbol: str, side: Side, quantity: Decimal, stop_price: Decimal, limit_price: Decimal,
+                         client_order_id: str, *, target_price: Decimal | None = None,
+                         intent_id: str | None = None) -> Order:
+        """Rest a stop-limit (an OCO with the target) and lock what it would sell or spend."""
+        info = self._market.symbol_info(symbol)
+        self._check_quantity(info, quantity)
+        now = self._market.now()
+        with self._store.transaction() as tx:
+            existing = tx.get_order(client_order_id)
+            if existing is not None:
+                return existing
+            balances = self._balances(tx)
+            asset, amount = self._locked_for(info, side, quantity, limit_price)
+            self._require(balances, asset, amount, f"the protective {side.value} stop")
+            self._move(tx, balances, asset, free=-amount, locked=amount)
+            order = self._order(client_order_id, symbol, side,
+                                OrderType.OCO if target_price is not None else OrderType.STOP_LOSS_LIMIT,
+                                quantity, OrderStatus.NEW, now, price=limit_price, stop_price=stop_price,
+                                target_price=target_price, intent_id=intent_id)
+            tx.add_order(order)
+            return order
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> Order:
+        """Cancel a resting order and unlock its funds; raise OrderRejected if it is not open."""
+        info = self._market.symbol_info(symbol)
+        with self._store.transaction() as tx:
+            order = tx.get_order(client_order_id)
+            if order is None or order.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+                state = order.status.value if order else "unknown"
+                raise OrderRejected(f"order {client_order_id} cannot be cancelled: it is {state}")
+            balances = self._balances(tx)
+            remaining = order.quantity - order.filled_quantity
+            asset, amount = self._locked_for(info, order.side, remaining, order.price or ZERO)
+            self._move(tx, balances, asset, free=amount, locked=-amount)
+            cancelled = dataclasses.replace(order, status=OrderStatus.CANCELED, updated_at=self._market.now())
+            tx.update_order(cancelled)
+            return cancelled
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _locked_for(info: SymbolInfo, side: Side, quantity: Decimal, limit_price: Decimal) -> tuple[str, Decimal]:
+        if side is Side.SELL:
+            return info.base_asset, quantity
+        return info.quote_asset, quantity * limit_price
+
+    @staticmethod
+    def _check_quantity(info: SymbolInfo, quantity: Decimal) -> None:
+        if quantity <= 0 or (info.min_qty and quantity < info.min_qty) or not info.quantity_on_step(quantity):
+            raise OrderRejected(
+                f"quantity {fmt(quantity)} fails LOT_SIZE (min {fmt(info.min_qty)}, step {fmt(info.step_size)})"
+            )
+
+    @staticmethod
+    def _order(client_order_id: str, symbol: str, side: Side, type_: OrderType, quantity: Decimal,
+               status: OrderStatus, now: datetime, **fields: object) -> Order:
+        return Order(client_order_id=client_order_id, exchange=PaperExchange.name, symbol=symbol, side=side,
+                     type=type_, quantity=quantity, status=status, created_at=now, updated_at=now, **fields)
+

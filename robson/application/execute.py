@@ -1,0 +1,260 @@
+"""Use case: execute a VALIDATED intent — entry, protective stop, operation — exactly once.
+
+Every order carries a client order id derived from the intent, and every step looks its
+order up before sending it, so a re-run (or a run after a crash, finding the intent in
+EXECUTING) finishes what is missing and never places a second order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from robson.application.plan import Account
+from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.domain.ids import OPERATION_PREFIX, new_id
+from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
+from robson.domain.market import Side
+from robson.domain.money import fmt, percent
+from robson.domain.operation import CloseReason, Operation, OperationStatus
+from robson.domain.orders import AuditEvent, AuditKind, Order, OrderRole, OrderStatus, client_order_id
+from robson.domain.strategy import Strategy
+from robson.errors import (
+    ExchangeError,
+    ExecutionRefused,
+    InsufficientBalance,
+    OrderRejected,
+    RobsonError,
+)
+
+# How far beyond the stop the limit of a stop-limit order sits, so it still fills in a fast move.
+STOP_LIMIT_OFFSET = Decimal("0.005")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    intent: TradingIntent
+    operation: Operation
+    orders: list[Order]
+    already_executed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LiveGate:
+    """What the user and the config said about going LIVE."""
+
+    requested: bool
+    acknowledged: bool
+    live_enabled: bool
+    keys_present: bool
+
+
+def check_live_gate(intent: TradingIntent, gate: LiveGate) -> None:
+    """Refuse LIVE unless every condition holds; raise ExecutionRefused naming the first missing one."""
+    if not gate.requested:
+        return
+    if intent.source is IntentSource.PATTERN:
+        raise ExecutionRefused(
+            f"intent {intent.id} was created by a pattern scan: it can never execute LIVE automatically",
+            hint="plan it again by hand if you want to trade it live",
+        )
+    if not gate.acknowledged:
+        raise ExecutionRefused("LIVE execution needs --acknowledge-risk or typing CONFIRM at the prompt")
+    if not gate.live_enabled:
+        raise ExecutionRefused(
+            "live trading is disabled in the config",
+            hint="set execution.live_trading_enabled: true in .robson.yaml",
+        )
+    if not gate.keys_present:
+        raise ExecutionRefused("LIVE execution needs BINANCE_API_KEY and BINANCE_API_SECRET (or binance.key_file)")
+
+
+def stop_limit_price(side: Side, stop: Decimal, tick_round) -> Decimal:
+    """Return the limit price of the protective stop: beyond the stop, away from the position."""
+    if side is Side.BUY:  # a long is protected by a SELL stop; its limit sits lower
+        return tick_round(stop * (1 - STOP_LIMIT_OFFSET), up=False)
+    return tick_round(stop * (1 + STOP_LIMIT_OFFSET), up=True)
+
+
+def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, market: MarketData, account: Account,
+                         clock: Clock) -> Decimal:
+    """Check the validation is fresh and the price has not pushed risk over the limit; return the price."""
+    now = clock.now()
+    if intent.validated_at is None:
+        raise ExecutionRefused(f"intent {intent.id} has no validation", hint=f"run: robson validate {intent.id}")
+    age = now - intent.validated_at
+    max_age = timedelta(minutes=account.validation_max_age_minutes)
+    if age > max_age:
+        raise ExecutionRefused(
+            f"validation of {intent.id} is {int(age.total_seconds() // 60)} min old > {account.validation_max_age_minutes} min",
+            hint=f"run: robson validate {intent.id}",
+        )
+    price = market.last_price(intent.symbol).price
+    if (price - intent.stop) * intent.side.sign <= 0:
+        raise ExecutionRefused(
+            f"price {fmt(price)} is already through the stop {fmt(intent.stop)}", hint="plan again"
+        )
+    limits = account.limits_for(strategy)
+    risk = intent.quantity * abs(price - intent.stop)
+    risk_pct = percent(risk, intent.capital)
+    if risk_pct > limits.max_risk_percent:
+        raise ExecutionRefused(
+            f"price moved to {fmt(price)}: risk {fmt(risk_pct, 2)}% > max {fmt(limits.max_risk_percent, 2)}% "
+            f"of capital {fmt(intent.capital)}",
+            hint="plan again at the current price",
+        )
+    return price
+
+
+def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: MarketData, exchange: Exchange,
+            account: Account, clock: Clock, gate: LiveGate) -> ExecutionResult:
+    """Place the entry and protective stop once, creating the ACTIVE operation; re-runs place nothing."""
+    with store.read() as session:
+        intent = session.get_intent(session.resolve_intent_id(intent_id))
+        existing = session.operation_for_intent(intent.id)
+    if intent.status is IntentStatus.EXECUTED and existing is not None:
+        with store.read() as session:
+            orders = session.orders_for_intent(intent.id)
+        return ExecutionResult(intent, existing, orders, already_executed=True)
+    check_live_gate(intent, gate)
+    if intent.status is IntentStatus.VALIDATED:
+        pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
+        started = intent.apply(IntentEvent.EXECUTION_STARTED, clock.now())
+        with store.transaction() as tx:
+            tx.update_intent(started, expected_status=IntentStatus.VALIDATED)
+            tx.record(AuditEvent(at=clock.now(), kind=AuditKind.EXECUTION_STARTED, intent_id=intent.id,
+                                 message=f"execution started on {exchange.name}"))
+        intent = started
+    elif intent.status is not IntentStatus.EXECUTING:
+        hint = f"run: robson validate {intent.id}" if intent.status is IntentStatus.PENDING else None
+        raise ExecutionRefused(f"intent {intent.id} is {intent.status.value}: only VALIDATED intents execute", hint=hint)
+    return _carry_out(intent, store=store, exchange=exchange, market=market, account=account, clock=clock)
+
+
+def _record(store: Store, event: AuditEvent) -> None:
+    with store.transaction() as tx:
+        tx.record(event)
+
+
+def _fail(store: Store, intent: TradingIntent, clock: Clock, reason: str) -> TradingIntent:
+    failed = intent.apply(IntentEvent.EXECUTION_FAILED, clock.now(), execution={"status": "failed", "reason": reason})
+    with store.transaction() as tx:
+        tx.update_intent(failed, expected_status=IntentStatus.EXECUTING)
+        tx.record(AuditEvent(at=clock.now(), kind=AuditKind.EXECUTION_FAILED, intent_id=intent.id, message=reason))
+    return failed
+
+
+def _carry_out(intent: TradingIntent, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
+               clock: Clock) -> ExecutionResult:
+    """Do (or finish) the steps of an EXECUTING intent, looking each order up before sending it."""
+    symbol, side = intent.symbol, intent.side
+    entry_id = client_order_id(intent.id, OrderRole.ENTRY)
+    entry = exchange.get_order(symbol, entry_id)
+    if entry is None:
+        _record(store, AuditEvent(at=clock.now(), kind=AuditKind.ORDER_SENT, intent_id=intent.id,
+                                  message=f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})"))
+        try:
+            entry = exchange.place_market_order(symbol, side, intent.quantity, entry_id, intent_id=intent.id)
+        except (InsufficientBalance, OrderRejected) as e:
+            _fail(store, intent, clock, f"entry rejected: {e}")
+            raise
+    if entry.status not in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED) or not entry.filled_quantity:
+        reason = f"entry order {entry_id} is {entry.status.value} with nothing filled"
+        _fail(store, intent, clock, reason)
+        raise ExchangeError(reason)
+    _record(store, AuditEvent(
+        at=clock.now(), kind=AuditKind.ORDER_FILLED, intent_id=intent.id,
+        message=f"entry filled {fmt(entry.filled_quantity)} @ {fmt(entry.average_price)} fee {fmt(entry.fee)}",
+    ))
+
+    info = market.symbol_info(symbol)
+    stop_id = client_order_id(intent.id, OrderRole.STOP)
+    stop_order = exchange.get_order(symbol, stop_id)
+    stop_error: RobsonError | None = None
+    if stop_order is None:
+        try:
+            stop_order = exchange.place_stop_order(
+                symbol, side.opposite, entry.filled_quantity, intent.stop,
+                stop_limit_price(side, intent.stop, info.round_price), stop_id,
+                target_price=intent.target, intent_id=intent.id,
+            )
+        except RobsonError as e:
+            stop_error = e
+    if stop_order is not None:
+        _record(store, AuditEvent(
+            at=clock.now(), kind=AuditKind.STOP_PLACED, intent_id=intent.id,
+            message=f"stop {stop_order.type.value} {fmt(stop_order.quantity)} @ {fmt(stop_order.stop_price)}"
+                    + (f", target {fmt(stop_order.target_price)}" if stop_order.target_price else ""),
+        ))
+    return _finish(intent, entry, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
+
+
+def _finish(intent: TradingIntent, entry: Order, stop_order: Order | None, stop_error: RobsonError | None, *,
+            store: Store, exchange: Exchange, clock: Clock) -> ExecutionResult:
+    """Create the operation and mark the intent EXECUTED; exit at market if the stop could not be placed."""
+    now = clock.now()
+    with store.read() as session:
+        operation = session.operation_for_intent(intent.id)
+    operation = operation or Operation(
+        id=new_id(OPERATION_PREFIX),
+        intent_id=intent.id,
+        symbol=intent.symbol,
+        side=intent.side,
+        status=OperationStatus.ACTIVE,
+        mode=exchange.name if exchange.name == "paper" else "live",
+        strategy=intent.strategy,
+        quantity=entry.filled_quantity,
+        entry_price=entry.average_price or intent.entry,
+        entry_fee=entry.fee,
+        initial_stop=intent.stop,
+        stop=intent.stop,
+        target=intent.target,
+        opened_at=now,
+        updated_at=now,
+        quote_asset=intent.details.get("quote_asset", "USDT"),
+        last_checked_at=now,
+    )
+    exit_order = None
+    if stop_order is None:
+        # Never leave a position unprotected: exit at market and say so loudly.
+        exit_id = client_order_id(intent.id, OrderRole.EXIT)
+        exit_order = exchange.get_order(intent.symbol, exit_id) or exchange.place_market_order(
+            intent.symbol, intent.side.opposite, entry.filled_quantity, exit_id, intent_id=intent.id
+        )
+        operation = operation.close(exit_price=exit_order.average_price or entry.average_price or intent.entry,
+                                    exit_fee=exit_order.fee, reason=CloseReason.STOP_PLACEMENT_FAILED, at=now)
+    execution = {
+        "status": "executed" if stop_order is not None else "exited: stop placement failed",
+        "mode": operation.mode,
+        "entry_order": entry.client_order_id,
+        "fill_price": fmt(entry.average_price),
+        "filled_quantity": fmt(entry.filled_quantity),
+        "fee": fmt(entry.fee),
+        "stop_order": stop_order.client_order_id if stop_order else None,
+        "operation_id": operation.id,
+    }
+    if stop_error is not None:
+        execution["stop_error"] = str(stop_error)
+    executed = intent.apply(IntentEvent.EXECUTION_SUCCEEDED, now, execution=execution, operation_id=operation.id)
+    with store.transaction() as tx:
+        if tx.operation_for_intent(intent.id) is None:
+            tx.add_operation(operation)
+        tx.update_intent(executed, expected_status=IntentStatus.EXECUTING)
+        tx.record(AuditEvent(
+            at=now, kind=AuditKind.EXECUTED, intent_id=intent.id, operation_id=operation.id,
+            message=f"operation {operation.id} {operation.status.value}: {fmt(operation.quantity)} {intent.symbol} "
+                    f"@ {fmt(operation.entry_price)}",
+        ))
+        if operation.status is OperationStatus.CLOSED:
+            tx.record(AuditEvent(at=now, kind=AuditKind.CLOSED, intent_id=intent.id, operation_id=operation.id,
+                                 message=f"closed at market: stop could not be placed ({stop_error})"))
+    with store.read() as session:
+        orders = session.orders_for_intent(intent.id)
+    if stop_error is not None:
+        raise ExchangeError(
+            f"the protective stop could not be placed ({stop_error}); the position was closed at market "
+            f"@ {fmt(operation.exit_price)}, realized P&L {fmt(operation.realized_pnl, 2)} — operation {operation.id}"
+        )
+    return ExecutionResult(executed, operation, orders)
+

@@ -1,0 +1,39 @@
+"""Use cases on the intent queue: list, show with history, cancel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robson.application.ports import Clock, Store
+from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
+from robson.domain.orders import AuditEvent, AuditKind, Order
+
+
+@dataclass(frozen=True, slots=True)
+class IntentHistory:
+    intent: TradingIntent
+    orders: list[Order]
+    trail: list[AuditEvent]
+
+
+def list_intents(status: IntentStatus | None, *, store: Store) -> list[TradingIntent]:
+    with store.read() as session:
+        return session.list_intents(status)
+
+
+def intent_history(intent_id: str, *, store: Store) -> IntentHistory:
+    """Return an intent by ID or unique prefix with its orders and audit trail."""
+    with store.read() as session:
+        intent = session.get_intent(session.resolve_intent_id(intent_id))
+        return IntentHistory(intent, session.orders_for_intent(intent.id), session.audit_trail(intent_id=intent.id))
+
+
+def cancel_intent(intent_id: str, *, store: Store, clock: Clock) -> tuple[TradingIntent, IntentStatus]:
+    """Cancel a PENDING or VALIDATED intent; return it and its previous state; raise IllegalTransition."""
+    now = clock.now()
+    with store.transaction() as tx:
+        intent = tx.get_intent(tx.resolve_intent_id(intent_id))
+        cancelled = intent.apply(IntentEvent.CANCEL, now)
+        tx.update_intent(cancelled, expected_status=intent.status)
+        tx.record(AuditEvent(at=now, kind=AuditKind.CANCELLED, intent_id=intent.id, message="cancelled by the user"))
+    return cancelled, intent.status

@@ -1,0 +1,75 @@
+"""Use cases on operations: status with live P&L, and closing by hand at market."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.domain.money import fmt
+from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
+from robson.domain.orders import AuditEvent, AuditKind, OrderRole, OrderStatus, client_order_id
+from robson.errors import IllegalTransition, MarketDataError
+
+
+@dataclass(frozen=True, slots=True)
+class OperationView:
+    operation: Operation
+    mark: PositionMark | None  # None when closed or no price
+
+
+def operation_status(operation_id: str | None, *, store: Store, market: MarketData,
+                     fee_rate: Decimal) -> list[OperationView]:
+    """Return one operation (any status) or all ACTIVE ones, marked at the current price."""
+    with store.read() as session:
+        if operation_id is not None:
+            operations = [session.get_operation(session.resolve_operation_id(operation_id))]
+        else:
+            operations = session.list_operations(OperationStatus.ACTIVE)
+    prices: dict[str, Decimal | None] = {}
+    views = []
+    for op in operations:
+        if op.status is not OperationStatus.ACTIVE:
+            views.append(OperationView(op, None))
+            continue
+        if op.symbol not in prices:  # one price fetch per symbol, not per operation
+            try:
+                prices[op.symbol] = market.last_price(op.symbol).price
+            except MarketDataError:
+                prices[op.symbol] = None
+        price = prices[op.symbol]
+        views.append(OperationView(op, mark(op, price, fee_rate) if price is not None else None))
+    return views
+
+
+def list_operations(status: OperationStatus | None, *, store: Store) -> list[Operation]:
+    with store.read() as session:
+        return session.list_operations(status)
+
+
+def close_operation(operation_id: str, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
+    """Close an ACTIVE operation at market: cancel its stop, exit, record realized P&L."""
+    with store.read() as session:
+        op = session.get_operation(session.resolve_operation_id(operation_id))
+    if op.status is not OperationStatus.ACTIVE:
+        raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be closed")
+    if (op.mode == "paper") != (exchange.name == "paper"):
+        raise IllegalTransition(f"operation {op.id} is a {op.mode} operation; it cannot be closed on {exchange.name}")
+    stop_id = client_order_id(op.intent_id, OrderRole.STOP)
+    stop = exchange.get_order(op.symbol, stop_id)
+    if stop is not None and stop.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+        exchange.cancel_order(op.symbol, stop_id)
+    exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
+    exit_order = exchange.get_order(op.symbol, exit_id) or exchange.place_market_order(
+        op.symbol, op.side.opposite, op.quantity, exit_id, intent_id=op.intent_id
+    )
+    now = clock.now()
+    closed = op.close(exit_price=exit_order.average_price, exit_fee=exit_order.fee, reason=CloseReason.MANUAL, at=now)
+    with store.transaction() as tx:
+        tx.update_operation(closed, expected_status=OperationStatus.ACTIVE)
+        tx.record(AuditEvent(
+            at=now, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
+            message=f"closed by hand at market @ {fmt(closed.exit_price)} fee {fmt(closed.exit_fee)}, "
+                    f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}",
+        ))
+    return closed

@@ -1,0 +1,169 @@
+"""Ports: what the use cases need from the outside world, as Protocols.
+
+Adapters (robson/adapters) implement them; tests pass hand-written fakes or the real
+SQLite store. Nothing here imports an adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from robson.domain.intent import IntentStatus, TradingIntent
+from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
+from robson.domain.operation import Operation, OperationStatus
+from robson.domain.orders import AuditEvent, Order
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+        ...
+
+
+class MarketData(Protocol):
+    """Prices, candles and symbol filters; the sample market or Binance."""
+
+    name: str
+
+    def now(self) -> datetime:
+        """Return the market's clock (the as-of time for a replayed market)."""
+        ...
+
+    def symbols(self) -> list[str]:
+        """Return the symbols this market knows."""
+        ...
+
+    def symbol_info(self, symbol: str) -> SymbolInfo:
+        """Return the filters of symbol; raise NotFound if unknown."""
+        ...
+
+    def last_price(self, symbol: str) -> PriceQuote:
+        """Return the last price; raise NotFound for an unknown symbol, MarketDataError if none."""
+        ...
+
+    def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
+        """Return up to limit candles closed by now, oldest first; raise MarketDataError if none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+class Exchange(Protocol):
+    """Order placement: the paper exchange or a live one. Idempotent by client order id."""
+
+    name: str  # "paper" / "binance"
+
+    def balances(self) -> dict[str, Balance]:
+        """Return balances by asset."""
+        ...
+
+    def get_order(self, symbol: str, client_order_id: str) -> Order | None:
+        """Look an order up by client id; None if the exchange never saw it."""
+        ...
+
+    def place_market_order(
+        self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *, intent_id: str | None = None
+    ) -> Order:
+        """Send a market order; raise InsufficientBalance, OrderRejected or ExchangeError."""
+        ...
+
+    def place_stop_order(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        stop_price: Decimal,
+        limit_price: Decimal,
+        client_order_id: str,
+        *,
+        target_price: Decimal | None = None,
+        intent_id: str | None = None,
+    ) -> Order:
+        """Place a protective stop (an OCO with the target when one is given)."""
+        ...
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> Order:
+        """Cancel an open order; raise OrderRejected if it is not open."""
+        ...
+
+
+class StoreSession(Protocol):
+    """One unit of work on the store: everything written commits together."""
+
+    # intents
+    def add_intent(self, intent: TradingIntent) -> None: ...
+    def update_intent(self, intent: TradingIntent, *, expected_status: IntentStatus) -> None:
+        """Write intent if its stored status is still expected_status; raise IllegalTransition otherwise."""
+        ...
+    def get_intent(self, intent_id: str) -> TradingIntent:
+        """Return the intent by full ID; raise NotFound."""
+        ...
+    def resolve_intent_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix; raise NotFound or AmbiguousId."""
+        ...
+    def list_intents(self, status: IntentStatus | None = None) -> list[TradingIntent]: ...
+
+    # operations
+    def add_operation(self, operation: Operation) -> None: ...
+    def update_operation(self, operation: Operation, *, expected_status: OperationStatus) -> None: ...
+    def get_operation(self, operation_id: str) -> Operation: ...
+    def resolve_operation_id(self, text: str) -> str: ...
+    def list_operations(self, status: OperationStatus | None = None) -> list[Operation]: ...
+    def operation_for_intent(self, intent_id: str) -> Operation | None: ...
+    def realized_pnl_between(self, start: datetime, end: datetime) -> Decimal:
+        """Net realized P&L of operations closed in [start, end)."""
+        ...
+    def last_stop_out(self, symbol: str) -> datetime | None:
+        """When an operation on symbol last closed at its stop, if ever."""
+        ...
+
+    # orders and the paper exchange's book
+    def add_order(self, order: Order) -> None:
+        """Insert an order; raise DuplicateOrder if its client id already exists."""
+        ...
+    def update_order(self, order: Order) -> None: ...
+    def get_order(self, client_order_id: str) -> Order | None: ...
+    def orders_for_intent(self, intent_id: str) -> list[Order]: ...
+    def get_balances(self, account: str) -> dict[str, Balance]: ...
+    def set_balance(self, account: str, balance: Balance) -> None: ...
+
+    # audit trail
+    def record(self, event: AuditEvent) -> None: ...
+    def audit_trail(self, *, intent_id: str | None = None, operation_id: str | None = None) -> list[AuditEvent]: ...
+
+    # imported market data
+    def save_candles(self, symbol: str, timeframe: str, candles: Sequence[Candle]) -> int:
+        """Insert or replace candles; return how many were written."""
+        ...
+    def load_candles(self, symbol: str, timeframe: str, *, end_ms: int | None = None, limit: int | None = None) -> list[Candle]:
+        """Return stored candles with open_time < end_ms, the last `limit`, oldest first."""
+        ...
+    def candle_series(self) -> list[tuple[str, str, int]]:
+        """Return (symbol, timeframe, count) for every imported series."""
+        ...
+
+
+class Store(Protocol):
+    def transaction(self) -> AbstractContextManager[StoreSession]:
+        """Open a write transaction (serialized across processes); commit on success."""
+        ...
+
+    def read(self) -> AbstractContextManager[StoreSession]:
+        """Open a read-only session."""
+        ...
+
+    def schema_version(self) -> int: ...

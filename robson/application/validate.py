@@ -1,0 +1,113 @@
+"""Use case: run every risk guard on an intent and record the report (VALIDATED or FAILED)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from robson.application.plan import Account
+from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.domain.guards import RiskLimits, GuardContext, GuardResult, OpenPosition, Verdict, overall, run_guards
+from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
+from robson.domain.market import SymbolInfo, timeframe_ms
+from robson.domain.operation import OperationStatus
+from robson.domain.orders import AuditEvent, AuditKind
+from robson.domain.strategy import Strategy
+from robson.errors import IllegalTransition, MarketDataError, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationOutcome:
+    intent: TradingIntent
+    results: list[GuardResult]
+    verdict: Verdict
+
+
+def month_start(moment: datetime) -> datetime:
+    return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_start(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month(moment: datetime) -> datetime:
+    start = month_start(moment)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market: MarketData, exchange: Exchange,
+             account: Account, clock: Clock) -> ValidationOutcome:
+    """Run all guards; store the report and move the intent to VALIDATED or FAILED."""
+    with store.read() as session:
+        intent = session.get_intent(session.resolve_intent_id(intent_id))
+    if intent.status not in (IntentStatus.PENDING, IntentStatus.VALIDATED):
+        raise IllegalTransition(
+            f"intent {intent.id} is {intent.status.value}: only PENDING or VALIDATED intents can be validated"
+        )
+    limits = account.limits_for(strategy)
+    ctx = gather_context(intent, store=store, market=market, exchange=exchange, account=account, clock=clock,
+                         limits=limits)
+    results = run_guards(ctx)
+    verdict = overall(results)
+    now = ctx.now
+    report = {
+        "verdict": verdict.value,
+        "at": now.isoformat(),
+        "market": market.name,
+        "results": [r.to_dict() for r in results],
+    }
+    event = IntentEvent.VALIDATION_FAILED if verdict is Verdict.FAIL else IntentEvent.VALIDATION_PASSED
+    updated = intent.apply(event, now, validation=report, validated_at=now)
+    failed = [r for r in results if r.verdict is Verdict.FAIL]
+    message = (f"validation {verdict.value}: " + "; ".join(f"{r.guard}: {r.message}" for r in failed)
+               if failed else f"validation {verdict.value}: {len(results)} guards")
+    with store.transaction() as tx:
+        tx.update_intent(updated, expected_status=intent.status)
+        tx.record(AuditEvent(
+            at=now, kind=AuditKind.VALIDATION_FAILED if failed else AuditKind.VALIDATED,
+            intent_id=intent.id, message=message,
+        ))
+    return ValidationOutcome(intent=updated, results=results, verdict=verdict)
+
+
+def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, exchange: Exchange, account: Account,
+                   clock: Clock, limits: RiskLimits) -> GuardContext:
+    """Collect what the guards look at from the market, the exchange and the store."""
+    now = clock.now()
+    info: SymbolInfo | None
+    try:
+        info = market.symbol_info(intent.symbol)
+    except NotFound:
+        info = None
+    price_at = candle_close_at = None
+    try:
+        price_at = market.last_price(intent.symbol).at
+        candles = market.candles(intent.symbol, intent.timeframe, 1)
+        if candles:
+            candle_close_at = datetime.fromtimestamp(
+                (candles[-1].open_time + timeframe_ms(intent.timeframe)) / 1000, tz=UTC
+            )
+    except (NotFound, MarketDataError):
+        pass
+    free = {asset: b.free for asset, b in exchange.balances().items()}
+    with store.read() as session:
+        today = session.realized_pnl_between(day_start(now), day_start(now) + timedelta(days=1))
+        month = session.realized_pnl_between(month_start(now), next_month(now))
+        open_ops = session.list_operations(OperationStatus.ACTIVE)
+        last_stop = session.last_stop_out(intent.symbol)
+    return GuardContext(
+        intent=intent,
+        symbol_info=info,
+        capital=intent.capital,
+        limits=limits,
+        fee_rate=account.fee_rate,
+        free_balances=free,
+        realized_pnl_today=today,
+        realized_pnl_month=month,
+        open_positions=[OpenPosition(op.symbol, op.notional) for op in open_ops],
+        now=now,
+        last_price_at=price_at,
+        last_candle_close_at=candle_close_at,
+        last_stop_out_at=last_stop,
+    )

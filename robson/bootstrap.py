@@ -1,0 +1,97 @@
+"""The one place that builds real adapters from the configuration.
+
+Everything is built on first use, so a command pays only for what it touches
+(`robson strategy list` never opens the database or the market).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+from robson.application.plan import Account
+from robson.config import Settings, api_keys, load_settings
+from robson.errors import RobsonError
+
+
+class Container:
+    """Adapters and policies for one command run."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @classmethod
+    def from_options(cls, *, config_path: str | None = None, overrides: dict[str, Any] | None = None) -> Container:
+        return cls(load_settings(config_path=config_path, overrides=overrides))
+
+    @cached_property
+    def store(self):
+        from robson.adapters.store import SqlStore
+
+        return SqlStore(self.settings.database_url)
+
+    @cached_property
+    def market(self):
+        if self.settings["market"] == "binance":
+            raise RobsonError(
+                "market 'binance' needs the live Binance adapter, which this version does not have yet",
+                hint="use market: sample (the bundled real Binance history)",
+            )
+        from robson.adapters.market.sample import SampleMarket
+
+        store = self.store
+
+        def imported(symbol: str, timeframe: str, end_ms: int | None, limit: int | None):
+            with store.read() as session:
+                return session.load_candles(symbol, timeframe, end_ms=end_ms, limit=limit)
+
+        def series():
+            with store.read() as session:
+                return session.candle_series()
+
+        return SampleMarket(as_of=self.settings["as_of"], extra_candles=imported, imported_series=series)
+
+    @property
+    def clock(self):
+        """The market's clock: replayed time on the sample market, wall time live."""
+        return self.market
+
+    @cached_property
+    def paper(self):
+        from robson.adapters.paper import PaperExchange
+
+        return PaperExchange(
+            self.store, self.market,
+            fee_rate=self.settings.fee_rate,
+            slippage_rate=self.settings.slippage_rate,
+            starting_balances=self.settings["paper.balances"],
+        )
+
+    @cached_property
+    def strategies(self):
+        from robson.adapters.strategies import StrategyCatalog
+
+        return StrategyCatalog.default(self.settings["strategies_dir"])
+
+    @cached_property
+    def account(self) -> Account:
+        s = self.settings
+        return Account(
+            capital=s["capital"],
+            fee_rate=s.fee_rate,
+            max_position_percent=s["risk.max_position_percent"],
+            limits=s.risk_limits(),
+            validation_max_age_minutes=s["execution.validation_max_age_minutes"],
+        )
+
+    def keys_present(self) -> bool:
+        return api_keys(self.settings) is not None
+
+    def strategy_or_none(self, name: str):
+        """Return the named strategy, or None if it no longer exists."""
+        from robson.errors import NotFound
+
+        try:
+            return self.strategies.get(name)
+        except NotFound:
+            return None

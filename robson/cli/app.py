@@ -1,0 +1,128 @@
+"""The `robson` command: global options, sub-commands and the one error boundary."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from robson import __version__
+from robson.errors import RobsonError
+
+
+class RobsonGroup(TyperGroup):
+    """Root group whose invoke is the error boundary: project errors become `Error: …` and an exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from robson.cli.output import err_console, reset_consoles
+
+        reset_consoles()
+        try:
+            return super().invoke(ctx)
+        except RobsonError as e:
+            _print_error(str(e), e.hint)
+            for problem in getattr(e, "problems", [])[:50]:
+                err_console().print(f"  {problem}", markup=False)
+            raise typer.Exit(e.exit_code) from None
+        except BrokenPipeError:  # `robson ... | head`: the reader left; stop quietly
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(0) from None
+        except Exception as e:  # a bug: say so without locals; ROBSON_DEBUG shows the trace
+            if type(e).__module__.startswith(("typer", "click")):
+                raise
+            if os.environ.get("ROBSON_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            _print_error(f"internal error ({type(e).__name__}): {e}", "set ROBSON_DEBUG=1 to see the traceback")
+            raise typer.Exit(1) from None
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    from robson.cli.output import err_console
+
+    console = err_console()
+    console.print(f"Error: {message}", markup=False, soft_wrap=True)
+    if hint:
+        console.print(f"Hint: {hint}", markup=False, soft_wrap=True)
+
+
+app = typer.Typer(
+    cls=RobsonGroup,
+    name="robson",
+    help="robson — a trading risk assistant for Binance spot: plan, validate, execute (dry-run by default), watch.\n\n"
+    "Example: robson plan buy BTCUSDT --strategy all-in",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+
+
+@dataclass
+class GlobalOptions:
+    config: str | None = None
+    db: str | None = None
+    as_of: str | None = None
+    market: str | None = None
+    _container: Any = None
+
+    def container(self):
+        if self._container is None:
+            from robson.bootstrap import Container
+
+            overrides = {"database": self.db, "as_of": self.as_of, "market": self.market}
+            self._container = Container.from_options(config_path=self.config, overrides=overrides)
+        return self._container
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"robson {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[str | None, typer.Option("--config", help="Config file (default ./.robson.yaml, then the user config dir).")] = None,
+    db: Annotated[str | None, typer.Option("--db", help="Database file or URL (env ROBSON_DB).")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Replay the sample market at this UTC time, e.g. 2021-06-01T12:00 (env ROBSON_AS_OF).")] = None,
+    market: Annotated[str | None, typer.Option("--market", help="Market data: sample or binance (env ROBSON_MARKET).")] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = False,
+) -> None:
+    """Global options go before the command: robson --as-of 2021-06-01T12:00 plan buy BTCUSDT."""
+    ctx.obj = GlobalOptions(config=config, db=db, as_of=as_of, market=market)
+
+
+def container(ctx: typer.Context):
+    """Return the adapters for this run, built from the global options on first use."""
+    options = ctx.find_root().obj
+    if options is None:  # invoked without the root callback (never from the command line)
+        options = ctx.find_root().obj = GlobalOptions()
+    return options.container()
+
+
+def _register() -> None:
+    from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, strategy_cmd, trade_cmd
+
+    app.add_typer(plan_cmd.app, name="plan")
+    trade_cmd.register(app)
+    app.add_typer(operation_cmd.app, name="operation")
+    app.add_typer(strategy_cmd.app, name="strategy")
+    app.add_typer(config_cmd.app, name="config")
+    config_cmd.register(app)
+    app.add_typer(data_cmd.app, name="data")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app(prog_name="robson"))

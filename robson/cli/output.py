@@ -1,0 +1,112 @@
+"""One way to print for every command: a JSON document or rich tables, logs to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from robson.domain.money import fmt
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (money as strings).")]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Turn Decimals into strings, datetimes into ISO text, enums into their values."""
+    if isinstance(value, Decimal):
+        return fmt(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+def print_json(document: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+_console = None
+_err_console = None
+
+
+def console():
+    """Return the stdout console (colour off with NO_COLOR or when not a terminal)."""
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(highlight=False, soft_wrap=False)
+    return _console
+
+
+def err_console():
+    global _err_console
+    if _err_console is None:
+        from rich.console import Console
+
+        _err_console = Console(stderr=True, highlight=False)
+    return _err_console
+
+
+def reset_consoles() -> None:
+    """Forget cached consoles (CliRunner swaps sys.stdout between invocations)."""
+    global _console, _err_console
+    _console = _err_console = None
+
+
+def emit(as_json: bool, document: Any, render: Callable[[], None]) -> None:
+    """Print document as JSON, or call render for the human form."""
+    if as_json:
+        print_json(document)
+    else:
+        render()
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, caption: str | None = None):
+    """Build a rich table with the given columns; cells are turned into text."""
+    from rich.table import Table
+
+    t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for column in columns:
+        t.add_column(column, overflow="fold")
+    for row in rows:
+        t.add_row(*("-" if cell is None else cell if isinstance(cell, str) else str(to_jsonable(cell)) for cell in row))
+    return t
+
+
+def key_values(title: str | None, pairs: Iterable[tuple[str, Any]]):
+    """Build a two-column table of labels and values."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False, title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column(overflow="fold")
+    for key, value in pairs:
+        t.add_row(key, "-" if value is None else value if isinstance(value, str) else str(to_jsonable(value)))
+    return t
+
+
+VERDICT_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
+
+
+def styled_verdict(verdict: str) -> str:
+    style = VERDICT_STYLE.get(verdict, "")
+    return f"[{style}]{verdict}[/]" if style else verdict
+
+
+def log(message: str) -> None:
+    """Write a progress or log line to stderr."""
+    err_console().print(message, markup=False)

@@ -1,0 +1,127 @@
+"""`robson validate` and `robson execute`: the risk guards and the (dry-run by default) execution."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from robson.cli.app import container
+from robson.cli.output import JsonOption, console, emit, key_values, styled_verdict, table
+from robson.cli.views import intent_doc, operation_doc, order_doc
+from robson.domain.intent import IntentSource
+from robson.domain.money import fmt
+from robson.errors import ExecutionRefused, LiveTradingUnavailable, ValidationFailed
+
+IntentId = Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")]
+
+
+def validation_table(report: dict[str, Any]):
+    rows = [(styled_verdict(r["verdict"]), r["guard"], r["message"], r.get("fix") or "") for r in report["results"]]
+    title = f"Validation {report['verdict']} at {report['at'][:19].replace('T', ' ')} UTC"
+    return table(title, ["verdict", "guard", "rule and numbers", "what to change"], rows)
+
+
+def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOption = False) -> None:
+    """Run every risk guard on an intent: PASS / WARN / FAIL with numbers; VALIDATED or FAILED (exit 3).
+
+    Example: robson validate pl-7f3a
+    """
+    from robson.application.validate import validate
+
+    c = container(ctx)
+    with c.store.read() as session:
+        strategy_name = session.get_intent(session.resolve_intent_id(intent_id)).strategy
+    outcome = validate(intent_id, strategy=c.strategy_or_none(strategy_name), store=c.store, market=c.market,
+                       exchange=c.paper, account=c.account, clock=c.clock)
+    intent = outcome.intent
+
+    def render() -> None:
+        out = console()
+        out.print(validation_table(intent.validation or {}))
+        out.print(f"\n{intent.id} is {intent.status.value}.")
+        if intent.status.value == "VALIDATED":
+            out.print(f"Next: robson execute {intent.id}   (dry-run; add --live --acknowledge-risk for real orders)")
+
+    emit(as_json, {"intent": intent_doc(intent), "verdict": outcome.verdict, "results": [r.to_dict() for r in outcome.results]},
+         render)
+    failed = [r for r in outcome.results if r.verdict.value == "FAIL"]
+    if failed:
+        raise ValidationFailed(
+            f"validation FAILED on {len(failed)} guard(s): " + "; ".join(f"{r.guard}: {r.message}" for r in failed)
+        )
+
+
+def _confirmed_interactively() -> bool:
+    try:
+        answer = typer.prompt("Type CONFIRM to place a LIVE order", default="", show_default=False, err=True)
+    except (typer.Abort, EOFError):
+        return False
+    return answer.strip() == "CONFIRM"
+
+
+def execute_command(
+    ctx: typer.Context,
+    intent_id: IntentId,
+    live: Annotated[bool, typer.Option("--live", help="Place real orders on Binance (default: DRY-RUN on the paper exchange).")] = False,
+    acknowledge_risk: Annotated[bool, typer.Option("--acknowledge-risk", help="Confirm a LIVE order without the CONFIRM prompt.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Execute a VALIDATED intent: market entry, protective stop, operation. DRY-RUN unless --live.
+
+    Example: robson execute pl-7f3a            (dry-run on the paper exchange)
+    """
+    from robson.application.execute import LiveGate, check_live_gate, execute
+
+    c = container(ctx)
+    with c.store.read() as session:
+        intent = session.get_intent(session.resolve_intent_id(intent_id))
+    exchange = c.paper
+    if live:
+        acknowledged = acknowledge_risk
+        if not acknowledged and intent.source is not IntentSource.PATTERN:
+            acknowledged = _confirmed_interactively()
+            if not acknowledged:
+                raise ExecutionRefused("LIVE not confirmed: CONFIRM was not typed (or use --acknowledge-risk)")
+        gate = LiveGate(requested=True, acknowledged=acknowledged,
+                        live_enabled=c.settings["execution.live_trading_enabled"], keys_present=c.keys_present())
+        check_live_gate(intent, gate)
+        raise LiveTradingUnavailable(
+            "every LIVE check passed, but this version of robson has no live Binance adapter yet: nothing was sent",
+            hint="run without --live for a dry-run on the paper exchange",
+        )
+    gate = LiveGate(requested=False, acknowledged=False, live_enabled=False, keys_present=False)
+    result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=c.market,
+                     exchange=exchange, account=c.account, clock=c.clock, gate=gate)
+    op = result.operation
+    doc = {
+        "mode": "dry-run" if op.mode == "paper" else "live",
+        "already_executed": result.already_executed,
+        "intent": intent_doc(result.intent),
+        "operation": operation_doc(op),
+        "orders": [order_doc(o) for o in result.orders],
+    }
+
+    def render() -> None:
+        out = console()
+        if result.already_executed:
+            out.print(f"{result.intent.id} was already executed: operation {op.id} ({op.status.value}). Nothing placed.")
+        else:
+            out.print(f"[bold]DRY-RUN[/] on the paper exchange: {result.intent.id} EXECUTED → operation {op.id} {op.status.value}")
+        out.print(key_values(None, [
+            ("position", f"{op.side.value} {fmt(op.quantity)} {op.symbol}"),
+            ("entry fill", f"{fmt(op.entry_price)} (fee {fmt(op.entry_fee, 8)} {op.quote_asset})"),
+            ("stop", fmt(op.stop)),
+            ("target", fmt(op.target)),
+        ]))
+        out.print(table("Orders", ["client id", "type", "side", "quantity", "fill / limit", "stop", "status"],
+                        [(o.client_order_id, o.type.value, o.side.value, fmt(o.quantity),
+                          fmt(o.average_price or o.price), fmt(o.stop_price), o.status.value) for o in result.orders]))
+        out.print(f"\nNext: robson operation status {op.id}")
+
+    emit(as_json, doc, render)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate_command)
+    app.command("execute")(execute_command)

@@ -1,0 +1,389 @@
+"""Configuration: defaults < config file < ROBSON_* environment < command-line flags.
+
+Every setting is declared once in FIELDS (dotted name, parser, default, help). A bad value
+raises ConfigError naming where it came from, the field and the problem. API keys never
+enter Settings: `api_keys()` reads them from the environment or a 0600 key file on demand.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from robson.domain.guards import RiskLimits
+from robson.domain.money import parse_decimal
+from robson.errors import ConfigError, InvalidInput
+
+CONFIG_FILENAME = ".robson.yaml"
+ENV_PREFIX = "ROBSON_"
+
+
+# --- parsers: raise ValueError with the problem --------------------------------------------
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"must be a number, got {value!r}")
+    try:
+        return parse_decimal(value, "value", allow_zero=True)
+    except InvalidInput as e:
+        raise ValueError(e.message.replace("value ", "")) from None
+
+
+def _positive_decimal(value: Any) -> Decimal:
+    number = _decimal(value)
+    if number <= 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return number
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"must be a whole number, got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return number
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool) or str(value).strip() == "":
+        raise ValueError(f"must be a non-empty text, got {value!r}")
+    return str(value).strip()
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value in (None, "") else _text(value)
+
+
+def _market(value: Any) -> str:
+    text = _text(value).lower()
+    if text not in ("sample", "binance"):
+        raise ValueError(f"must be 'sample' or 'binance', got {value!r}")
+    return text
+
+
+def parse_time(value: Any) -> datetime:
+    """Parse an ISO-8601 time ('2021-06-01T12:00', '2021-06-01 12:00Z'); naive means UTC."""
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        text = str(value).strip().replace(" ", "T")
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"must be an ISO time like 2021-06-01T12:00 (UTC), got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _optional_time(value: Any) -> datetime | None:
+    return None if value in (None, "") else parse_time(value)
+
+
+def _balances(value: Any) -> dict[str, Decimal]:
+    if not isinstance(value, Mapping) or not value:
+        raise ValueError("must be a mapping of asset to amount, e.g. {USDT: 1000}")
+    result = {}
+    for asset, amount in value.items():
+        try:
+            result[_text(asset).upper()] = _decimal(amount)
+        except ValueError as e:
+            raise ValueError(f"{asset}: {e}") from None
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str  # dotted path in the YAML file
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("database", _optional_text, None, "SQLite file path or database URL; default: the user data directory"),
+    Field("market", _market, "sample", "market data: 'sample' (bundled real Binance history, offline) or 'binance'"),
+    Field("as_of", _optional_time, None, "replay the sample market at this UTC time (default: end of the data)"),
+    Field("capital", _positive_decimal, Decimal("1000"), "capital in quote currency that risk percentages apply to"),
+    Field("default_strategy", _text, "all-in", "strategy used when --strategy is not given"),
+    Field("strategies_dir", _optional_text, None, "folder of user strategy YAML files (added to the bundled ones)"),
+    Field("fees.taker_percent", _decimal, Decimal("0.1"), "taker fee per side, percent of notional"),
+    Field("risk.max_risk_percent", _positive_decimal, Decimal("2"), "account cap on risk per trade (strategies set their own ≤ this; hard ceiling 2)"),
+    Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital"),
+    Field("risk.daily_loss_percent", _positive_decimal, Decimal("2"), "no new entries once today's realized loss reaches this percent of capital"),
+    Field("risk.monthly_drawdown_percent", _positive_decimal, Decimal("4"), "trading HALTED once this month's realized loss reaches this percent"),
+    Field("risk.max_open_positions", _int, 5, "open operations allowed in total"),
+    Field("risk.max_positions_per_symbol", _int, 2, "open operations allowed per symbol"),
+    Field("risk.max_total_exposure_percent", _positive_decimal, Decimal("80"), "total open notional, percent of capital"),
+    Field("risk.min_stop_distance_percent", _decimal, Decimal("0.1"), "stops closer than this fail validation"),
+    Field("risk.warn_stop_distance_percent", _decimal, Decimal("0.5"), "stops closer than this warn"),
+    Field("risk.max_stop_distance_percent", _positive_decimal, Decimal("10"), "stops further than this fail validation"),
+    Field("risk.max_data_age_minutes", _int, 5, "price and candles older than this fail validation"),
+    Field("risk.cooldown_minutes", _int, 15, "minutes after a stop-out before the same symbol may be entered again"),
+    Field("execution.validation_max_age_minutes", _int, 15, "execute refuses a validation older than this (market time)"),
+    Field("execution.live_trading_enabled", _bool, False, "allow LIVE orders at all (still needs --live and acknowledgement)"),
+    Field("paper.balances", _balances, {"USDT": Decimal("1000")}, "starting paper wallet"),
+    Field("paper.slippage_percent", _decimal, Decimal("0.05"), "paper market orders fill this much worse than the price"),
+    Field("binance.base_url", _optional_text, None, "REST base URL (testnet or a local server); default: Binance mainnet"),
+    Field("binance.key_file", _optional_text, None, "file holding 'API_KEY' and 'API_SECRET' lines; must be mode 0600"),
+)
+FIELDS_BY_NAME = {f.name: f for f in FIELDS}
+
+# Short environment names besides the generic ROBSON_SECTION__FIELD form.
+ENV_ALIASES = {
+    "ROBSON_DB": "database",
+    "ROBSON_MARKET": "market",
+    "ROBSON_AS_OF": "as_of",
+    "ROBSON_CAPITAL": "capital",
+    "ROBSON_STRATEGY": "default_strategy",
+    "ROBSON_STRATEGIES_DIR": "strategies_dir",
+    "ROBSON_LIVE_TRADING": "execution.live_trading_enabled",
+}
+NOT_SETTINGS = {"ROBSON_CONFIG", "ROBSON_DEBUG"}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The effective configuration; `sources` tells where each value came from."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    config_file: Path | None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    @property
+    def database_url(self) -> str:
+        """Return the SQLAlchemy URL of the store."""
+        db = self.values["database"]
+        if db is None:
+            return f"sqlite:///{default_data_dir() / 'robson.db'}"
+        if "://" in db:
+            return db
+        return f"sqlite:///{Path(db).expanduser().resolve()}"
+
+    @property
+    def fee_rate(self) -> Decimal:
+        return self.values["fees.taker_percent"] / 100
+
+    @property
+    def slippage_rate(self) -> Decimal:
+        return self.values["paper.slippage_percent"] / 100
+
+    def risk_limits(self) -> RiskLimits:
+        """Return the account's guard thresholds."""
+        v = self.values
+        return RiskLimits(
+            max_risk_percent=v["risk.max_risk_percent"],
+            daily_loss_percent=v["risk.daily_loss_percent"],
+            monthly_drawdown_percent=v["risk.monthly_drawdown_percent"],
+            max_open_positions=v["risk.max_open_positions"],
+            max_positions_per_symbol=v["risk.max_positions_per_symbol"],
+            max_total_exposure_percent=v["risk.max_total_exposure_percent"],
+            min_stop_distance_percent=v["risk.min_stop_distance_percent"],
+            warn_stop_distance_percent=v["risk.warn_stop_distance_percent"],
+            max_stop_distance_percent=v["risk.max_stop_distance_percent"],
+            max_data_age_minutes=v["risk.max_data_age_minutes"],
+            cooldown_minutes=v["risk.cooldown_minutes"],
+        )
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("robson", appauthor=False))
+
+
+def default_config_dir() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("robson", appauthor=False))
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str]) -> Path | None:
+    """Return the config file to read: --config, ROBSON_CONFIG, ./.robson.yaml, user config dir."""
+    named = explicit or env.get("ROBSON_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path
+    for candidate in (Path.cwd() / CONFIG_FILENAME, default_config_dir() / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and name not in FIELDS_BY_NAME:
+            flat.update(_flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: must be a mapping of settings, got {type(data).__name__}")
+    return _flatten(data)
+
+
+def _env_values(env: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    found: dict[str, tuple[Any, str]] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key in NOT_SETTINGS:
+            continue
+        name = ENV_ALIASES.get(key) or key[len(ENV_PREFIX):].lower().replace("__", ".")
+        if name not in FIELDS_BY_NAME:
+            raise ConfigError(f"environment {key}: unknown setting (see `robson config show` for names)")
+        found[name] = (value, f"environment {key}")
+    return found
+
+
+def load_settings(
+    *, config_path: str | None = None, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Merge defaults, file, environment and flag overrides; raise ConfigError on any bad value."""
+    env = os.environ if env is None else env
+    path = find_config_file(config_path, env)
+    raw: dict[str, tuple[Any, str]] = {f.name: (f.default, "default") for f in FIELDS}
+    if path is not None:
+        for name, value in _read_file(path).items():
+            if name not in FIELDS_BY_NAME:
+                raise ConfigError(f"{path}: field '{name}': unknown setting")
+            raw[name] = (value, str(path))
+    raw.update(_env_values(env))
+    for name, value in (overrides or {}).items():
+        if value is not None:
+            raw[name] = (value, "command line")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name, (value, source) in raw.items():
+        if source == "default":
+            values[name] = value
+        else:
+            try:
+                values[name] = FIELDS_BY_NAME[name].parse(value)
+            except ValueError as e:
+                where = source if source.startswith(("environment", "command")) else source
+                raise ConfigError(f"{where}: field '{name}': {e}") from None
+        sources[name] = source
+    _check_consistency(values, sources)
+    return Settings(values=values, sources=sources, config_file=path)
+
+
+def _check_consistency(values: dict[str, Any], sources: dict[str, str]) -> None:
+    warn, minimum, maximum = (values[f"risk.{k}_stop_distance_percent"] for k in ("warn", "min", "max"))
+    if not minimum <= warn <= maximum:
+        raise ConfigError(
+            f"{sources['risk.warn_stop_distance_percent']}: field 'risk.warn_stop_distance_percent': "
+            f"must lie between min ({minimum}) and max ({maximum}) stop distance"
+        )
+    if values["risk.max_risk_percent"] > 2:
+        raise ConfigError(
+            f"{sources['risk.max_risk_percent']}: field 'risk.max_risk_percent': "
+            f"{values['risk.max_risk_percent']}% is above the hard ceiling of 2%"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeys:
+    key: str
+    secret: str
+    source: str
+
+    def __repr__(self) -> str:  # never shows the secret in a traceback or log
+        return f"ApiKeys(source={self.source!r}, key=<redacted>, secret=<redacted>)"
+
+    __str__ = __repr__
+
+
+def api_keys(settings: Settings, env: Mapping[str, str] | None = None) -> ApiKeys | None:
+    """Return the Binance keys from the environment or the 0600 key file; None when absent."""
+    env = os.environ if env is None else env
+    key, secret = env.get("BINANCE_API_KEY"), env.get("BINANCE_API_SECRET")
+    if key and secret:
+        return ApiKeys(key, secret, "environment")
+    key_file = settings["binance.key_file"]
+    if not key_file:
+        return None
+    path = Path(key_file).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise ConfigError(f"binance.key_file {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"binance.key_file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
+        )
+    pairs = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name, sep, value = line.partition("=")
+        if sep:
+            pairs[name.strip().upper()] = value.strip()
+    if not pairs.get("API_KEY") or not pairs.get("API_SECRET"):
+        raise ConfigError(f"binance.key_file {path} must hold API_KEY=... and API_SECRET=... lines")
+    return ApiKeys(pairs["API_KEY"], pairs["API_SECRET"], f"file {path}")
+
+
+def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+    """List every setting with its value and source, secrets redacted, for `config show`."""
+    rows = []
+    for f in FIELDS:
+        value = settings.values[f.name]
+        if isinstance(value, dict):
+            shown = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, datetime):
+            shown = value.isoformat()
+        else:
+            shown = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+        rows.append({"name": f.name, "value": shown, "source": settings.sources[f.name], "help": f.help})
+    try:
+        keys = api_keys(settings, env)
+        state = f"set ({keys.source}), redacted" if keys else "not set"
+    except ConfigError as e:
+        state = f"invalid: {e.message}"
+    rows.append({"name": "binance.api_key", "value": state, "source": "BINANCE_API_KEY / key file", "help": "never shown"})
+    return rows

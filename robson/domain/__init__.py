@@ -1,0 +1,1 @@
+"""Pure trading rules: money, sizing, stops, guards, intent and operation state. No I/O."""

@@ -1,0 +1,311 @@
+"""Risk guards run by `validate` (SPEC §2): each returns a verdict with its numbers.
+
+Validation runs every guard and lists all verdicts rather than stopping at the first
+FAIL. A FAIL blocks; a WARN is shown and allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from robson.domain.intent import TradingIntent
+from robson.domain.market import Side, SymbolInfo
+from robson.domain.money import HUNDRED, ZERO, fmt, percent
+from robson.domain.sizing import risk_figures, stop_distance
+
+HARD_RISK_CEILING_PERCENT = Decimal("2")
+
+
+class Verdict(StrEnum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True, slots=True)
+class GuardResult:
+    guard: str
+    verdict: Verdict
+    message: str  # the rule with the numbers, e.g. "risk 2.40% > max 1.00%"
+    fix: str | None = None  # what to change, for WARN and FAIL
+    numbers: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "guard": self.guard,
+            "verdict": self.verdict.value,
+            "message": self.message,
+            "fix": self.fix,
+            "numbers": self.numbers,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """Guard thresholds in percent / minutes; defaults are SPEC §2's."""
+
+    max_risk_percent: Decimal = Decimal("1")
+    daily_loss_percent: Decimal = Decimal("2")
+    monthly_drawdown_percent: Decimal = Decimal("4")
+    max_open_positions: int = 5
+    max_positions_per_symbol: int = 2
+    max_total_exposure_percent: Decimal = Decimal("80")
+    min_stop_distance_percent: Decimal = Decimal("0.1")
+    warn_stop_distance_percent: Decimal = Decimal("0.5")
+    max_stop_distance_percent: Decimal = Decimal("10")
+    max_data_age_minutes: int = 5
+    cooldown_minutes: int = 15
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPosition:
+    symbol: str
+    notional: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class GuardContext:
+    """Everything the guards look at, gathered by the validate use case."""
+
+    intent: TradingIntent
+    symbol_info: SymbolInfo | None  # None when the symbol is unknown
+    capital: Decimal
+    limits: RiskLimits
+    fee_rate: Decimal
+    free_balances: dict[str, Decimal]  # asset -> free amount
+    realized_pnl_today: Decimal
+    realized_pnl_month: Decimal
+    open_positions: Sequence[OpenPosition]
+    now: datetime
+    last_price_at: datetime | None
+    last_candle_close_at: datetime | None
+    last_stop_out_at: datetime | None
+
+
+def _pct(value: Decimal) -> str:
+    return f"{fmt(value, 2)}%"
+
+
+def symbol_tradable(ctx: GuardContext) -> GuardResult:
+    info = ctx.symbol_info
+    name = "symbol tradable"
+    if info is None:
+        return GuardResult(name, Verdict.FAIL, f"{ctx.intent.symbol} is not listed on the exchange", "plan a listed symbol")
+    if info.status != "TRADING":
+        return GuardResult(name, Verdict.FAIL, f"{info.symbol} status is {info.status}, not TRADING", "wait until trading resumes")
+    if not info.spot_allowed:
+        return GuardResult(name, Verdict.FAIL, f"{info.symbol} does not allow spot trading", "plan a spot symbol")
+    return GuardResult(name, Verdict.PASS, f"{info.symbol} is TRADING, spot allowed")
+
+
+def exchange_filters(ctx: GuardContext) -> GuardResult:
+    name = "exchange filters"
+    info = ctx.symbol_info
+    if info is None:
+        return GuardResult(name, Verdict.FAIL, "no filters: symbol unknown", "plan a listed symbol")
+    i = ctx.intent
+    problems: list[str] = []
+    if info.min_qty and i.quantity < info.min_qty:
+        problems.append(f"quantity {fmt(i.quantity)} < LOT_SIZE min {fmt(info.min_qty)}")
+    if info.max_qty and i.quantity > info.max_qty:
+        problems.append(f"quantity {fmt(i.quantity)} > LOT_SIZE max {fmt(info.max_qty)}")
+    if not info.quantity_on_step(i.quantity):
+        problems.append(f"quantity {fmt(i.quantity)} not on LOT_SIZE step {fmt(info.step_size)}")
+    for label, price in (("entry", i.entry), ("stop", i.stop), ("target", i.target)):
+        if price is not None and not info.price_on_tick(price):
+            problems.append(f"{label} {fmt(price)} not on PRICE_FILTER tick {fmt(info.tick_size)}")
+    notional = i.quantity * i.entry
+    if info.min_notional and notional < info.min_notional:
+        problems.append(f"notional {fmt(notional, 2)} < MIN_NOTIONAL {fmt(info.min_notional)}")
+    numbers = {"quantity": fmt(i.quantity), "step": fmt(info.step_size), "tick": fmt(info.tick_size),
+               "notional": fmt(notional, 2), "min_notional": fmt(info.min_notional)}
+    if problems:
+        return GuardResult(name, Verdict.FAIL, "; ".join(problems), "plan again: sizing rounds to the exchange grid", numbers)
+    return GuardResult(
+        name, Verdict.PASS,
+        f"quantity {fmt(i.quantity)} on step {fmt(info.step_size)}, prices on tick {fmt(info.tick_size)}, "
+        f"notional {fmt(notional, 2)} ≥ {fmt(info.min_notional)}",
+        numbers=numbers,
+    )
+
+
+def balance(ctx: GuardContext) -> GuardResult:
+    name = "balance"
+    i = ctx.intent
+    info = ctx.symbol_info
+    if info is None:
+        return GuardResult(name, Verdict.FAIL, "no balance check: symbol unknown", "plan a listed symbol")
+    notional = i.quantity * i.entry
+    if i.side is Side.BUY:
+        asset, needed = info.quote_asset, notional + notional * ctx.fee_rate
+    else:
+        # Spot: selling needs the base asset in the account.
+        asset, needed = info.base_asset, i.quantity
+    free = ctx.free_balances.get(asset, ZERO)
+    numbers = {"asset": asset, "free": fmt(free), "needed": fmt(needed)}
+    if free < needed:
+        return GuardResult(
+            name, Verdict.FAIL, f"free {asset} {fmt(free, 2)} < needed {fmt(needed, 2)} (notional + fee)",
+            f"deposit {fmt(needed - free, 2)} {asset} or reduce the quantity", numbers,
+        )
+    return GuardResult(name, Verdict.PASS, f"free {asset} {fmt(free, 2)} ≥ needed {fmt(needed, 2)}", numbers=numbers)
+
+
+def risk_per_trade(ctx: GuardContext) -> GuardResult:
+    name = "risk per trade"
+    i = ctx.intent
+    fig = risk_figures(i.quantity, i.entry, i.stop, ctx.capital, ctx.fee_rate)
+    limit = min(ctx.limits.max_risk_percent, HARD_RISK_CEILING_PERCENT)
+    numbers = {"risk": fmt(fig.risk_at_stop, 2), "risk_percent": fmt(fig.risk_percent, 4),
+               "risk_with_fees": fmt(fig.total_risk, 2), "max_percent": fmt(limit), "capital": fmt(ctx.capital)}
+    if fig.total_risk_percent > HARD_RISK_CEILING_PERCENT:
+        return GuardResult(
+            name, Verdict.FAIL,
+            f"risk with fees {_pct(fig.total_risk_percent)} > hard ceiling {_pct(HARD_RISK_CEILING_PERCENT)}",
+            "reduce the quantity or tighten the stop", numbers,
+        )
+    if fig.risk_percent > limit:
+        return GuardResult(
+            name, Verdict.FAIL, f"risk {_pct(fig.risk_percent)} > max {_pct(limit)} of capital {fmt(ctx.capital)}",
+            f"reduce the quantity to at most {fmt(ctx.capital * limit / HUNDRED / stop_distance(i.entry, i.stop), 8)}",
+            numbers,
+        )
+    if fig.total_risk_percent > limit:
+        return GuardResult(
+            name, Verdict.WARN,
+            f"risk {_pct(fig.risk_percent)} ≤ max {_pct(limit)}, but {_pct(fig.total_risk_percent)} with fees",
+            "fees push the loss at the stop past the budget; a smaller size keeps it inside", numbers,
+        )
+    return GuardResult(name, Verdict.PASS, f"risk {_pct(fig.risk_percent)} ≤ max {_pct(limit)} "
+                       f"({_pct(fig.total_risk_percent)} with fees)", numbers=numbers)
+
+
+def stop_distance_guard(ctx: GuardContext) -> GuardResult:
+    name = "stop distance"
+    i, lim = ctx.intent, ctx.limits
+    wrong_side = (i.stop - i.entry) * i.side.sign >= 0
+    if wrong_side:
+        where = "below" if i.side is Side.BUY else "above"
+        return GuardResult(name, Verdict.FAIL, f"stop {fmt(i.stop)} is not {where} entry {fmt(i.entry)}",
+                           f"put the stop {where} entry")
+    dist = percent(stop_distance(i.entry, i.stop), i.entry)
+    numbers = {"distance_percent": fmt(dist, 4)}
+    if dist < lim.min_stop_distance_percent:
+        return GuardResult(name, Verdict.FAIL, f"stop distance {_pct(dist)} < min {_pct(lim.min_stop_distance_percent)}",
+                           "widen the stop: noise would stop this out", numbers)
+    if dist > lim.max_stop_distance_percent:
+        return GuardResult(name, Verdict.FAIL, f"stop distance {_pct(dist)} > max {_pct(lim.max_stop_distance_percent)}",
+                           "tighten the stop or skip this trade", numbers)
+    if dist < lim.warn_stop_distance_percent:
+        return GuardResult(name, Verdict.WARN, f"stop distance {_pct(dist)} < {_pct(lim.warn_stop_distance_percent)}: tight",
+                           "a tight stop is easily hit by noise", numbers)
+    return GuardResult(name, Verdict.PASS, f"stop distance {_pct(dist)} within {_pct(lim.min_stop_distance_percent)}"
+                       f"–{_pct(lim.max_stop_distance_percent)}", numbers=numbers)
+
+
+def _loss_guard(name: str, pnl: Decimal, capital: Decimal, limit: Decimal, period: str, halted: bool) -> GuardResult:
+    loss = -pnl if pnl < 0 else ZERO
+    loss_pct = percent(loss, capital)
+    numbers = {"realized_pnl": fmt(pnl, 2), "loss_percent": fmt(loss_pct, 4), "limit_percent": fmt(limit)}
+    if loss_pct >= limit:
+        state = "trading HALTED" if halted else "no new entries"
+        return GuardResult(name, Verdict.FAIL, f"{period} realized loss {_pct(loss_pct)} ≥ {_pct(limit)}: {state}",
+                           f"wait for the next {'month' if halted else 'UTC day'}", numbers)
+    return GuardResult(name, Verdict.PASS, f"{period} realized loss {_pct(loss_pct)} < {_pct(limit)}", numbers=numbers)
+
+
+def daily_loss(ctx: GuardContext) -> GuardResult:
+    return _loss_guard("daily loss", ctx.realized_pnl_today, ctx.capital, ctx.limits.daily_loss_percent, "today's", False)
+
+
+def monthly_drawdown(ctx: GuardContext) -> GuardResult:
+    return _loss_guard("monthly drawdown", ctx.realized_pnl_month, ctx.capital,
+                       ctx.limits.monthly_drawdown_percent, "this month's", True)
+
+
+def open_positions(ctx: GuardContext) -> GuardResult:
+    name = "open positions"
+    lim, i = ctx.limits, ctx.intent
+    total = len(ctx.open_positions)
+    same = sum(1 for p in ctx.open_positions if p.symbol == i.symbol)
+    exposure = sum((p.notional for p in ctx.open_positions), ZERO) + i.quantity * i.entry
+    exposure_pct = percent(exposure, ctx.capital)
+    numbers = {"open": str(total), "open_on_symbol": str(same), "exposure_percent": fmt(exposure_pct, 4)}
+    problems = []
+    if total >= lim.max_open_positions:
+        problems.append(f"{total} open operations ≥ max {lim.max_open_positions}")
+    if same >= lim.max_positions_per_symbol:
+        problems.append(f"{same} open on {i.symbol} ≥ max {lim.max_positions_per_symbol} per symbol")
+    if exposure_pct > lim.max_total_exposure_percent:
+        problems.append(f"total notional {_pct(exposure_pct)} of capital > max {_pct(lim.max_total_exposure_percent)}")
+    if problems:
+        return GuardResult(name, Verdict.FAIL, "; ".join(problems), "close an operation first or reduce the size", numbers)
+    return GuardResult(name, Verdict.PASS, f"{total} open (<{lim.max_open_positions}), {same} on {i.symbol} "
+                       f"(≤{lim.max_positions_per_symbol} after), exposure {_pct(exposure_pct)} ≤ "
+                       f"{_pct(lim.max_total_exposure_percent)}", numbers=numbers)
+
+
+def data_freshness(ctx: GuardContext) -> GuardResult:
+    name = "data freshness"
+    limit = timedelta(minutes=ctx.limits.max_data_age_minutes)
+    if ctx.last_price_at is None or ctx.last_candle_close_at is None:
+        return GuardResult(name, Verdict.FAIL, "no price or candles for the symbol", "check the market data source")
+    price_age = ctx.now - ctx.last_price_at
+    candle_age = ctx.now - ctx.last_candle_close_at
+    numbers = {"price_age_s": str(int(price_age.total_seconds())), "candle_age_s": str(int(candle_age.total_seconds()))}
+    worst = max(price_age, candle_age)
+    if worst > limit:
+        return GuardResult(name, Verdict.FAIL,
+                           f"market data is {_minutes(worst)} old > {ctx.limits.max_data_age_minutes} min "
+                           f"(price {_minutes(price_age)}, last candle {_minutes(candle_age)})",
+                           "refresh market data, or plan at a time the market has data for", numbers)
+    return GuardResult(name, Verdict.PASS, f"price {_minutes(price_age)} and last candle {_minutes(candle_age)} old "
+                       f"≤ {ctx.limits.max_data_age_minutes} min", numbers=numbers)
+
+
+def _minutes(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def cooldown(ctx: GuardContext) -> GuardResult:
+    name = "cooldown"
+    window = timedelta(minutes=ctx.limits.cooldown_minutes)
+    last = ctx.last_stop_out_at
+    if last is not None and ctx.now - last < window:
+        wait = window - (ctx.now - last)
+        return GuardResult(name, Verdict.FAIL,
+                           f"{ctx.intent.symbol} stopped out {_minutes(ctx.now - last)} ago < {ctx.limits.cooldown_minutes} min",
+                           f"wait {_minutes(wait)} before re-entering", {"last_stop_out": last.isoformat()})
+    return GuardResult(name, Verdict.PASS, f"no stop-out on {ctx.intent.symbol} in the last {ctx.limits.cooldown_minutes} min")
+
+
+GUARDS: tuple[Callable[[GuardContext], GuardResult], ...] = (
+    symbol_tradable,
+    exchange_filters,
+    balance,
+    risk_per_trade,
+    stop_distance_guard,
+    daily_loss,
+    monthly_drawdown,
+    open_positions,
+    data_freshness,
+    cooldown,
+)
+
+
+def run_guards(ctx: GuardContext) -> list[GuardResult]:
+    """Run every guard and return all verdicts, in the SPEC's order."""
+    return [guard(ctx) for guard in GUARDS]
+
+
+def overall(results: Sequence[GuardResult]) -> Verdict:
+    """FAIL if any guard failed, else WARN if any warned, else PASS."""
+    verdicts = {r.verdict for r in results}
+    if Verdict.FAIL in verdicts:
+        return Verdict.FAIL
+    return Verdict.WARN if Verdict.WARN in verdicts else Verdict.PASS

@@ -1,0 +1,109 @@
+"""The trading intent (a plan) and its state machine (SPEC §2).
+
+PENDING → VALIDATED → EXECUTING → EXECUTED, with FAILED (validation or execution failed)
+and CANCELLED (by the user, from PENDING or VALIDATED). Transitions are a table; any other
+pair raises IllegalTransition.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from robson.domain.market import Side
+from robson.errors import IllegalTransition
+
+
+class IntentStatus(StrEnum):
+    PENDING = "PENDING"
+    VALIDATED = "VALIDATED"
+    EXECUTING = "EXECUTING"
+    EXECUTED = "EXECUTED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class IntentEvent(StrEnum):
+    VALIDATION_PASSED = "validation_passed"
+    VALIDATION_FAILED = "validation_failed"
+    EXECUTION_STARTED = "execution_started"
+    EXECUTION_SUCCEEDED = "execution_succeeded"
+    EXECUTION_FAILED = "execution_failed"
+    CANCEL = "cancel"
+
+
+S, E = IntentStatus, IntentEvent
+
+TRANSITIONS: dict[tuple[IntentStatus, IntentEvent], IntentStatus] = {
+    (S.PENDING, E.VALIDATION_PASSED): S.VALIDATED,
+    (S.PENDING, E.VALIDATION_FAILED): S.FAILED,
+    # A validated intent may be validated again (its report went stale); a FAIL then ends it.
+    (S.VALIDATED, E.VALIDATION_PASSED): S.VALIDATED,
+    (S.VALIDATED, E.VALIDATION_FAILED): S.FAILED,
+    (S.VALIDATED, E.EXECUTION_STARTED): S.EXECUTING,
+    (S.EXECUTING, E.EXECUTION_SUCCEEDED): S.EXECUTED,
+    (S.EXECUTING, E.EXECUTION_FAILED): S.FAILED,
+    (S.PENDING, E.CANCEL): S.CANCELLED,
+    (S.VALIDATED, E.CANCEL): S.CANCELLED,
+}
+
+TERMINAL: frozenset[IntentStatus] = frozenset({S.EXECUTED, S.FAILED, S.CANCELLED})
+
+
+def next_status(status: IntentStatus, event: IntentEvent) -> IntentStatus:
+    """Return the state after event; raise IllegalTransition for a pair not in the table."""
+    try:
+        return TRANSITIONS[(status, event)]
+    except KeyError:
+        allowed = sorted(e.value for (s, e) in TRANSITIONS if s == status)
+        detail = f"; from {status.value} only: {', '.join(allowed)}" if allowed else f"; {status.value} is final"
+        raise IllegalTransition(f"intent cannot go {status.value} -> {event.value}{detail}") from None
+
+
+class IntentSource(StrEnum):
+    MANUAL = "manual"
+    PATTERN = "pattern"
+
+
+@dataclass(frozen=True, slots=True)
+class TradingIntent:
+    """What to trade and why, with the sizing that the risk rule produced."""
+
+    id: str
+    symbol: str
+    side: Side
+    status: IntentStatus
+    strategy: str
+    source: IntentSource
+    timeframe: str
+    capital: Decimal
+    risk_percent: Decimal  # the strategy's risk per trade used for sizing
+    entry: Decimal
+    stop: Decimal
+    stop_method: str  # which method produced the stop, e.g. "technical: 2nd support"
+    quantity: Decimal
+    target: Decimal | None
+    created_at: datetime
+    updated_at: datetime
+    note: str | None = None
+    confidence: Decimal | None = None
+    signal_id: str | None = None
+    validation: dict[str, Any] | None = None  # the last validation report
+    validated_at: datetime | None = None
+    execution: dict[str, Any] | None = None  # execution result or failure reason
+    operation_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # sizing breakdown for display
+
+    def apply(self, event: IntentEvent, at: datetime, **changes: Any) -> TradingIntent:
+        """Return the intent after event, with other field changes; raise IllegalTransition."""
+        status = next_status(self.status, event)
+        return dataclasses.replace(self, status=status, updated_at=at, **changes)
+
+    @property
+    def client_order_prefix(self) -> str:
+        """The prefix of every client order id of this intent (≤ 36 chars with a suffix)."""
+        return f"rb-{self.id}"

@@ -1,0 +1,73 @@
+"""Exact money arithmetic: parsing user numbers and rounding to exchange steps."""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
+
+from robson.errors import InvalidInput
+
+ZERO = Decimal("0")
+ONE = Decimal("1")
+HUNDRED = Decimal("100")
+
+
+def parse_decimal(value: object, field: str, *, positive: bool = True, allow_zero: bool = False) -> Decimal:
+    """Parse a user-supplied number exactly; raise InvalidInput naming the field."""
+    if isinstance(value, float):
+        # Floats never reach money; the string form is what the user meant.
+        value = repr(value)
+    if isinstance(value, Decimal):
+        number = value
+    else:
+        text = str(value).strip().replace("_", "")
+        try:
+            number = Decimal(text)
+        except (InvalidOperation, ValueError):
+            raise InvalidInput(f"{field} must be a number, got '{value}'") from None
+    if not number.is_finite():
+        raise InvalidInput(f"{field} must be a finite number, got '{value}'")
+    if positive:
+        if number < 0 or (number == 0 and not allow_zero):
+            raise InvalidInput(f"{field} must be greater than 0, got '{value}'")
+    return number
+
+
+def percent(part: Decimal, whole: Decimal) -> Decimal:
+    """Return part as a percentage of whole (0 when whole is 0)."""
+    if whole == 0:
+        return ZERO
+    return part / whole * HUNDRED
+
+
+def round_down_to_step(value: Decimal, step: Decimal) -> Decimal:
+    """Round value down to a multiple of step (a step of 0 means no rounding)."""
+    if step <= 0:
+        return value
+    return ((value / step).to_integral_value(rounding=ROUND_DOWN) * step).quantize(step)
+
+
+def round_to_tick(value: Decimal, tick: Decimal, *, up: bool) -> Decimal:
+    """Round a price to the tick, up (ceiling) or down (floor)."""
+    if tick <= 0:
+        return value
+    mode = ROUND_CEILING if up else ROUND_FLOOR
+    return ((value / tick).to_integral_value(rounding=mode) * tick).quantize(tick)
+
+
+def is_multiple(value: Decimal, step: Decimal) -> bool:
+    """Tell whether value is an exact multiple of step (always true for step 0)."""
+    if step <= 0:
+        return True
+    return (value % step) == 0
+
+
+def fmt(value: Decimal | None, places: int | None = None) -> str:
+    """Render a Decimal without exponent, optionally quantized for display."""
+    if value is None:
+        return "-"
+    if places is not None:
+        value = value.quantize(Decimal(1).scaleb(-places))
+    text = format(value, "f")
+    if "." in text and places is None:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"

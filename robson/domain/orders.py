@@ -1,0 +1,87 @@
+"""Orders as robson records them, and the audit trail of every step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from robson.domain.market import Side
+from robson.domain.money import ZERO
+
+
+class OrderType(StrEnum):
+    MARKET = "MARKET"
+    STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
+    OCO = "OCO"  # stop-loss-limit leg plus take-profit leg, one of which cancels the other
+
+
+class OrderStatus(StrEnum):
+    NEW = "NEW"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+
+
+class OrderRole(StrEnum):
+    ENTRY = "E"
+    STOP = "S"
+    EXIT = "X"
+
+
+def client_order_id(intent_id: str, role: OrderRole, attempt: int = 0) -> str:
+    """Derive the deterministic client order id of an intent's order (≤ 36 chars, [A-Za-z0-9_-])."""
+    suffix = role.value if attempt == 0 else f"{role.value}{attempt}"
+    return f"rb-{intent_id}-{suffix}"
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    client_order_id: str
+    exchange: str  # "paper" or "binance"
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+    price: Decimal | None = None  # limit price (stop-limit leg)
+    stop_price: Decimal | None = None
+    target_price: Decimal | None = None  # take-profit leg of an OCO
+    filled_quantity: Decimal = ZERO
+    average_price: Decimal | None = None
+    fee: Decimal = ZERO
+    fee_asset: str | None = None
+    exchange_order_id: str | None = None
+    intent_id: str | None = None
+    operation_id: str | None = None
+
+
+class AuditKind(StrEnum):
+    PLANNED = "planned"
+    VALIDATED = "validated"
+    VALIDATION_FAILED = "validation_failed"
+    CANCELLED = "cancelled"
+    EXECUTION_STARTED = "execution_started"
+    ORDER_SENT = "order_sent"
+    ORDER_FILLED = "order_filled"
+    STOP_PLACED = "stop_placed"
+    STOP_MOVED = "stop_moved"
+    EXECUTED = "executed"
+    EXECUTION_FAILED = "execution_failed"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    at: datetime
+    kind: AuditKind
+    message: str
+    intent_id: str | None = None
+    operation_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)

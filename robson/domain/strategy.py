@@ -1,0 +1,154 @@
+"""Strategies: risk, timeframe, stop method and target, parsed and validated from plain data.
+
+Loading the YAML files is an adapter's job (robson/adapters/strategies.py); this module
+turns an already-parsed mapping into a Strategy, or raises StrategyError naming the
+file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from robson.domain.guards import HARD_RISK_CEILING_PERCENT, RiskLimits
+from robson.domain.market import TIMEFRAME_MS
+from robson.domain.money import parse_decimal
+from robson.domain.stops import STOP_KINDS, StopSettings
+from robson.errors import InvalidInput, StrategyError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+TOP_LEVEL_FIELDS = {
+    "name", "title", "description", "entry", "timeframe", "risk_percent", "max_risk_percent",
+    "stop", "target", "limits", "auto_entry", "scan",
+}
+STOP_FIELDS = {"method"} | {f.name for f in dataclasses.fields(StopSettings)} - {"kind"}
+LIMIT_FIELDS = {f.name for f in dataclasses.fields(RiskLimits)} - {"max_risk_percent"}
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    name: str
+    title: str
+    description: str
+    entry: str  # "manual" or "auto"
+    timeframe: str
+    risk_percent: Decimal
+    max_risk_percent: Decimal
+    stop: StopSettings
+    target_r_multiple: Decimal | None
+    limit_overrides: dict[str, Any] = field(default_factory=dict)
+    auto_entry: dict[str, Any] = field(default_factory=dict)
+    scan: dict[str, Any] = field(default_factory=dict)  # conditions: defined by the scan issue
+    source: str = ""  # the file it came from
+
+    def risk_limits(self, base: RiskLimits) -> RiskLimits:
+        """Return the account limits with this strategy's overrides and max risk applied."""
+        return dataclasses.replace(base, max_risk_percent=self.max_risk_percent, **self.limit_overrides)
+
+
+def _fail(source: str, field_name: str, problem: str) -> StrategyError:
+    return StrategyError(f"{source}: field '{field_name}': {problem}")
+
+
+def _decimal(source: str, field_name: str, value: Any, *, allow_zero: bool = False) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise _fail(source, field_name, f"must be a number, got {value!r}")
+    try:
+        return parse_decimal(value, field_name, allow_zero=allow_zero)
+    except InvalidInput as e:
+        raise _fail(source, field_name, e.message) from None
+
+
+def _int(source: str, field_name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise _fail(source, field_name, f"must be a whole number ≥ {minimum}, got {value!r}")
+    return value
+
+
+def _mapping(source: str, field_name: str, value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(source, field_name, f"must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _unknown(source: str, prefix: str, data: dict[str, Any], allowed: set[str]) -> None:
+    for key in data:
+        if key not in allowed:
+            raise _fail(source, f"{prefix}{key}", f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse_stop(source: str, data: dict[str, Any]) -> StopSettings:
+    _unknown(source, "stop.", data, STOP_FIELDS)
+    method = data.get("method", "technical")
+    if method not in STOP_KINDS:
+        raise _fail(source, "stop.method", f"must be one of {', '.join(STOP_KINDS)}, got {method!r}")
+    values: dict[str, Any] = {"kind": method}
+    defaults = StopSettings()
+    for key, raw in data.items():
+        if key == "method":
+            continue
+        default = getattr(defaults, key)
+        if isinstance(default, int):
+            values[key] = _int(source, f"stop.{key}", raw)
+        else:
+            values[key] = _decimal(source, f"stop.{key}", raw, allow_zero=key == "buffer_percent")
+    return StopSettings(**values)
+
+
+def _parse_limits(source: str, data: dict[str, Any]) -> dict[str, Any]:
+    _unknown(source, "limits.", data, LIMIT_FIELDS)
+    defaults = RiskLimits()
+    parsed: dict[str, Any] = {}
+    for key, raw in data.items():
+        if isinstance(getattr(defaults, key), int):
+            parsed[key] = _int(source, f"limits.{key}", raw, minimum=0)
+        else:
+            parsed[key] = _decimal(source, f"limits.{key}", raw, allow_zero=True)
+    return parsed
+
+
+def parse_strategy(data: Any, source: str) -> Strategy:
+    """Build a Strategy from parsed YAML; raise StrategyError naming source, field and problem."""
+    if not isinstance(data, dict):
+        raise StrategyError(f"{source}: the file must hold a mapping of fields, got {type(data).__name__}")
+    _unknown(source, "", data, TOP_LEVEL_FIELDS)
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise _fail(source, "name", f"must be lowercase letters, digits and '-', got {name!r}")
+    entry = data.get("entry", "manual")
+    if entry not in ("manual", "auto"):
+        raise _fail(source, "entry", f"must be 'manual' or 'auto', got {entry!r}")
+    timeframe = data.get("timeframe", "15m")
+    if timeframe not in TIMEFRAME_MS:
+        raise _fail(source, "timeframe", f"must be one of {', '.join(TIMEFRAME_MS)}, got {timeframe!r}")
+    risk = _decimal(source, "risk_percent", data.get("risk_percent", "1"))
+    max_risk = _decimal(source, "max_risk_percent", data.get("max_risk_percent", risk))
+    for field_name, value in (("risk_percent", risk), ("max_risk_percent", max_risk)):
+        if value > HARD_RISK_CEILING_PERCENT:
+            raise _fail(source, field_name, f"{value}% is above the hard ceiling of {HARD_RISK_CEILING_PERCENT}%")
+    if risk > max_risk:
+        raise _fail(source, "risk_percent", f"{risk}% is above max_risk_percent {max_risk}%")
+    stop = _parse_stop(source, _mapping(source, "stop", data.get("stop")))
+    target = _mapping(source, "target", data.get("target"))
+    _unknown(source, "target.", target, {"r_multiple"})
+    r_multiple = _decimal(source, "target.r_multiple", target["r_multiple"]) if "r_multiple" in target else None
+    return Strategy(
+        name=name,
+        title=str(data.get("title") or name),
+        description=str(data.get("description") or "").strip(),
+        entry=entry,
+        timeframe=timeframe,
+        risk_percent=risk,
+        max_risk_percent=max_risk,
+        stop=stop,
+        target_r_multiple=r_multiple,
+        limit_overrides=_parse_limits(source, _mapping(source, "limits", data.get("limits"))),
+        auto_entry=_mapping(source, "auto_entry", data.get("auto_entry")),
+        scan=_mapping(source, "scan", data.get("scan")),
+        source=source,
+    )

@@ -1,0 +1,131 @@
+"""robson's one error hierarchy.
+
+Every error a user can meet is a ``RobsonError``. The CLI's error boundary
+(``robson.cli.app``) is the only place that catches them: it prints
+``Error: <message>`` on stderr and exits with ``exit_code``. Adapters translate
+library exceptions into these at the boundary (``raise X(...) from e``).
+
+Exit codes (SPEC §1): 0 success, 1 runtime failure, 2 bad usage or input,
+3 refused by a risk guard or safety gate.
+"""
+
+from __future__ import annotations
+
+
+class RobsonError(Exception):
+    """Base of every robson error; handled by the CLI error boundary (exit 1)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- bad usage or input (exit 2) -------------------------------------------
+
+
+class InvalidInput(RobsonError):
+    """A value given by the user is malformed or out of range; CLI exits 2."""
+
+    exit_code = 2
+
+
+class NotFound(InvalidInput):
+    """An ID, symbol, strategy or file the user named does not exist; CLI exits 2."""
+
+
+class AmbiguousId(InvalidInput):
+    """An ID prefix matches more than one record; CLI exits 2 listing candidates."""
+
+    def __init__(self, prefix: str, candidates: list[str]) -> None:
+        shown = ", ".join(candidates[:10]) + (" …" if len(candidates) > 10 else "")
+        super().__init__(
+            f"ID prefix '{prefix}' is ambiguous: it matches {len(candidates)} records ({shown})",
+            hint="type more characters of the ID",
+        )
+        self.candidates = candidates
+
+
+class ConfigError(InvalidInput):
+    """The configuration file or environment is invalid; CLI exits 2."""
+
+
+class StrategyError(InvalidInput):
+    """A strategy YAML file is invalid; message names file, field and problem; CLI exits 2."""
+
+
+class IllegalTransition(InvalidInput):
+    """A state change not in the transition table was asked for; CLI exits 2."""
+
+
+class DataImportError(InvalidInput):
+    """An import file has bad rows; nothing was imported; CLI exits 2."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+# --- refused by a guard or safety gate (exit 3) -----------------------------
+
+
+class Refused(RobsonError):
+    """A risk guard or safety gate refused the action; CLI exits 3."""
+
+    exit_code = 3
+
+
+class SizingRefused(Refused):
+    """The risk rule cannot produce a valid order (below exchange minimums, no budget)."""
+
+
+class ValidationFailed(Refused):
+    """Validation finished with at least one FAIL verdict; the report is attached."""
+
+
+class ExecutionRefused(Refused):
+    """A pre-execution check or the LIVE gate refused to place orders."""
+
+
+class TradingHalted(Refused):
+    """Loss limits halted new entries."""
+
+
+# --- runtime failures (exit 1) ----------------------------------------------
+
+
+class MarketDataError(RobsonError):
+    """Market data is missing or unusable (no candles, gap, unknown timeframe)."""
+
+
+class ExchangeError(RobsonError):
+    """The exchange (paper or real) rejected or failed a request; handled by use cases."""
+
+
+class InsufficientBalance(ExchangeError):
+    """The account does not hold enough of an asset for an order."""
+
+
+class OrderRejected(ExchangeError):
+    """The exchange rejected an order (filters, state); never retried."""
+
+
+class TemporaryExchangeError(ExchangeError):
+    """A timeout, 5XX or rate limit: the only kind of error that may be retried."""
+
+
+class LiveTradingUnavailable(RobsonError):
+    """LIVE was requested and allowed, but no live exchange adapter exists yet."""
+
+
+class DuplicateOrder(ExchangeError):
+    """An order with this client order id exists already; the caller looks it up instead."""
+
+
+class StoreError(RobsonError):
+    """The database cannot be opened, migrated or written."""
