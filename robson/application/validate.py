@@ -81,13 +81,14 @@ def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, e
     except NotFound:
         info = None
     price_at = candle_close_at = None
+    length = timeframe_ms(intent.timeframe)
+    now_ms = int(now.timestamp() * 1000)
+    expected_close = datetime.fromtimestamp(now_ms // length * length / 1000, tz=UTC)
     try:
         price_at = market.last_price(intent.symbol).at
         candles = market.candles(intent.symbol, intent.timeframe, 1)
         if candles:
-            candle_close_at = datetime.fromtimestamp(
-                (candles[-1].open_time + timeframe_ms(intent.timeframe)) / 1000, tz=UTC
-            )
+            candle_close_at = datetime.fromtimestamp((candles[-1].open_time + length) / 1000, tz=UTC)
     except (NotFound, MarketDataError):
         pass
     free = {asset: b.free for asset, b in exchange.balances().items()}
@@ -110,4 +111,5 @@ def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, e
         last_price_at=price_at,
         last_candle_close_at=candle_close_at,
         last_stop_out_at=last_stop,
+        expected_candle_close_at=expected_close,
     )

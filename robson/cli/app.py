@@ -25,7 +25,7 @@ class RobsonGroup(TyperGroup):
             return super().invoke(ctx)
         except RobsonError as e:
             _print_error(str(e), e.hint)
-            for problem in getattr(e, "problems", [])[:50]:
+            for problem in getattr(e, "problems", []):
                 err_console().print(f"  {problem}", markup=False)
             raise typer.Exit(e.exit_code) from None
         except BrokenPipeError:  # `robson ... | head`: the reader left; stop quietly

@@ -25,10 +25,13 @@ def import_(
 
     Example: robson data import BTCUSDT-1h.json --symbol BTCUSDT --timeframe 1h
     """
+    from robson.adapters.market.importer import parse_candle_file
     from robson.application.market_data import import_candles
+    from robson.domain.market import timeframe_ms
 
-    c = container(ctx)
-    result = import_candles(file, symbol, timeframe, store=c.store)
+    timeframe_ms(timeframe)
+    candles = parse_candle_file(file, timeframe)
+    result = import_candles(symbol, timeframe, candles, store=container(ctx).store)
     emit(as_json, result, lambda: console().print(
         f"Imported {result['candles']} {result['timeframe']} candles of {result['symbol']} "
         f"({result['first']} → {result['last']} UTC)."))

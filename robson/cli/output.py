@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -49,6 +50,9 @@ def console():
         from rich.console import Console
 
         _console = Console(highlight=False, soft_wrap=False)
+        if not _console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped or captured output: wide enough that tables do not fold into unreadable columns.
+            _console = Console(highlight=False, soft_wrap=False, width=160)
     return _console
 
 

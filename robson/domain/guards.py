@@ -84,6 +84,7 @@ class GuardContext:
     last_price_at: datetime | None
     last_candle_close_at: datetime | None
     last_stop_out_at: datetime | None
+    expected_candle_close_at: datetime | None = None  # when the latest candle should have closed; None = now
 
 
 def _pct(value: Decimal) -> str:
@@ -250,21 +251,23 @@ def open_positions(ctx: GuardContext) -> GuardResult:
 
 
 def data_freshness(ctx: GuardContext) -> GuardResult:
+    """The price must be ≤ N minutes old and the candles must include the latest closed one, ≤ N minutes late."""
     name = "data freshness"
     limit = timedelta(minutes=ctx.limits.max_data_age_minutes)
     if ctx.last_price_at is None or ctx.last_candle_close_at is None:
         return GuardResult(name, Verdict.FAIL, "no price or candles for the symbol", "check the market data source")
     price_age = ctx.now - ctx.last_price_at
-    candle_age = ctx.now - ctx.last_candle_close_at
-    numbers = {"price_age_s": str(int(price_age.total_seconds())), "candle_age_s": str(int(candle_age.total_seconds()))}
-    worst = max(price_age, candle_age)
-    if worst > limit:
+    expected = ctx.expected_candle_close_at or ctx.now
+    candle_lag = expected - ctx.last_candle_close_at
+    numbers = {"price_age_s": str(int(price_age.total_seconds())), "candle_lag_s": str(int(candle_lag.total_seconds()))}
+    if price_age > limit or candle_lag > limit:
         return GuardResult(name, Verdict.FAIL,
-                           f"market data is {_minutes(worst)} old > {ctx.limits.max_data_age_minutes} min "
-                           f"(price {_minutes(price_age)}, last candle {_minutes(candle_age)})",
+                           f"market data is stale: price {_minutes(price_age)} old, last candle closed "
+                           f"{_minutes(candle_lag)} before the latest expected close "
+                           f"(limit {ctx.limits.max_data_age_minutes} min)",
                            "refresh market data, or plan at a time the market has data for", numbers)
-    return GuardResult(name, Verdict.PASS, f"price {_minutes(price_age)} and last candle {_minutes(candle_age)} old "
-                       f"≤ {ctx.limits.max_data_age_minutes} min", numbers=numbers)
+    return GuardResult(name, Verdict.PASS, f"price {_minutes(price_age)} old, candles up to date "
+                       f"(lag {_minutes(candle_lag)} ≤ {ctx.limits.max_data_age_minutes} min)", numbers=numbers)
 
 
 def _minutes(delta: timedelta) -> str:

@@ -150,11 +150,20 @@ def test_total_exposure_above_80_percent_of_capital_fails():
     assert "> max 80.00%" in g.open_positions(context(open_positions=over)).message
 
 
-def test_data_older_than_5_minutes_fails():
-    assert g.data_freshness(context(last_candle_close_at=NOW - timedelta(minutes=5))).verdict is Verdict.PASS
-    stale = g.data_freshness(context(last_candle_close_at=NOW - timedelta(minutes=5, seconds=1)))
-    assert stale.verdict is Verdict.FAIL
+def test_price_older_than_5_minutes_fails():
+    assert g.data_freshness(context(last_price_at=NOW - timedelta(minutes=5))).verdict is Verdict.PASS
+    stale = g.data_freshness(context(last_price_at=NOW - timedelta(minutes=5, seconds=1)))
+    assert stale.verdict is Verdict.FAIL and "price 5m01s old" in stale.message
     assert g.data_freshness(context(last_price_at=None)).verdict is Verdict.FAIL
+
+
+def test_candles_must_include_the_latest_closed_candle_within_5_minutes():
+    # 15m candles at 21:10: the latest candle to have closed is the 20:45 one, closing at 21:00.
+    expected = datetime(2021, 7, 17, 21, 0, tzinfo=UTC)
+    fresh = context(last_candle_close_at=expected, expected_candle_close_at=expected)
+    assert g.data_freshness(fresh).verdict is Verdict.PASS
+    late = context(last_candle_close_at=expected - timedelta(minutes=15), expected_candle_close_at=expected)
+    assert g.data_freshness(late).verdict is Verdict.FAIL
 
 
 def test_cooldown_after_a_stop_out_on_the_same_symbol():

@@ -1,0 +1,1 @@
+"""Market data adapters: the bundled sample market and candle-file import."""

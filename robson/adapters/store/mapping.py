@@ -1,0 +1,337 @@
+"""Map table rows to frozen domain dataclasses and back; the only place that knows both.
+
+Encodings:
+- Decimal  -> its exact str() as TEXT ("0.00051000" comes back as "0.00051000"), never a float.
+- datetime -> fixed-width ISO-8601 UTC text "2024-05-01T12:00:00.000000+00:00", so text order is
+  time order; loads as an aware UTC datetime equal to what was stored.
+- dict     -> JSON text. Inside it Decimals are written as strings and datetimes as ISO strings,
+  and they load back as those strings: JSON fields (intent validation/execution/details, audit
+  data) are display data, so nested values are NOT converted back to Decimal or datetime.
+- enums    -> their value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+
+from robson.application.ports import Balance
+from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
+from robson.domain.market import Candle, Side
+from robson.domain.operation import CloseReason, Operation, OperationStatus
+from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
+from robson.errors import StoreError
+
+Row = Any  # a SQLAlchemy Row: columns as attributes
+
+# --- scalar codecs -------------------------------------------------------------
+
+
+def encode_decimal(value: Decimal) -> str:
+    """Return the exact text of a finite Decimal; raise StoreError for floats and NaN."""
+    if not isinstance(value, Decimal):
+        # A float here would already have lost precision; refuse rather than store it.
+        raise StoreError(f"cannot store {value!r}: money and quantities must be Decimal")
+    if not value.is_finite():
+        raise StoreError(f"cannot store non-finite number {value}")
+    return str(value)
+
+
+def encode_optional_decimal(value: Decimal | None) -> str | None:
+    return None if value is None else encode_decimal(value)
+
+
+def decode_decimal(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def decode_optional_decimal(text: str | None) -> Decimal | None:
+    return None if text is None else Decimal(text)
+
+
+def encode_datetime(moment: datetime) -> str:
+    """Return fixed-width ISO-8601 UTC text; raise StoreError for a naive datetime."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise StoreError(f"cannot store naive datetime {moment.isoformat()}: robson times are UTC-aware")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def encode_optional_datetime(moment: datetime | None) -> str | None:
+    return None if moment is None else encode_datetime(moment)
+
+
+def decode_datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def decode_optional_datetime(text: str | None) -> datetime | None:
+    return None if text is None else decode_datetime(text)
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        return encode_datetime(value) if value.tzinfo else value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_json(data: Mapping[str, Any]) -> str:
+    """Return data as JSON text (Decimals and datetimes as strings); raise StoreError if not serializable."""
+    try:
+        return json.dumps(data, default=_json_default, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise StoreError(f"cannot store JSON data: {e}") from e
+
+
+def encode_optional_json(data: Mapping[str, Any] | None) -> str | None:
+    return None if data is None else encode_json(data)
+
+
+def decode_json(text: str) -> dict[str, Any]:
+    return json.loads(text)  # type: ignore[no-any-return]  # only dicts are ever encoded
+
+
+def decode_optional_json(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else decode_json(text)
+
+
+# --- intents ----------------------------------------------------------------------
+
+
+def intent_to_row(intent: TradingIntent) -> dict[str, Any]:
+    return {
+        "id": intent.id,
+        "symbol": intent.symbol,
+        "side": intent.side.value,
+        "status": intent.status.value,
+        "strategy": intent.strategy,
+        "source": intent.source.value,
+        "timeframe": intent.timeframe,
+        "capital": encode_decimal(intent.capital),
+        "risk_percent": encode_decimal(intent.risk_percent),
+        "entry": encode_decimal(intent.entry),
+        "stop": encode_decimal(intent.stop),
+        "stop_method": intent.stop_method,
+        "quantity": encode_decimal(intent.quantity),
+        "target": encode_optional_decimal(intent.target),
+        "created_at": encode_datetime(intent.created_at),
+        "updated_at": encode_datetime(intent.updated_at),
+        "note": intent.note,
+        "confidence": encode_optional_decimal(intent.confidence),
+        "signal_id": intent.signal_id,
+        "validation": encode_optional_json(intent.validation),
+        "validated_at": encode_optional_datetime(intent.validated_at),
+        "execution": encode_optional_json(intent.execution),
+        "operation_id": intent.operation_id,
+        "details": encode_json(intent.details),
+    }
+
+
+def intent_from_row(row: Row) -> TradingIntent:
+    return TradingIntent(
+        id=row.id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        status=IntentStatus(row.status),
+        strategy=row.strategy,
+        source=IntentSource(row.source),
+        timeframe=row.timeframe,
+        capital=decode_decimal(row.capital),
+        risk_percent=decode_decimal(row.risk_percent),
+        entry=decode_decimal(row.entry),
+        stop=decode_decimal(row.stop),
+        stop_method=row.stop_method,
+        quantity=decode_decimal(row.quantity),
+        target=decode_optional_decimal(row.target),
+        created_at=decode_datetime(row.created_at),
+        updated_at=decode_datetime(row.updated_at),
+        note=row.note,
+        confidence=decode_optional_decimal(row.confidence),
+        signal_id=row.signal_id,
+        validation=decode_optional_json(row.validation),
+        validated_at=decode_optional_datetime(row.validated_at),
+        execution=decode_optional_json(row.execution),
+        operation_id=row.operation_id,
+        details=decode_json(row.details),
+    )
+
+
+# --- operations -------------------------------------------------------------------
+
+
+def operation_to_row(operation: Operation) -> dict[str, Any]:
+    return {
+        "id": operation.id,
+        "intent_id": operation.intent_id,
+        "symbol": operation.symbol,
+        "side": operation.side.value,
+        "status": operation.status.value,
+        "mode": operation.mode,
+        "strategy": operation.strategy,
+        "quantity": encode_decimal(operation.quantity),
+        "entry_price": encode_decimal(operation.entry_price),
+        "entry_fee": encode_decimal(operation.entry_fee),
+        "initial_stop": encode_decimal(operation.initial_stop),
+        "stop": encode_decimal(operation.stop),
+        "target": encode_optional_decimal(operation.target),
+        "opened_at": encode_datetime(operation.opened_at),
+        "updated_at": encode_datetime(operation.updated_at),
+        "quote_asset": operation.quote_asset,
+        "exit_price": encode_optional_decimal(operation.exit_price),
+        "exit_fee": encode_decimal(operation.exit_fee),
+        "realized_pnl": encode_optional_decimal(operation.realized_pnl),
+        "close_reason": None if operation.close_reason is None else operation.close_reason.value,
+        "closed_at": encode_optional_datetime(operation.closed_at),
+        "last_checked_at": encode_optional_datetime(operation.last_checked_at),
+    }
+
+
+def operation_from_row(row: Row) -> Operation:
+    return Operation(
+        id=row.id,
+        intent_id=row.intent_id,
+        symbol=row.symbol,
+        side=Side(row.side),
+        status=OperationStatus(row.status),
+        mode=row.mode,
+        strategy=row.strategy,
+        quantity=decode_decimal(row.quantity),
+        entry_price=decode_decimal(row.entry_price),
+        entry_fee=decode_decimal(row.entry_fee),
+        initial_stop=decode_decimal(row.initial_stop),
+        stop=decode_decimal(row.stop),
+        target=decode_optional_decimal(row.target),
+        opened_at=decode_datetime(row.opened_at),
+        updated_at=decode_datetime(row.updated_at),
+        quote_asset=row.quote_asset,
+        exit_price=decode_optional_decimal(row.exit_price),
+        exit_fee=decode_decimal(row.exit_fee),
+        realized_pnl=decode_optional_decimal(row.realized_pnl),
+        close_reason=None if row.close_reason is None else CloseReason(row.close_reason),
+        closed_at=decode_optional_datetime(row.closed_at),
+        last_checked_at=decode_optional_datetime(row.last_checked_at),
+    )
+
+
+# --- orders, balances, audit, candles ---------------------------------------------
+
+
+def order_to_row(order: Order) -> dict[str, Any]:
+    return {
+        "client_order_id": order.client_order_id,
+        "exchange": order.exchange,
+        "symbol": order.symbol,
+        "side": order.side.value,
+        "type": order.type.value,
+        "quantity": encode_decimal(order.quantity),
+        "status": order.status.value,
+        "created_at": encode_datetime(order.created_at),
+        "updated_at": encode_datetime(order.updated_at),
+        "price": encode_optional_decimal(order.price),
+        "stop_price": encode_optional_decimal(order.stop_price),
+        "target_price": encode_optional_decimal(order.target_price),
+        "filled_quantity": encode_decimal(order.filled_quantity),
+        "average_price": encode_optional_decimal(order.average_price),
+        "fee": encode_decimal(order.fee),
+        "fee_asset": order.fee_asset,
+        "exchange_order_id": order.exchange_order_id,
+        "intent_id": order.intent_id,
+        "operation_id": order.operation_id,
+    }
+
+
+def order_from_row(row: Row) -> Order:
+    return Order(
+        client_order_id=row.client_order_id,
+        exchange=row.exchange,
+        symbol=row.symbol,
+        side=Side(row.side),
+        type=OrderType(row.type),
+        quantity=decode_decimal(row.quantity),
+        status=OrderStatus(row.status),
+        created_at=decode_datetime(row.created_at),
+        updated_at=decode_datetime(row.updated_at),
+        price=decode_optional_decimal(row.price),
+        stop_price=decode_optional_decimal(row.stop_price),
+        target_price=decode_optional_decimal(row.target_price),
+        filled_quantity=decode_decimal(row.filled_quantity),
+        average_price=decode_optional_decimal(row.average_price),
+        fee=decode_decimal(row.fee),
+        fee_asset=row.fee_asset,
+        exchange_order_id=row.exchange_order_id,
+        intent_id=row.intent_id,
+        operation_id=row.operation_id,
+    )
+
+
+def balance_to_row(account: str, balance: Balance) -> dict[str, Any]:
+    return {
+        "account": account,
+        "asset": balance.asset,
+        "free": encode_decimal(balance.free),
+        "locked": encode_decimal(balance.locked),
+    }
+
+
+def balance_from_row(row: Row) -> Balance:
+    return Balance(asset=row.asset, free=decode_decimal(row.free), locked=decode_decimal(row.locked))
+
+
+def audit_event_to_row(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "at": encode_datetime(event.at),
+        "kind": event.kind.value,
+        "message": event.message,
+        "intent_id": event.intent_id,
+        "operation_id": event.operation_id,
+        "data": encode_json(event.data),
+    }
+
+
+def audit_event_from_row(row: Row) -> AuditEvent:
+    return AuditEvent(
+        at=decode_datetime(row.at),
+        kind=AuditKind(row.kind),
+        message=row.message,
+        intent_id=row.intent_id,
+        operation_id=row.operation_id,
+        data=decode_json(row.data),
+    )
+
+
+def candle_to_row(symbol: str, timeframe: str, candle: Candle) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "timeframe": timeframe,
+        "open_time": int(candle.open_time),
+        "open": encode_decimal(candle.open),
+        "high": encode_decimal(candle.high),
+        "low": encode_decimal(candle.low),
+        "close": encode_decimal(candle.close),
+        "volume": encode_decimal(candle.volume),
+    }
+
+
+def candle_from_row(row: Row) -> Candle:
+    return Candle(
+        open_time=int(row.open_time),
+        open=Decimal(row.open),
+        high=Decimal(row.high),
+        low=Decimal(row.low),
+        close=Decimal(row.close),
+        volume=Decimal(row.volume),
+    )

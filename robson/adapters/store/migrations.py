@@ -1,0 +1,230 @@
+"""Schema versions and the ordered migrations between them.
+
+Each migration is a frozen snapshot written in portable SQLAlchemy Core (or plain SQL that
+SQLite and PostgreSQL both accept); never build one from the table models, which follow the
+latest schema. `upgrade` applies the pending ones in one serialized write transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    inspect,
+    select,
+    text,
+)
+
+from robson.adapters.store.engine import write_connection
+from robson.errors import StoreError
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial_tables(connection: Connection) -> None:
+    metadata = MetaData()
+    # Timestamps are fixed-width ISO text (32 chars); money and quantities are exact TEXT.
+    Table(
+        "schema_version",
+        metadata,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("applied_at", String(32), nullable=False),
+        Column("description", Text, nullable=False),
+    )
+    Table(
+        "intents",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("symbol", String(20), nullable=False),
+        Column("side", String(4), nullable=False),
+        Column("status", String(12), nullable=False, index=True),
+        Column("strategy", Text, nullable=False),
+        Column("source", String(12), nullable=False),
+        Column("timeframe", String(8), nullable=False),
+        Column("capital", Text, nullable=False),
+        Column("risk_percent", Text, nullable=False),
+        Column("entry", Text, nullable=False),
+        Column("stop", Text, nullable=False),
+        Column("stop_method", Text, nullable=False),
+        Column("quantity", Text, nullable=False),
+        Column("target", Text),
+        Column("created_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("note", Text),
+        Column("confidence", Text),
+        Column("validation", Text),
+        Column("validated_at", String(32)),
+        Column("execution", Text),
+        Column("operation_id", String(40)),
+        Column("details", Text, nullable=False),
+    )
+    Table(
+        "operations",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("intent_id", String(40), ForeignKey("intents.id"), nullable=False),
+        Column("symbol", String(20), nullable=False, index=True),
+        Column("side", String(4), nullable=False),
+        Column("status", String(12), nullable=False, index=True),
+        Column("mode", String(8), nullable=False),
+        Column("strategy", Text, nullable=False),
+        Column("quantity", Text, nullable=False),
+        Column("entry_price", Text, nullable=False),
+        Column("entry_fee", Text, nullable=False),
+        Column("initial_stop", Text, nullable=False),
+        Column("stop", Text, nullable=False),
+        Column("target", Text),
+        Column("opened_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("quote_asset", String(20), nullable=False),
+        Column("exit_price", Text),
+        Column("exit_fee", Text, nullable=False),
+        Column("realized_pnl", Text),
+        Column("close_reason", String(32)),
+        Column("closed_at", String(32)),
+        Index("ix_operations_intent_id", "intent_id", unique=True),  # 1:1 with its intent
+    )
+    Table(
+        "orders",
+        metadata,
+        Column("client_order_id", String(64), primary_key=True),
+        Column("exchange", String(20), nullable=False),
+        Column("symbol", String(20), nullable=False),
+        Column("side", String(4), nullable=False),
+        Column("type", String(20), nullable=False),
+        Column("quantity", Text, nullable=False),
+        Column("status", String(20), nullable=False),
+        Column("created_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("price", Text),
+        Column("stop_price", Text),
+        Column("target_price", Text),
+        Column("filled_quantity", Text, nullable=False),
+        Column("average_price", Text),
+        Column("fee", Text, nullable=False),
+        Column("fee_asset", String(20)),
+        Column("exchange_order_id", String(64)),
+        Column("intent_id", String(40), index=True),
+        Column("operation_id", String(40)),
+    )
+    Table(
+        "balances",
+        metadata,
+        Column("account", String(40), primary_key=True),
+        Column("asset", String(20), primary_key=True),
+        Column("free", Text, nullable=False),
+        Column("locked", Text, nullable=False),
+    )
+    Table(
+        "audit_events",
+        metadata,
+        Column("id", Integer, primary_key=True),
+        Column("at", String(32), nullable=False),
+        Column("kind", String(32), nullable=False),
+        Column("message", Text, nullable=False),
+        Column("intent_id", String(40), index=True),
+        Column("operation_id", String(40), index=True),
+        Column("data", Text, nullable=False),
+        sqlite_autoincrement=True,  # ids never reused, so the trail's order is its id order
+    )
+    metadata.create_all(connection)
+
+
+def _v2_signals_checks_and_candles(connection: Connection) -> None:
+    # ADD COLUMN of a nullable column is plain SQL on SQLite and PostgreSQL alike.
+    connection.execute(text("ALTER TABLE intents ADD COLUMN signal_id TEXT"))
+    connection.execute(text("ALTER TABLE operations ADD COLUMN last_checked_at VARCHAR(32)"))
+    metadata = MetaData()
+    Table(
+        "candles",
+        metadata,
+        Column("symbol", String(20), primary_key=True),
+        Column("timeframe", String(8), primary_key=True),
+        Column("open_time", BigInteger, primary_key=True, autoincrement=False),
+        Column("open", Text, nullable=False),
+        Column("high", Text, nullable=False),
+        Column("low", Text, nullable=False),
+        Column("close", Text, nullable=False),
+        Column("volume", Text, nullable=False),
+    )
+    metadata.create_all(connection)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables", _v1_initial_tables),
+    Migration(2, "intents.signal_id, operations.last_checked_at, candles", _v2_signals_checks_and_candles),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+_VERSION = Table(
+    "schema_version",
+    MetaData(),
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", String(32)),
+    Column("description", Text),
+)
+
+
+def current_version(connection: Connection) -> int:
+    """Return the schema version of the database (0 when empty)."""
+    if not inspect(connection).has_table("schema_version"):
+        return 0
+    return int(connection.execute(select(func.max(_VERSION.c.version))).scalar() or 0)
+
+
+def check_not_newer(version: int) -> None:
+    """Raise StoreError if the database was written by a newer robson."""
+    if version > LATEST_VERSION:
+        raise StoreError(
+            f"database schema v{version} is newer than this robson (v{LATEST_VERSION}); upgrade robson",
+        )
+
+
+def apply_pending(connection: Connection, *, target: int = LATEST_VERSION) -> list[int]:
+    """Apply migrations above the current version up to target inside the caller's transaction."""
+    version = current_version(connection)
+    check_not_newer(version)
+    applied = []
+    for migration in MIGRATIONS:
+        if version < migration.version <= target:
+            migration.apply(connection)
+            connection.execute(
+                _VERSION.insert().values(
+                    version=migration.version,
+                    applied_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                    description=migration.description,
+                )
+            )
+            applied.append(migration.version)
+    return applied
+
+
+def upgrade(engine: Engine, *, target: int = LATEST_VERSION) -> list[int]:
+    """Bring the database to target; return the versions applied (none if another process did it)."""
+    with engine.connect() as connection:
+        version = current_version(connection)
+    check_not_newer(version)
+    if version >= target:
+        return []  # the common path: no write lock taken
+    with write_connection(engine) as connection, connection.begin():
+        # Re-read under the write lock: a concurrent opener may have migrated meanwhile.
+        return apply_pending(connection, target=target)

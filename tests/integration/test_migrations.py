@@ -1,0 +1,182 @@
+"""Schema versions: upgrading an old database keeps every row; a newer one is refused."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from robson.adapters.store import SqlStore, migrations
+from robson.adapters.store.engine import build_engine, write_connection
+from robson.adapters.store.tables import ALL_TABLES
+from robson.application.ports import Balance
+from robson.domain.intent import IntentStatus
+from robson.domain.market import Candle
+from robson.domain.operation import OperationStatus
+from robson.domain.orders import AuditKind, OrderStatus
+from robson.errors import StoreError
+
+V1_ROWS = [
+    """INSERT INTO intents (id, symbol, side, status, strategy, source, timeframe, capital, risk_percent,
+       entry, stop, stop_method, quantity, target, created_at, updated_at, note, confidence, validation,
+       validated_at, execution, operation_id, details)
+       VALUES ('pl-7f3a9c2e', 'BTCUSDT', 'BUY', 'EXECUTED', 'All In', 'manual', '15m', '100', '1',
+       '95432.00', '93500.00', 'technical: 2nd support', '0.00051000', NULL,
+       '2024-05-01T12:00:00.000000+00:00', '2024-05-01T12:05:00.000000+00:00', 'não é conselho', '0.8',
+       '{"verdicts":[]}', '2024-05-01T12:01:00.000000+00:00', NULL, 'op-1a2b3c4d', '{"risk":"0.99"}')""",
+    """INSERT INTO operations (id, intent_id, symbol, side, status, mode, strategy, quantity, entry_price,
+       entry_fee, initial_stop, stop, target, opened_at, updated_at, quote_asset, exit_price, exit_fee,
+       realized_pnl, close_reason, closed_at)
+       VALUES ('op-1a2b3c4d', 'pl-7f3a9c2e', 'BTCUSDT', 'BUY', 'CLOSED', 'paper', 'All In', '0.00051000',
+       '95432.00', '0.04866', '93500.00', '93500.00', NULL, '2024-05-01T12:05:00.000000+00:00',
+       '2024-05-01T15:00:00.000000+00:00', 'USDT', '93500.00', '0.047685', '-1.081665', 'stop',
+       '2024-05-01T15:00:00.000000+00:00')""",
+    """INSERT INTO orders (client_order_id, exchange, symbol, side, type, quantity, status, created_at,
+       updated_at, filled_quantity, fee, intent_id)
+       VALUES ('rb-pl-7f3a9c2e-E', 'paper', 'BTCUSDT', 'BUY', 'MARKET', '0.00051000', 'FILLED',
+       '2024-05-01T12:05:00.000000+00:00', '2024-05-01T12:05:00.000000+00:00', '0.00051000', '0.04866',
+       'pl-7f3a9c2e')""",
+    "INSERT INTO balances VALUES ('paper', 'USDT', '998.91833500', '0')",
+    """INSERT INTO audit_events (at, kind, message, intent_id, operation_id, data)
+       VALUES ('2024-05-01T12:00:00.000000+00:00', 'planned', 'planned BTCUSDT', 'pl-7f3a9c2e', NULL, '{}')""",
+]
+
+
+def build_v1_database(path: Path) -> None:
+    engine = build_engine(f"sqlite:///{path}")
+    with write_connection(engine) as connection, connection.begin():
+        assert migrations.apply_pending(connection, target=1) == [1]
+        for statement in V1_ROWS:
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def stored_versions(path: Path) -> list[int]:
+    with sqlite3.connect(path) as raw:
+        return [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+
+
+def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    build_v1_database(path)
+
+    store = SqlStore.for_path(path)
+    with store.read() as session:
+        intent = session.get_intent("pl-7f3a9c2e")
+        operation = session.get_operation("op-1a2b3c4d")
+        order = session.get_order("rb-pl-7f3a9c2e-E")
+        balances = session.get_balances("paper")
+        trail = session.audit_trail(intent_id="pl-7f3a9c2e")
+
+    assert store.schema_version() == 2
+    assert stored_versions(path) == [1, 2]
+    assert (intent.status, intent.quantity, intent.note, intent.signal_id) == (
+        IntentStatus.EXECUTED,
+        Decimal("0.00051000"),
+        "não é conselho",
+        None,
+    )
+    assert intent.details == {"risk": "0.99"} and intent.validated_at == datetime(2024, 5, 1, 12, 1, tzinfo=UTC)
+    assert (operation.status, operation.realized_pnl, operation.last_checked_at) == (
+        OperationStatus.CLOSED,
+        Decimal("-1.081665"),
+        None,
+    )
+    assert order is not None and order.status is OrderStatus.FILLED
+    assert balances == {"USDT": Balance("USDT", Decimal("998.91833500"), Decimal("0"))}
+    assert [event.kind for event in trail] == [AuditKind.PLANNED]
+
+
+def test_the_upgraded_database_accepts_what_v2_added(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    build_v1_database(path)
+    store = SqlStore.for_path(path)
+    with store.read() as session:
+        intent = session.get_intent("pl-7f3a9c2e")
+    candle = Candle(1_700_000_000_000, Decimal("1"), Decimal("2"), Decimal("0.5"), Decimal("1.5"), Decimal("10"))
+
+    with store.transaction() as session:
+        session.update_intent(dataclasses.replace(intent, signal_id="sig-1"), expected_status=IntentStatus.EXECUTED)
+        session.save_candles("BTCUSDT", "1h", [candle])
+    with store.read() as session:
+        assert session.get_intent("pl-7f3a9c2e").signal_id == "sig-1"
+        assert session.load_candles("BTCUSDT", "1h") == [candle]
+
+
+def test_migrations_build_exactly_the_schema_the_table_models_describe(tmp_path: Path) -> None:
+    store = SqlStore.for_path(tmp_path / "fresh.db")
+    inspector = inspect(store.engine)
+
+    for table in ALL_TABLES:
+        reflected = {column["name"]: column["nullable"] for column in inspector.get_columns(table.name)}
+        modelled = {column.name: column.nullable for column in table.columns}
+        assert reflected == modelled, table.name
+        assert inspector.get_pk_constraint(table.name)["constrained_columns"] == [c.name for c in table.primary_key]
+        reflected_indexes = {
+            (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in inspector.get_indexes(table.name)
+        }
+        modelled_indexes = {(i.name, tuple(c.name for c in i.columns), bool(i.unique)) for i in table.indexes}
+        assert reflected_indexes == modelled_indexes, table.name
+    assert set(inspector.get_table_names()) == {table.name for table in ALL_TABLES}
+
+
+def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
+    inspector = inspect(SqlStore.for_path(tmp_path / "fresh.db").engine)
+
+    indexed = {
+        (table, tuple(index["column_names"]))
+        for table in ("intents", "operations", "audit_events")
+        for index in inspector.get_indexes(table)
+    }
+
+    assert {
+        ("intents", ("status",)),
+        ("operations", ("status",)),
+        ("operations", ("symbol",)),
+        ("audit_events", ("intent_id",)),
+        ("audit_events", ("operation_id",)),
+    } <= indexed
+
+
+def test_opening_an_up_to_date_database_migrates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "robson.db"
+    SqlStore.for_path(path).schema_version()
+
+    for _ in range(3):
+        SqlStore.for_path(path).schema_version()
+
+    assert stored_versions(path) == [1, 2]
+
+
+def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    SqlStore.for_path(path).schema_version()
+    with sqlite3.connect(path) as raw:
+        raw.execute("INSERT INTO schema_version VALUES (9, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
+
+    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v2\); upgrade robson"):
+        SqlStore.for_path(path).schema_version()
+
+
+def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "robson.db"
+    SqlStore.for_path(path).schema_version()
+
+    def broken(connection: object) -> None:
+        connection.exec_driver_sql("ALTER TABLE intents ADD COLUMN half_done TEXT")  # type: ignore[attr-defined]
+        raise RuntimeError("migration bug")
+
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(3, "broken", broken)))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", 3)
+    with pytest.raises(RuntimeError, match="migration bug"):
+        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=3)
+
+    with sqlite3.connect(path) as raw:
+        columns = [row[1] for row in raw.execute("PRAGMA table_info(intents)")]
+    assert "half_done" not in columns
+    assert stored_versions(path) == [1, 2]

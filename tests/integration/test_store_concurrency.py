@@ -1,0 +1,132 @@
+"""Several OS processes writing one SQLite file at once: no lock errors, no lost updates."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from multiprocessing.queues import Queue
+    from multiprocessing.synchronize import Barrier
+
+from robson.adapters.store import SqlStore
+from robson.application.ports import Balance
+from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
+from robson.domain.market import Side
+
+PROCESSES = 8
+TRANSACTIONS = 25
+START = Decimal("1000000.00000000")
+T0 = datetime(2024, 5, 1, tzinfo=UTC)
+
+pytestmark = pytest.mark.slow
+
+
+def amount(worker: int, index: int) -> Decimal:
+    return Decimal(f"{worker + 1}.{index:02d}000001")
+
+
+def intent(worker: int, index: int) -> TradingIntent:
+    at = T0 + timedelta(seconds=worker * TRANSACTIONS + index)
+    return TradingIntent(
+        id=f"pl-{worker:04x}{index:04x}",
+        symbol="BTCUSDT",
+        side=Side.BUY,
+        status=IntentStatus.PENDING,
+        strategy="All In",
+        source=IntentSource.MANUAL,
+        timeframe="15m",
+        capital=Decimal("100"),
+        risk_percent=Decimal("1"),
+        entry=Decimal("95432"),
+        stop=Decimal("93500"),
+        stop_method="fixed",
+        quantity=amount(worker, index),
+        target=None,
+        created_at=at,
+        updated_at=at,
+    )
+
+
+def spend(url: str, worker: int, start_together: Barrier, errors: Queue[str]) -> None:
+    """In a child process: add an intent and take its amount from the shared balance, once per transaction."""
+    try:
+        store = SqlStore(url)
+        store.schema_version()
+        start_together.wait(timeout=60)
+        for index in range(TRANSACTIONS):
+            with store.transaction() as session:
+                # Read first, then write: a deferred BEGIN would fail here upgrading its lock.
+                usdt = session.get_balances("paper")["USDT"]
+                session.add_intent(intent(worker, index))
+                session.set_balance("paper", Balance("USDT", usdt.free - amount(worker, index), usdt.locked))
+        store.close()
+    except BaseException as e:  # report everything: the parent asserts there was nothing
+        errors.put(f"worker {worker}: {type(e).__name__}: {e}")
+        raise
+
+
+def open_fresh(url: str, start_together: Barrier, errors: Queue[str]) -> None:
+    """In a child process: open a database that nobody has created yet."""
+    try:
+        start_together.wait(timeout=60)
+        SqlStore(url).schema_version()
+    except BaseException as e:
+        errors.put(f"{type(e).__name__}: {e}")
+        raise
+
+
+def run_processes(target: object, args_for: list[tuple[object, ...]]) -> list[str]:
+    context = multiprocessing.get_context("spawn")
+    start_together = context.Barrier(len(args_for))
+    errors = context.Queue()
+    processes = [context.Process(target=target, args=(*args, start_together, errors)) for args in args_for]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(timeout=120)
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    exit_codes = [process.exitcode for process in processes]
+    assert exit_codes == [0] * len(processes), reported
+    return reported
+
+
+def test_concurrent_read_modify_write_transactions_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    store = SqlStore.for_path(path)
+    with store.transaction() as session:
+        session.set_balance("paper", Balance("USDT", START, Decimal("0")))
+    store.close()
+
+    errors = run_processes(spend, [(store.url, worker) for worker in range(PROCESSES)])
+
+    with store.read() as session:
+        intents = session.list_intents()
+        balance = session.get_balances("paper")["USDT"]
+    spent = sum(amount(w, i) for w in range(PROCESSES) for i in range(TRANSACTIONS))
+    assert errors == []
+    assert len(intents) == PROCESSES * TRANSACTIONS
+    assert {i.id for i in intents} == {intent(w, i).id for w in range(PROCESSES) for i in range(TRANSACTIONS)}
+    assert balance.free == START - spent
+    assert str(balance.free) == str(START - spent)
+
+
+def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(tmp_path: Path) -> None:
+    path = tmp_path / "fresh.db"
+
+    errors = run_processes(open_fresh, [(f"sqlite:///{path}",) for _ in range(PROCESSES)])
+
+    with sqlite3.connect(path) as raw:
+        versions = [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+        journal = raw.execute("PRAGMA journal_mode").fetchone()[0]
+    assert errors == []
+    assert versions == [1, 2]
+    assert journal == "wal"
