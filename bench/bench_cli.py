@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent / "robson"
 CONFIG = """\
 capital: 1000000
 paper:
-  balances: {USDT: 10000000}
+  balances: {USDT: 1000000000}
 risk:
   max_open_positions: 1000
   max_positions_per_symbol: 1000
