@@ -84,8 +84,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     from rich.table import Table
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    for column in columns:
-        t.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        # IDs stay on one line so they can be copied.
+        t.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
         t.add_row(*("-" if cell is None else cell if isinstance(cell, str) else str(to_jsonable(cell)) for cell in row))
     return t

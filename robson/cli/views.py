@@ -57,6 +57,13 @@ def intent_doc(intent: TradingIntent) -> dict[str, Any]:
     }
 
 
+def _shown(value: object, places: int) -> str:
+    """Round a stored decimal string for display (JSON keeps the exact value)."""
+    if value is None:
+        return "-"
+    return fmt(Decimal(str(value)), places)
+
+
 def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
     d = intent.details
     quote = d.get("quote_asset", "")
@@ -64,18 +71,18 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
         ("intent", f"{intent.id}  {intent.status.value}"),
         ("trade", f"{intent.side.value} {fmt(intent.quantity)} {intent.symbol} ({intent.strategy}, {intent.timeframe})"),
         ("entry", f"{fmt(intent.entry)} ({d.get('entry_source', '-')})"),
-        ("stop", f"{fmt(intent.stop)}  −{d.get('stop_distance_percent', '-')}%  [{intent.stop_method}]"),
+        ("stop", f"{fmt(intent.stop)}  ({_shown(d.get('stop_distance_percent'), 2)}% from entry)  [{intent.stop_method}]"),
     ]
     if d.get("stop_label"):
         rows.append(("stop method", str(d["stop_label"])))
+    capped = f", capped by {d['capped_by']}" if d.get("capped_by") else ""
     rows += [
-        ("quantity", f"{fmt(intent.quantity)} (risk rule: {d.get('raw_quantity', '-')} before rounding"
-                     + (f", capped by {d['capped_by']}" if d.get("capped_by") else "") + ")"),
-        ("notional", f"{d.get('notional', '-')} {quote} ({d.get('notional_percent', '-')}% of capital)"),
-        ("risk", f"{d.get('risk_at_stop', '-')} {quote} = {d.get('risk_percent', '-')}% of capital {fmt(intent.capital)} "
-                 f"(budget {d.get('risk_budget', '-')})"),
-        ("risk with fees", f"{d.get('risk_with_fees', '-')} {quote} = {d.get('risk_with_fees_percent', '-')}% "
-                           f"(fees {d.get('fees', '-')})"),
+        ("quantity", f"{fmt(intent.quantity)} (risk rule gave {_shown(d.get('raw_quantity'), 8)}{capped})"),
+        ("notional", f"{_shown(d.get('notional'), 2)} {quote} ({_shown(d.get('notional_percent'), 2)}% of capital)"),
+        ("risk", f"{_shown(d.get('risk_at_stop'), 2)} {quote} = {_shown(d.get('risk_percent'), 2)}% of capital "
+                 f"{fmt(intent.capital)} (budget {_shown(d.get('risk_budget'), 2)})"),
+        ("risk with fees", f"{_shown(d.get('risk_with_fees'), 2)} {quote} = {_shown(d.get('risk_with_fees_percent'), 2)}% "
+                           f"(taker fees {_shown(d.get('fees'), 2)} both ways)"),
         ("target", f"{fmt(intent.target)}  R:R {d.get('reward_to_risk') or '-'} ({d.get('target_source', '-')})"),
     ]
     if intent.note:

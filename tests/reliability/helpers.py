@@ -1,0 +1,122 @@
+"""Shared pieces of the reliability tests: a clean environment, the CLI in and out of process, the raw database."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The installed console script, exactly what a user runs.
+ROBSON = Path(sys.executable).parent / "robson"
+SCRUBBED_PREFIXES = ("ROBSON_", "BINANCE_")
+
+# Every guard passes for hundreds of identical trades: 1 % of capital per position, 200 of them fit the wallet.
+BIG_ACCOUNT: dict[str, Any] = {
+    "capital": 10_000_000,
+    "paper": {"balances": {"USDT": 100_000_000}},
+    "risk": {
+        "max_open_positions": 100_000,
+        "max_positions_per_symbol": 100_000,
+        "max_total_exposure_percent": 1_000_000,
+        "max_position_percent": 1,
+    },
+}
+
+
+def write_config(path: Path, settings: Mapping[str, Any]) -> Path:
+    """Write settings as a robson YAML config file and return its path."""
+    path.write_text(yaml.safe_dump(dict(settings), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def process_env(**values: str) -> dict[str, str]:
+    """Return this process's environment without robson or Binance settings, plus values."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+    env.update(values)
+    return env
+
+
+def runner_env(**values: str | None) -> dict[str, str | None]:
+    """Return a CliRunner env that unsets every inherited robson or Binance setting, plus values."""
+    env: dict[str, str | None] = {k: None for k in os.environ if k.startswith(SCRUBBED_PREFIXES)}
+    env.update(values)
+    return env
+
+
+def invoke(args: Sequence[str], env: Mapping[str, str | None]) -> Any:
+    """Run the robson CLI in this process through Typer's CliRunner; return the Result."""
+    from typer.testing import CliRunner
+
+    from robson.cli.app import app
+
+    return CliRunner().invoke(app, list(args), env=dict(env))
+
+
+def run_robson(args: Sequence[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the installed robson script in a child process; return its exit code, stdout and stderr."""
+    return subprocess.run([str(ROBSON), *args], env=dict(env), cwd=cwd, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def planned_and_validated(env: Mapping[str, str | None]) -> str:
+    """Plan a BTCUSDT buy and validate it in this process; return the VALIDATED intent's ID."""
+    planned = invoke(["plan", "buy", "BTCUSDT", "--json"], env)
+    assert planned.exit_code == 0, planned.stderr
+    intent_id: str = json.loads(planned.stdout)["id"]
+    validated = invoke(["validate", intent_id, "--json"], env)
+    assert validated.exit_code == 0, validated.stderr
+    return intent_id
+
+
+# --- the database as raw rows, read without robson's own code --------------------------
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """What the database file holds after a run: intents, operations, orders and paper balances."""
+
+    intents: dict[str, dict[str, Any]]
+    operations: dict[str, dict[str, Any]]
+    orders: dict[str, dict[str, Any]]
+    balances: dict[str, tuple[Decimal, Decimal]]  # asset -> (free, locked)
+
+    def holding(self, asset: str) -> Decimal:
+        free, locked = self.balances.get(asset, (Decimal(0), Decimal(0)))
+        return free + locked
+
+    def orders_of(self, intent_id: str) -> dict[str, dict[str, Any]]:
+        return {cid: o for cid, o in self.orders.items() if o["intent_id"] == intent_id}
+
+    def operations_of(self, intent_id: str) -> list[dict[str, Any]]:
+        return [op for op in self.operations.values() if op["intent_id"] == intent_id]
+
+
+def read_ledger(db: Path) -> Ledger:
+    """Read every intent, operation, order and paper balance straight from the SQLite file."""
+    connection = sqlite3.connect(db)
+    connection.row_factory = sqlite3.Row
+    try:
+        intents = {r["id"]: dict(r) for r in connection.execute("SELECT * FROM intents")}
+        operations = {r["id"]: dict(r) for r in connection.execute("SELECT * FROM operations")}
+        orders = {r["client_order_id"]: dict(r) for r in connection.execute("SELECT * FROM orders")}
+        balances = {
+            r["asset"]: (Decimal(r["free"]), Decimal(r["locked"]))
+            for r in connection.execute("SELECT * FROM balances WHERE account = 'paper'")
+        }
+    finally:
+        connection.close()
+    return Ledger(intents, operations, orders, balances)
+
+
+def entry_cost(order: Mapping[str, Any]) -> Decimal:
+    """Return what a filled BUY entry took from the quote balance: notional plus fee, exactly."""
+    return Decimal(order["average_price"]) * Decimal(order["filled_quantity"]) + Decimal(order["fee"])
