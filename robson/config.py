@@ -178,6 +178,17 @@ class Settings:
         return self.values[name]
 
     @property
+    def database_url_redacted(self) -> str:
+        """Return the database URL with any password hidden, for display."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.database_url)
+        if parts.password is None:
+            return self.database_url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return urlunsplit(parts._replace(netloc=netloc))
+
+    @property
     def database_url(self) -> str:
         """Return the SQLAlchemy URL of the store."""
         db = self.values["database"]
@@ -358,8 +369,13 @@ def api_keys(settings: Settings, env: Mapping[str, str] | None = None) -> ApiKey
         raise ConfigError(
             f"binance.key_file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
         )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError(f"binance.key_file {path}: cannot read: {reason}") from None
     pairs = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         name, sep, value = line.partition("=")
         if sep:
             pairs[name.strip().upper()] = value.strip()
@@ -373,6 +389,8 @@ def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) 
     rows = []
     for f in FIELDS:
         value = settings.values[f.name]
+        if f.name == "database" and value:
+            value = settings.database_url_redacted if "://" in value else value
         if isinstance(value, dict):
             shown = ", ".join(f"{k}={v}" for k, v in value.items())
         elif isinstance(value, datetime):

@@ -7,6 +7,7 @@ EXECUTING) finishes what is missing and never places a second order.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -114,27 +115,46 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
         intent = session.get_intent(session.resolve_intent_id(intent_id))
         existing = session.operation_for_intent(intent.id)
     if intent.status is IntentStatus.EXECUTED and existing is not None:
-        with store.read() as session:
-            orders = session.orders_for_intent(intent.id)
-        return ExecutionResult(intent, existing, orders, already_executed=True)
+        return _already_executed(store, intent, existing)
     check_live_gate(intent, gate)
     if intent.status is IntentStatus.VALIDATED:
         pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
-        started = intent.apply(IntentEvent.EXECUTION_STARTED, clock.now())
         with store.transaction() as tx:
-            tx.update_intent(started, expected_status=IntentStatus.VALIDATED)
-            tx.record(AuditEvent(at=clock.now(), kind=AuditKind.EXECUTION_STARTED, intent_id=intent.id,
-                                 message=f"execution started on {exchange.name}"))
-        intent = started
-    elif intent.status is not IntentStatus.EXECUTING:
+            # Another run may have started between our read and this write: adopt what it did.
+            current = tx.get_intent(intent.id)
+            if current.status is IntentStatus.VALIDATED:
+                current = current.apply(IntentEvent.EXECUTION_STARTED, clock.now())
+                tx.update_intent(current, expected_status=IntentStatus.VALIDATED)
+                tx.record(AuditEvent(at=clock.now(), kind=AuditKind.EXECUTION_STARTED, intent_id=intent.id,
+                                     message=f"execution started on {exchange.name}"))
+            existing = tx.operation_for_intent(intent.id)
+        if current.status is IntentStatus.EXECUTED and existing is not None:
+            return _already_executed(store, current, existing)
+        intent = current
+    if intent.status is not IntentStatus.EXECUTING:
         hint = f"run: robson validate {intent.id}" if intent.status is IntentStatus.PENDING else None
         raise ExecutionRefused(f"intent {intent.id} is {intent.status.value}: only VALIDATED intents execute", hint=hint)
     return _carry_out(intent, store=store, exchange=exchange, market=market, account=account, clock=clock)
 
 
+def _already_executed(store: Store, intent: TradingIntent, operation: Operation) -> ExecutionResult:
+    with store.read() as session:
+        orders = session.orders_for_intent(intent.id)
+    return ExecutionResult(intent, operation, orders, already_executed=True)
+
+
 def _record(store: Store, event: AuditEvent) -> None:
     with store.transaction() as tx:
         tx.record(event)
+
+
+def _record_once(store: Store, event: AuditEvent, client_order_id: str) -> None:
+    """Record an order event unless an earlier (crashed) run already recorded it."""
+    with store.transaction() as tx:
+        for earlier in tx.audit_trail(intent_id=event.intent_id):
+            if earlier.kind == event.kind and earlier.data.get("client_order_id") == client_order_id:
+                return
+        tx.record(dataclasses.replace(event, data={**event.data, "client_order_id": client_order_id}))
 
 
 def _fail(store: Store, intent: TradingIntent, clock: Clock, reason: str) -> TradingIntent:
@@ -163,10 +183,10 @@ def _carry_out(intent: TradingIntent, *, store: Store, exchange: Exchange, marke
         reason = f"entry order {entry_id} is {entry.status.value} with nothing filled"
         _fail(store, intent, clock, reason)
         raise ExchangeError(reason)
-    _record(store, AuditEvent(
+    _record_once(store, AuditEvent(
         at=clock.now(), kind=AuditKind.ORDER_FILLED, intent_id=intent.id,
         message=f"entry filled {fmt(entry.filled_quantity)} @ {fmt(entry.average_price)} fee {fmt(entry.fee)}",
-    ))
+    ), entry_id)
 
     info = market.symbol_info(symbol)
     stop_id = client_order_id(intent.id, OrderRole.STOP)
@@ -182,11 +202,11 @@ def _carry_out(intent: TradingIntent, *, store: Store, exchange: Exchange, marke
         except RobsonError as e:
             stop_error = e
     if stop_order is not None:
-        _record(store, AuditEvent(
+        _record_once(store, AuditEvent(
             at=clock.now(), kind=AuditKind.STOP_PLACED, intent_id=intent.id,
             message=f"stop {stop_order.type.value} {fmt(stop_order.quantity)} @ {fmt(stop_order.stop_price)}"
                     + (f", target {fmt(stop_order.target_price)}" if stop_order.target_price else ""),
-        ))
+        ), stop_id)
     return _finish(intent, entry, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
 
 
@@ -238,17 +258,24 @@ def _finish(intent: TradingIntent, entry: Order, stop_order: Order | None, stop_
         execution["stop_error"] = str(stop_error)
     executed = intent.apply(IntentEvent.EXECUTION_SUCCEEDED, now, execution=execution, operation_id=operation.id)
     with store.transaction() as tx:
-        if tx.operation_for_intent(intent.id) is None:
-            tx.add_operation(operation)
-        tx.update_intent(executed, expected_status=IntentStatus.EXECUTING)
-        tx.record(AuditEvent(
-            at=now, kind=AuditKind.EXECUTED, intent_id=intent.id, operation_id=operation.id,
-            message=f"operation {operation.id} {operation.status.value}: {fmt(operation.quantity)} {intent.symbol} "
-                    f"@ {fmt(operation.entry_price)}",
-        ))
-        if operation.status is OperationStatus.CLOSED:
-            tx.record(AuditEvent(at=now, kind=AuditKind.CLOSED, intent_id=intent.id, operation_id=operation.id,
-                                 message=f"closed at market: stop could not be placed ({stop_error})"))
+        current = tx.get_intent(intent.id)
+        finished_elsewhere = current.status is IntentStatus.EXECUTED
+        if finished_elsewhere:  # a concurrent run of the same intent got here first
+            operation = tx.operation_for_intent(intent.id) or operation
+        else:
+            if tx.operation_for_intent(intent.id) is None:
+                tx.add_operation(operation)
+            tx.update_intent(executed, expected_status=IntentStatus.EXECUTING)
+            tx.record(AuditEvent(
+                at=now, kind=AuditKind.EXECUTED, intent_id=intent.id, operation_id=operation.id,
+                message=f"operation {operation.id} {operation.status.value}: {fmt(operation.quantity)} "
+                        f"{intent.symbol} @ {fmt(operation.entry_price)}",
+            ))
+            if operation.status is OperationStatus.CLOSED:
+                tx.record(AuditEvent(at=now, kind=AuditKind.CLOSED, intent_id=intent.id, operation_id=operation.id,
+                                     message=f"closed at market: stop could not be placed ({stop_error})"))
+    if finished_elsewhere:
+        return _already_executed(store, current, operation)
     with store.read() as session:
         orders = session.orders_for_intent(intent.id)
     if stop_error is not None:

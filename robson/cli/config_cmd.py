@@ -31,7 +31,7 @@ def show(ctx: typer.Context, as_json: JsonOption = False) -> None:
     rows = describe_settings(settings)
     doc = {
         "config_file": str(settings.config_file) if settings.config_file else None,
-        "database_url": settings.database_url,
+        "database_url": settings.database_url_redacted,
         "settings": {r["name"]: {"value": r["value"], "source": r["source"]} for r in rows},
     }
 

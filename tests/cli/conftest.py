@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -69,9 +70,12 @@ def floats_in(document: Any, path: str = "$") -> list[str]:
 
 
 def assert_user_error(result: Result, exit_code: int, *fragments: str) -> str:
-    """Assert a one-line `Error: …` on stderr with exit_code, no traceback, nothing on stdout; return stderr."""
+    """Assert exit_code, exactly one `Error: …` line on stderr holding every fragment, no traceback; return stderr."""
     assert result.exit_code == exit_code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
-    assert result.stderr.startswith("Error: "), result.stderr
+    # Counted, not matched at line starts: under CliRunner an answered prompt leaves no newline before it.
+    assert result.stderr.count("Error: ") == 1, result.stderr
+    after_error = result.stderr[result.stderr.index("Error: "):].splitlines()[1:]
+    assert all(line.startswith(("Hint: ", "  ")) for line in after_error), result.stderr  # the message is one line
     assert "Traceback" not in result.stdout + result.stderr
     for fragment in fragments:
         assert fragment.lower() in result.stderr.lower(), f"{fragment!r} not in {result.stderr!r}"
@@ -82,13 +86,14 @@ def dump_database(path: Path) -> dict[str, list[tuple]]:
     """Return every row of every table, for before/after comparisons."""
     if not path.exists():
         return {}
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection:
         tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
         return {t: sorted(connection.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
 
 
 def count_rows(path: Path, table: str) -> int:
-    with sqlite3.connect(path) as connection:
+    """Return the number of rows in a table of the database."""
+    with closing(sqlite3.connect(path)) as connection:
         return connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
 
 

@@ -20,7 +20,8 @@ def test_plan_creates_a_pending_intent_with_money_as_strings(robson):
     assert result.stderr == ""
     assert floats_in(intent) == []
     assert intent["id"].startswith("pl-") and len(intent["id"]) == len("pl-7f3a9c2e")
-    assert (intent["status"], intent["side"], intent["symbol"], intent["strategy"]) == ("PENDING", "BUY", "BTCUSDT", "all-in")
+    assert (intent["status"], intent["side"], intent["symbol"]) == ("PENDING", "BUY", "BTCUSDT")
+    assert intent["strategy"] == "all-in"
     assert (intent["source"], intent["timeframe"], intent["entry_source"]) == ("manual", "15m", "market")
     for field in ("entry", "stop", "quantity", "target", "capital", "notional", "risk", "fees"):
         assert isinstance(intent[field], str), field
@@ -69,7 +70,8 @@ def test_execute_dry_run_fills_the_entry_and_places_the_protective_oco(robson, d
     assert entry["filled_quantity"] == entry["quantity"] == planned["quantity"]
     assert (stop["client_order_id"], stop["type"], stop["side"], stop["status"]) == (
         f"rb-{intent_id}-S", "OCO", "SELL", "NEW")
-    assert (stop["stop_price"], stop["target_price"], stop["quantity"]) == (planned["stop"], planned["target"], planned["quantity"])
+    assert (stop["stop_price"], stop["target_price"]) == (planned["stop"], planned["target"])
+    assert stop["quantity"] == planned["quantity"]
     assert D(stop["price"]) < D(stop["stop_price"])  # the limit sits below a long's stop so it still fills
 
     assert operation["entry_price"] == entry["average_price"]
@@ -161,3 +163,25 @@ def test_closing_a_closed_operation_is_refused_with_exit_2(robson, db_path):
     assert_user_error(result, 2, f"operation {operation_id} is CLOSED", "only ACTIVE operations can be closed")
     assert result.stdout == ""
     assert count_rows(db_path, "orders") == orders
+
+
+def test_without_a_target_the_protective_stop_is_a_plain_stop_limit(robson, tmp_path, db_path):
+    strategies = tmp_path / "strategies"
+    strategies.mkdir()
+    (strategies / "bare.yaml").write_text(
+        "name: bare\ntitle: Bare\ndescription: no target\nentry: manual\ntimeframe: 15m\nrisk_percent: 1\n"
+        "stop:\n  method: fixed_percent\n  percent: 2\n")
+    env = {"ROBSON_STRATEGIES_DIR": str(strategies)}
+    planned = parsed(robson("plan", "buy", "BTCUSDT", "--strategy", "bare", "--json", env=env))
+    assert (planned["target"], planned["stop_method"], planned["stop"]) == (None, "fixed_percent", "31072.2")
+    parsed(robson("validate", planned["id"], "--json", env=env))
+
+    result = robson("execute", planned["id"], "--json", env=env)
+
+    doc = parsed(result)
+    assert result.stderr == ""
+    assert doc["operation"]["target"] is None
+    entry, stop = sorted(doc["orders"], key=lambda o: o["client_order_id"])
+    assert (entry["type"], entry["status"]) == ("MARKET", "FILLED")
+    assert (stop["client_order_id"], stop["type"], stop["status"]) == (f"rb-{planned['id']}-S", "STOP_LOSS_LIMIT", "NEW")
+    assert (stop["stop_price"], stop["target_price"]) == ("31072.2", None)
