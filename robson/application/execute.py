@@ -108,6 +108,16 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
     return price
 
 
+def ensure_executable(intent: TradingIntent, *, strategy: Strategy | None, market: MarketData, account: Account,
+                      clock: Clock) -> None:
+    """Refuse (ExecutionRefused) unless the intent is VALIDATED, freshly, at a price still within risk."""
+    if intent.status is IntentStatus.VALIDATED:
+        pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
+    elif intent.status is not IntentStatus.EXECUTING:
+        hint = f"run: robson validate {intent.id}" if intent.status is IntentStatus.PENDING else None
+        raise ExecutionRefused(f"intent {intent.id} is {intent.status.value}: only VALIDATED intents execute", hint=hint)
+
+
 def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: MarketData, exchange: Exchange,
             account: Account, clock: Clock, gate: LiveGate) -> ExecutionResult:
     """Place the entry and protective stop once, creating the ACTIVE operation; re-runs place nothing."""
@@ -118,7 +128,7 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
         return _already_executed(store, intent, existing)
     check_live_gate(intent, gate)
     if intent.status is IntentStatus.VALIDATED:
-        pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
+        ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
         with store.transaction() as tx:
             # Another run may have started between our read and this write: adopt what it did.
             current = tx.get_intent(intent.id)
@@ -131,9 +141,7 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
         if current.status is IntentStatus.EXECUTED and existing is not None:
             return _already_executed(store, current, existing)
         intent = current
-    if intent.status is not IntentStatus.EXECUTING:
-        hint = f"run: robson validate {intent.id}" if intent.status is IntentStatus.PENDING else None
-        raise ExecutionRefused(f"intent {intent.id} is {intent.status.value}: only VALIDATED intents execute", hint=hint)
+    ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
     return _carry_out(intent, store=store, exchange=exchange, market=market, account=account, clock=clock)
 
 

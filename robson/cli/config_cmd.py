@@ -10,7 +10,7 @@ import typer
 from robson.cli.output import JsonOption, console, emit, table
 from robson.errors import InvalidInput
 
-app = typer.Typer(help="Show and check the effective configuration.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Show and check the effective configuration.\n\nExample: robson config show", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _settings(ctx: typer.Context):

@@ -10,7 +10,7 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, table
 
-app = typer.Typer(help="Local market data: import candles, list imported series.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Local market data: import candles, list imported series.\n\nExample: robson data import BTCUSDT-1h.json --symbol BTCUSDT --timeframe 1h", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("import")

@@ -13,7 +13,7 @@ from robson.domain.money import fmt
 from robson.domain.operation import OperationStatus, r_multiple
 from robson.errors import InvalidInput
 
-app = typer.Typer(help="Open positions: status with P&L, list, close by hand.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Open positions: status with P&L, list, close by hand.\n\nExample: robson operation status --json", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("status")

@@ -26,6 +26,8 @@ def to_jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, Enum):
         return value.value
+    if isinstance(value, float):  # never a JSON float: money and quantities are strings
+        return fmt(Decimal(repr(value)))
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -49,10 +51,10 @@ def console():
     if _console is None:
         from rich.console import Console
 
-        _console = Console(highlight=False, soft_wrap=False)
+        _console = Console(highlight=False, soft_wrap=False, markup=False)
         if not _console.is_terminal and "COLUMNS" not in os.environ:
             # Piped or captured output: wide enough that tables do not fold into unreadable columns.
-            _console = Console(highlight=False, soft_wrap=False, width=160)
+            _console = Console(highlight=False, soft_wrap=False, width=160, markup=False)
     return _console
 
 
@@ -61,7 +63,7 @@ def err_console():
     if _err_console is None:
         from rich.console import Console
 
-        _err_console = Console(stderr=True, highlight=False)
+        _err_console = Console(stderr=True, highlight=False, markup=False)
     return _err_console
 
 
@@ -88,8 +90,17 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         # IDs stay on one line so they can be copied.
         t.add_column(column, overflow="fold", no_wrap=index == 0)
     for row in rows:
-        t.add_row(*("-" if cell is None else cell if isinstance(cell, str) else str(to_jsonable(cell)) for cell in row))
+        t.add_row(*(_cell(cell) for cell in row))
     return t
+
+
+def _cell(value: Any):
+    """Render a value as plain text: user text is never read as rich markup."""
+    from rich.text import Text
+
+    if isinstance(value, Text):
+        return value
+    return Text("-" if value is None else value if isinstance(value, str) else str(to_jsonable(value)))
 
 
 def key_values(title: str | None, pairs: Iterable[tuple[str, Any]]):
@@ -100,16 +111,17 @@ def key_values(title: str | None, pairs: Iterable[tuple[str, Any]]):
     t.add_column(style="bold")
     t.add_column(overflow="fold")
     for key, value in pairs:
-        t.add_row(key, "-" if value is None else value if isinstance(value, str) else str(to_jsonable(value)))
+        t.add_row(key, _cell(value))
     return t
 
 
 VERDICT_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}
 
 
-def styled_verdict(verdict: str) -> str:
-    style = VERDICT_STYLE.get(verdict, "")
-    return f"[{style}]{verdict}[/]" if style else verdict
+def styled_verdict(verdict: str):
+    from rich.text import Text
+
+    return Text(verdict, style=VERDICT_STYLE.get(verdict, ""))
 
 
 def log(message: str) -> None:

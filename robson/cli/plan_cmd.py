@@ -14,7 +14,7 @@ from robson.domain.market import Side
 from robson.domain.money import fmt, parse_decimal
 from robson.errors import InvalidInput
 
-app = typer.Typer(help="Create a trading intent and manage the queue of intents.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Create a trading intent and manage the queue of intents.\n\nExample: robson plan buy BTCUSDT --strategy all-in", no_args_is_help=True, rich_markup_mode=None)
 
 Strategy = Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (default from config: all-in).")]
 Capital = Annotated[str | None, typer.Option("--capital", help="Capital the risk percent applies to (default from config).")]

@@ -11,7 +11,7 @@ from robson.cli.output import JsonOption, console, emit, key_values, table
 from robson.domain.money import fmt
 from robson.domain.strategy import Strategy
 
-app = typer.Typer(help="Strategies: bundled ones and your own YAML files.", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Strategies: bundled ones and your own YAML files.\n\nExample: robson strategy show all-in", no_args_is_help=True, rich_markup_mode=None)
 
 
 def strategy_doc(s: Strategy) -> dict[str, Any]:

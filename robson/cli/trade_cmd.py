@@ -9,7 +9,7 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, styled_verdict, table
 from robson.cli.views import intent_doc, operation_doc, order_doc
-from robson.domain.intent import IntentSource
+from robson.domain.intent import IntentSource, IntentStatus
 from robson.domain.money import fmt
 from robson.errors import ExecutionRefused, LiveTradingUnavailable, ValidationFailed
 
@@ -71,7 +71,7 @@ def execute_command(
 
     Example: robson execute pl-7f3a            (dry-run on the paper exchange)
     """
-    from robson.application.execute import LiveGate, check_live_gate, execute
+    from robson.application.execute import LiveGate, check_live_gate, ensure_executable, execute
 
     c = container(ctx)
     with c.store.read() as session:
@@ -86,6 +86,9 @@ def execute_command(
         gate = LiveGate(requested=True, acknowledged=acknowledged,
                         live_enabled=c.settings["execution.live_trading_enabled"], keys_present=c.keys_present())
         check_live_gate(intent, gate)
+        if intent.status is not IntentStatus.EXECUTED:
+            ensure_executable(intent, strategy=c.strategy_or_none(intent.strategy), market=c.market,
+                              account=c.account, clock=c.clock)
         raise LiveTradingUnavailable(
             "every LIVE check passed, but this version of robson has no live Binance adapter yet: nothing was sent",
             hint="run without --live for a dry-run on the paper exchange",
@@ -107,7 +110,7 @@ def execute_command(
         if result.already_executed:
             out.print(f"{result.intent.id} was already executed: operation {op.id} ({op.status.value}). Nothing placed.")
         else:
-            out.print(f"[bold]DRY-RUN[/] on the paper exchange: {result.intent.id} EXECUTED → operation {op.id} {op.status.value}")
+            out.print(f"DRY-RUN on the paper exchange: {result.intent.id} EXECUTED → operation {op.id} {op.status.value}")
         out.print(key_values(None, [
             ("position", f"{op.side.value} {fmt(op.quantity)} {op.symbol}"),
             ("entry fill", f"{fmt(op.entry_price)} (fee {fmt(op.entry_fee, 8)} {op.quote_asset})"),

@@ -92,6 +92,10 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
     return rows
 
 
+def _rounded(value: Decimal | None, places: Decimal) -> Decimal | None:
+    return None if value is None else value.quantize(places)
+
+
 def operation_doc(op: Operation) -> dict[str, Any]:
     return {
         "id": op.id,
@@ -113,7 +117,7 @@ def operation_doc(op: Operation) -> dict[str, Any]:
         "exit_price": op.exit_price,
         "exit_fee": op.exit_fee if op.closed_at else None,
         "realized_pnl": op.realized_pnl,
-        "realized_r": r_multiple(op),
+        "realized_r": _rounded(r_multiple(op), _CENT_4),
         "close_reason": op.close_reason,
         "closed_at": op.closed_at,
         "quote_asset": op.quote_asset,

@@ -148,12 +148,14 @@ def balance(ctx: GuardContext) -> GuardResult:
         asset, needed = info.base_asset, i.quantity
     free = ctx.free_balances.get(asset, ZERO)
     numbers = {"asset": asset, "free": fmt(free), "needed": fmt(needed)}
+    what, places = ("notional + fee", 2) if i.side is Side.BUY else ("quantity to sell", 8)
     if free < needed:
         return GuardResult(
-            name, Verdict.FAIL, f"free {asset} {fmt(free, 2)} < needed {fmt(needed, 2)} (notional + fee)",
+            name, Verdict.FAIL, f"free {asset} {fmt(free, places)} < needed {fmt(needed, places)} ({what})",
             f"deposit {fmt(needed - free, 2)} {asset} or reduce the quantity", numbers,
         )
-    return GuardResult(name, Verdict.PASS, f"free {asset} {fmt(free, 2)} ≥ needed {fmt(needed, 2)}", numbers=numbers)
+    return GuardResult(name, Verdict.PASS, f"free {asset} {fmt(free, places)} ≥ needed {fmt(needed, places)}",
+                       numbers=numbers)
 
 
 def risk_per_trade(ctx: GuardContext) -> GuardResult:

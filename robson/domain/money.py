@@ -9,6 +9,9 @@ from robson.errors import InvalidInput
 ZERO = Decimal("0")
 ONE = Decimal("1")
 HUNDRED = Decimal("100")
+# No price, quantity or capital on a spot exchange comes near these; beyond them arithmetic breaks down.
+MAX_NUMBER = Decimal("1e15")
+MIN_NUMBER = Decimal("1e-12")
 
 
 def parse_decimal(value: object, field: str, *, positive: bool = True, allow_zero: bool = False) -> Decimal:
@@ -26,6 +29,8 @@ def parse_decimal(value: object, field: str, *, positive: bool = True, allow_zer
             raise InvalidInput(f"{field} must be a number, got '{value}'") from None
     if not number.is_finite():
         raise InvalidInput(f"{field} must be a finite number, got '{value}'")
+    if abs(number) >= MAX_NUMBER or (number and abs(number) < MIN_NUMBER):
+        raise InvalidInput(f"{field} is out of range, got '{value}' (allowed: {MIN_NUMBER} to {MAX_NUMBER:,})")
     if positive:
         if number < 0 or (number == 0 and not allow_zero):
             raise InvalidInput(f"{field} must be greater than 0, got '{value}'")

@@ -132,6 +132,10 @@ def size_position(request: SizingRequest, info: SymbolInfo) -> Sizing:
                 quantity = info.round_quantity(max_notional / entry)
                 capped_by = name
 
+    if quantity <= ZERO and request.quantity is not None:
+        raise InvalidInput(
+            f"quantity {fmt(request.quantity)} is below one LOT_SIZE step ({fmt(info.step_size)}) of {info.symbol}"
+        )
     if quantity <= ZERO:
         raise SizingRefused(
             f"the risk budget {fmt(budget, 2)} buys less than one LOT_SIZE step "

@@ -112,6 +112,23 @@ def _parse_limits(source: str, data: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+AUTO_ENTRY_FIELDS = {"min_confidence", "max_entries_per_day", "cooldown_minutes"}
+
+
+def _parse_auto_entry(source: str, data: dict[str, Any]) -> dict[str, Any]:
+    _unknown(source, "auto_entry.", data, AUTO_ENTRY_FIELDS)
+    parsed: dict[str, Any] = {}
+    if "min_confidence" in data:
+        confidence = _decimal(source, "auto_entry.min_confidence", data["min_confidence"], allow_zero=True)
+        if confidence > 1:
+            raise _fail(source, "auto_entry.min_confidence", f"must be between 0 and 1, got {confidence}")
+        parsed["min_confidence"] = confidence
+    for key in ("max_entries_per_day", "cooldown_minutes"):
+        if key in data:
+            parsed[key] = _int(source, f"auto_entry.{key}", data[key], minimum=0)
+    return parsed
+
+
 def parse_strategy(data: Any, source: str) -> Strategy:
     """Build a Strategy from parsed YAML; raise StrategyError naming source, field and problem."""
     if not isinstance(data, dict):
@@ -148,7 +165,7 @@ def parse_strategy(data: Any, source: str) -> Strategy:
         stop=stop,
         target_r_multiple=r_multiple,
         limit_overrides=_parse_limits(source, _mapping(source, "limits", data.get("limits"))),
-        auto_entry=_mapping(source, "auto_entry", data.get("auto_entry")),
+        auto_entry=_parse_auto_entry(source, _mapping(source, "auto_entry", data.get("auto_entry"))),
         scan=_mapping(source, "scan", data.get("scan")),
         source=source,
     )

@@ -96,9 +96,6 @@ def test_human_lists_show_the_ids(robson, plan_id):
     assert not ANSI.search(listed.stdout + shown.stdout)
 
 
-@pytest.mark.xfail(reason="BUG: user text is parsed as rich markup: table()/key_values() in robson/cli/output.py "
-                          "pass str cells to rich unescaped; '[/oops]' crashes after the intent is stored",
-                   strict=True)
 def test_a_note_with_square_brackets_is_printed_verbatim(robson, db_path):
     note = "[/oops] buy the dip [red]now"
 
@@ -108,8 +105,6 @@ def test_a_note_with_square_brackets_is_printed_verbatim(robson, db_path):
     assert note in result.stdout
 
 
-@pytest.mark.xfail(reason="BUG: '[bold]…[/bold]' in a note is eaten as rich markup (robson/cli/output.py key_values)",
-                   strict=True)
 def test_a_note_that_looks_like_markup_keeps_its_brackets(robson):
     result = robson("plan", "buy", "BTCUSDT", "--note", "[bold]strong[/bold] support", env=NO_COLOR)
 
@@ -117,8 +112,6 @@ def test_a_note_that_looks_like_markup_keeps_its_brackets(robson):
     assert "[bold]strong[/bold] support" in result.stdout
 
 
-@pytest.mark.xfail(reason="BUG: a config value with '[/x]' crashes `config show` with MarkupError "
-                          "(robson/cli/output.py table)", strict=True)
 def test_config_show_prints_a_database_path_with_brackets(robson, tmp_path):
     path = str(tmp_path / "[/x].db")
 

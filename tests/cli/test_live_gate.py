@@ -129,9 +129,6 @@ def test_api_keys_never_reach_the_output_or_the_database(robson, tmp_path, db_pa
         assert CANARY_KEY.encode() not in data and CANARY_SECRET.encode() not in data
 
 
-@pytest.mark.xfail(reason="BUG: --live never checks the intent's state: a PENDING intent passes 'every LIVE check' "
-                          "(robson/cli/trade_cmd.py execute_command raises LiveTradingUnavailable before execute()'s "
-                          "VALIDATED / fresh-validation / price checks)", strict=True)
 def test_live_on_a_pending_intent_is_refused_before_the_live_adapter_is_looked_for(robson, db_path, plan_id):
     intent_id = plan_id()
 
