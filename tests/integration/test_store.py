@@ -15,36 +15,15 @@ import pytest
 from robson.adapters.store import SqlStore
 from robson.adapters.store.migrations import LATEST_VERSION
 from robson.application.ports import Balance
-from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
+from robson.domain.intent import IntentEvent, IntentStatus
 from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
 from robson.errors import AmbiguousId, DuplicateOrder, IllegalTransition, InvalidInput, NotFound, StoreError
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-BINANCE_1H = Path("/work/shared/data/binance/BTCUSDT-1h.json")
-
-
-def make_intent(intent_id: str = "pl-7f3a9c2e", **changes: object) -> TradingIntent:
-    intent = TradingIntent(
-        id=intent_id,
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        status=IntentStatus.PENDING,
-        strategy="All In",
-        source=IntentSource.MANUAL,
-        timeframe="15m",
-        capital=Decimal("100"),
-        risk_percent=Decimal("1"),
-        entry=Decimal("95432.00"),
-        stop=Decimal("93500.00"),
-        stop_method="technical: 2nd support",
-        quantity=Decimal("0.00051000"),
-        target=Decimal("99296.00"),
-        created_at=T0,
-        updated_at=T0,
-    )
-    return dataclasses.replace(intent, **changes)
+from factories import T0, make_intent  # noqa: E402  (tests/integration is on sys.path)
+# ../shared sits beside the repository (locally and in CI).
+BINANCE_1H = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance" / "BTCUSDT-1h.json"
 
 
 def make_operation(operation_id: str = "op-1a2b3c4d", intent_id: str = "pl-7f3a9c2e", **changes: object) -> Operation:

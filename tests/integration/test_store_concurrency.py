@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from multiprocessing.queues import Queue
     from multiprocessing.synchronize import Barrier
 
+from factories import make_intent  # tests/integration is on sys.path
 from robson.adapters.store import SqlStore
 from robson.application.ports import Balance
-from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
-from robson.domain.market import Side
+from robson.domain.intent import TradingIntent
 
 PROCESSES = 8
 TRANSACTIONS = 25
@@ -34,24 +34,8 @@ def amount(worker: int, index: int) -> Decimal:
 
 def intent(worker: int, index: int) -> TradingIntent:
     at = T0 + timedelta(seconds=worker * TRANSACTIONS + index)
-    return TradingIntent(
-        id=f"pl-{worker:04x}{index:04x}",
-        symbol="BTCUSDT",
-        side=Side.BUY,
-        status=IntentStatus.PENDING,
-        strategy="All In",
-        source=IntentSource.MANUAL,
-        timeframe="15m",
-        capital=Decimal("100"),
-        risk_percent=Decimal("1"),
-        entry=Decimal("95432"),
-        stop=Decimal("93500"),
-        stop_method="fixed",
-        quantity=amount(worker, index),
-        target=None,
-        created_at=at,
-        updated_at=at,
-    )
+    return make_intent(f"pl-{worker:04x}{index:04x}", entry=Decimal("95432"), stop=Decimal("93500"),
+                       stop_method="fixed", quantity=amount(worker, index), target=None, created_at=at, updated_at=at)
 
 
 def spend(url: str, worker: int, start_together: Barrier, errors: Queue[str]) -> None:
