@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.guards import RiskLimits, GuardContext, GuardResult, OpenPosition, Verdict, overall, run_guards
 from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
-from robson.domain.market import SymbolInfo, timeframe_ms
+from robson.domain.market import SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind
 from robson.domain.strategy import Strategy
@@ -82,13 +82,12 @@ def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, e
         info = None
     price_at = candle_close_at = None
     length = timeframe_ms(intent.timeframe)
-    now_ms = int(now.timestamp() * 1000)
-    expected_close = datetime.fromtimestamp(now_ms // length * length / 1000, tz=UTC)
+    expected_close = ms_to_datetime(datetime_to_ms(now) // length * length)
     try:
         price_at = market.last_price(intent.symbol).at
         candles = market.candles(intent.symbol, intent.timeframe, 1)
         if candles:
-            candle_close_at = datetime.fromtimestamp((candles[-1].open_time + length) / 1000, tz=UTC)
+            candle_close_at = ms_to_datetime(candles[-1].open_time + length)
     except (NotFound, MarketDataError):
         pass
     free = {asset: b.free for asset, b in exchange.balances().items()}

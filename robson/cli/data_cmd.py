@@ -27,9 +27,7 @@ def import_(
     """
     from robson.adapters.market.importer import parse_candle_file
     from robson.application.market_data import import_candles
-    from robson.domain.market import timeframe_ms
 
-    timeframe_ms(timeframe)
     candles = parse_candle_file(file, timeframe)
     result = import_candles(symbol, timeframe, candles, store=container(ctx).store)
     emit(as_json, result, lambda: console().print(

@@ -129,11 +129,11 @@ def operation_view_doc(view: OperationView) -> dict[str, Any]:
     m = view.mark
     doc.update({
         "price": m.price if m else None,
-        "unrealized_pnl": m.unrealized_pnl.quantize(_CENT_8) if m else None,
-        "unrealized_percent": m.unrealized_percent.quantize(_CENT_4) if m else None,
-        "r_multiple": m.r_multiple.quantize(_CENT_4) if m and m.r_multiple is not None else None,
+        "unrealized_pnl": _rounded(m.unrealized_pnl, _CENT_8) if m else None,
+        "unrealized_percent": _rounded(m.unrealized_percent, _CENT_4) if m else None,
+        "r_multiple": _rounded(m.r_multiple, _CENT_4) if m else None,
         "distance_to_stop": m.distance_to_stop if m else None,
-        "distance_to_stop_percent": m.distance_to_stop_percent.quantize(_CENT_4) if m else None,
+        "distance_to_stop_percent": _rounded(m.distance_to_stop_percent, _CENT_4) if m else None,
     })
     return doc
 
