@@ -114,3 +114,61 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(tmp_
     assert errors == []
     assert versions == [1, 2]
     assert journal == "wal"
+
+
+class _LockedThenFree:
+    """A cursor whose WAL switch meets a locked file `locked_times` times (what SQLite does without calling its busy handler)."""
+
+    def __init__(self, locked_times: int, message: str = "database is locked") -> None:
+        self.locked_times = locked_times
+        self.message = message
+        self.mode = "delete"
+        self.statements: list[str] = []
+
+    def execute(self, sql: str) -> _LockedThenFree:
+        self.statements.append(sql)
+        if sql == "PRAGMA journal_mode = WAL":
+            if self.locked_times:
+                self.locked_times -= 1
+                raise sqlite3.OperationalError(self.message)
+            self.mode = "wal"
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return (self.mode,)
+
+
+def test_the_wal_switch_waits_for_a_locked_fresh_file_instead_of_failing() -> None:
+    from robson.adapters.store.engine import _switch_to_wal
+
+    cursor = _LockedThenFree(locked_times=3)
+    pauses: list[float] = []
+
+    _switch_to_wal(cursor, monotonic=lambda: 0.0, pause=pauses.append)
+
+    assert cursor.mode == "wal"
+    assert cursor.statements.count("PRAGMA journal_mode = WAL") == 4
+    assert pauses == [0.005, 0.01, 0.02]
+
+
+def test_the_wal_switch_gives_up_after_the_busy_timeout_and_other_errors_pass_through() -> None:
+    from robson.adapters.store.engine import BUSY_TIMEOUT_SECONDS, _switch_to_wal
+
+    clock = iter([0.0, 1.0, BUSY_TIMEOUT_SECONDS + 1.0])
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(_LockedThenFree(locked_times=10), monotonic=lambda: next(clock), pause=lambda _: None)
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        _switch_to_wal(_LockedThenFree(locked_times=1, message="disk I/O error"), monotonic=lambda: 0.0,
+                       pause=lambda _: None)
+
+
+def test_an_existing_wal_file_is_not_switched_again() -> None:
+    from robson.adapters.store.engine import _switch_to_wal
+
+    cursor = _LockedThenFree(locked_times=5)
+    cursor.mode = "wal"
+
+    _switch_to_wal(cursor, monotonic=lambda: 0.0, pause=lambda _: None)
+
+    assert cursor.statements == ["PRAGMA journal_mode"]

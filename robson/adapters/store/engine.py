@@ -9,6 +9,8 @@ PostgreSQL: write transactions take one transaction-level advisory lock, the sam
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
@@ -59,13 +61,32 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-        # Switching to WAL needs a lock; skip it when the file is already WAL (the usual case).
-        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() not in ("wal", "memory"):
-            cursor.execute("PRAGMA journal_mode = WAL")
+        _switch_to_wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _switch_to_wal(cursor: Any, monotonic: Any = time.monotonic, pause: Any = time.sleep) -> None:
+    """Put the file in WAL mode unless it already is (the usual case: no lock needed then).
+
+    The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    its busy handler, when another connection is opening or switching the same fresh file; so
+    retry here until the busy timeout, as the handler would have.
+    """
+    deadline = monotonic() + BUSY_TIMEOUT_SECONDS
+    delay = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or monotonic() >= deadline:
+                raise
+        pause(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _begin_sqlite(connection: Connection) -> None:
