@@ -11,7 +11,6 @@ from typing import Any
 
 from robson.application.plan import Account
 from robson.config import Settings, api_keys, load_settings
-from robson.errors import RobsonError
 
 
 class Container:
@@ -32,11 +31,9 @@ class Container:
 
     @cached_property
     def market(self):
+        """The configured market: the bundled sample (offline) or Binance."""
         if self.settings["market"] == "binance":
-            raise RobsonError(
-                "market 'binance' needs the live Binance adapter, which this version does not have yet",
-                hint="use market: sample (the bundled real Binance history)",
-            )
+            return self.binance_market
         from robson.adapters.market.sample import SampleMarket
 
         store = self.store
@@ -50,6 +47,45 @@ class Container:
                 return session.candle_series()
 
         return SampleMarket(as_of=self.settings["as_of"], extra_candles=imported, imported_series=series)
+
+    @cached_property
+    def gateway(self):
+        from robson.adapters.binance.gateway import BinanceGateway
+
+        s = self.settings
+        return BinanceGateway(api_keys(s), base_url=s["binance.base_url"], timeout_seconds=float(s["binance.timeout_seconds"]),
+                              recv_window_ms=s["binance.recv_window_ms"])
+
+    @cached_property
+    def binance_market(self):
+        from robson.adapters.binance.market import BinanceMarket
+
+        return BinanceMarket(self.gateway, exchange_info_ttl_seconds=self.settings["binance.exchange_info_ttl_seconds"])
+
+    @cached_property
+    def binance(self):
+        import time
+
+        from robson.adapters.binance.exchange import BinanceExchange
+
+        return BinanceExchange(self.gateway, self.binance_market, sleep=time.sleep)
+
+    @property
+    def live_account(self) -> bool:
+        """A live account: Binance market data and API keys; validate then checks the real account."""
+        return self.settings["market"] == "binance" and self.keys_present()
+
+    def venue(self, name: str):
+        """Return the exchange and market an execution on `name` ('paper' or 'binance') uses."""
+        from robson.application.reconcile import Venue
+
+        if name == "paper":
+            return Venue(self.paper, self.market)
+        if not self.keys_present():
+            return Venue(None, self.market, "started on Binance: set BINANCE_API_KEY and BINANCE_API_SECRET to settle it")
+        if not self.settings["execution.live_trading_enabled"]:
+            return Venue(None, self.market, "started on Binance, but execution.live_trading_enabled is false")
+        return Venue(self.binance, self.binance_market)
 
     @property
     def clock(self):
@@ -82,6 +118,7 @@ class Container:
             max_position_percent=s["risk.max_position_percent"],
             limits=s.risk_limits(),
             validation_max_age_minutes=s["execution.validation_max_age_minutes"],
+            stop_limit_offset_percent=s["execution.stop_limit_offset_percent"],
         )
 
     def keys_present(self) -> bool:

@@ -148,8 +148,12 @@ FIELDS: tuple[Field, ...] = (
     Field("execution.live_trading_enabled", _bool, False, "allow LIVE orders at all (still needs --live and acknowledgement)"),
     Field("paper.balances", _balances, {"USDT": Decimal("1000")}, "starting paper wallet"),
     Field("paper.slippage_percent", _decimal, Decimal("0.05"), "paper market orders fill this much worse than the price"),
+    Field("execution.stop_limit_offset_percent", _positive_decimal, Decimal("0.5"), "limit of the protective stop-limit order this far beyond its stop, so it still fills in a fast move"),
     Field("binance.base_url", _optional_text, None, "REST base URL (testnet or a local server); default: Binance mainnet"),
     Field("binance.key_file", _optional_text, None, "file holding 'API_KEY' and 'API_SECRET' lines; must be mode 0600"),
+    Field("binance.timeout_seconds", _positive_decimal, Decimal("10"), "give up on a Binance request after this many seconds"),
+    Field("binance.recv_window_ms", _int, 5000, "how long a signed request stays valid on Binance's side (1..60000 ms)"),
+    Field("binance.exchange_info_ttl_seconds", _int, 3600, "reuse symbol filters this long before asking Binance again"),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -331,6 +335,11 @@ def _check_consistency(values: dict[str, Any], sources: dict[str, str]) -> None:
         raise ConfigError(
             f"{sources['risk.warn_stop_distance_percent']}: field 'risk.warn_stop_distance_percent': "
             f"must lie between min ({minimum}) and max ({maximum}) stop distance"
+        )
+    if not 1 <= values["binance.recv_window_ms"] <= 60000:
+        raise ConfigError(
+            f"{sources['binance.recv_window_ms']}: field 'binance.recv_window_ms': "
+            f"{values['binance.recv_window_ms']} is outside Binance's 1..60000 ms"
         )
     if values["risk.max_risk_percent"] > 2:
         raise ConfigError(

@@ -119,6 +119,27 @@ class TemporaryExchangeError(ExchangeError):
     """A timeout, 5XX or rate limit: the only kind of error that may be retried."""
 
 
+class AnswerLost(TemporaryExchangeError):
+    """A request was sent but its answer was lost (timeout, dropped connection, 5XX): its effect is unknown.
+
+    Order placement never resends after this; the caller looks the order up by client id instead.
+    """
+
+
+class RateLimited(TemporaryExchangeError):
+    """Binance refused for request weight (429) or banned the IP (418); retry_after says when to try again."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+class AlreadyRunning(RobsonError):
+    """Another robson process holds the lock this command needs (one scan, one monitor, one execution per intent)."""
+
+    exit_code = 4
+
+
 class LiveTradingUnavailable(RobsonError):
     """LIVE was requested and allowed, but no live exchange adapter exists yet."""
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from robson.application.ports import Balance, MarketData, Store, StoreSession
-from robson.domain.market import Side, SymbolInfo
+from robson.domain.market import Side, SymbolInfo, datetime_to_ms
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import Order, OrderStatus, OrderType
 from robson.errors import InsufficientBalance, OrderRejected
@@ -21,6 +21,7 @@ ACCOUNT = "paper"
 
 class PaperExchange:
     name = "paper"
+    live = False
 
     def __init__(self, store: Store, market: MarketData, *, fee_rate: Decimal, slippage_rate: Decimal,
                  starting_balances: dict[str, Decimal]) -> None:
@@ -66,6 +67,17 @@ class PaperExchange:
             )
 
     # --- orders ----------------------------------------------------------------------------
+
+    def send_stamp(self) -> int:
+        return datetime_to_ms(self._market.now())
+
+    def may_still_arrive(self, send_stamp: int) -> bool:
+        """Never: a paper order is written in the same transaction that accepts it."""
+        return False
+
+    def test_order(self, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Check the quantity against LOT_SIZE, as the paper fill would."""
+        self._check_quantity(self._market.symbol_info(symbol), quantity)
 
     def get_order(self, symbol: str, client_order_id: str) -> Order | None:
         with self._store.read() as session:

@@ -16,12 +16,21 @@ from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.ids import OPERATION_PREFIX, new_id
 from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
-from robson.domain.market import Side
+from robson.domain.market import Side, SymbolInfo
 from robson.domain.money import fmt, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
-from robson.domain.orders import AuditEvent, AuditKind, Order, OrderRole, OrderStatus, client_order_id
+from robson.domain.orders import (
+    AuditEvent,
+    AuditKind,
+    Order,
+    OrderRole,
+    client_order_id,
+    fee_in_quote,
+    held_quantity,
+)
 from robson.domain.strategy import Strategy
 from robson.errors import (
+    AnswerLost,
     ExchangeError,
     ExecutionRefused,
     InsufficientBalance,
@@ -29,8 +38,8 @@ from robson.errors import (
     RobsonError,
 )
 
-# How far beyond the stop the limit of a stop-limit order sits, so it still fills in a fast move.
-STOP_LIMIT_OFFSET = Decimal("0.005")
+# How long a second run of the same intent waits for the first to finish before giving up.
+LOCK_WAIT_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +80,12 @@ def check_live_gate(intent: TradingIntent, gate: LiveGate) -> None:
         raise ExecutionRefused("LIVE execution needs BINANCE_API_KEY and BINANCE_API_SECRET (or binance.key_file)")
 
 
-def stop_limit_price(side: Side, stop: Decimal, tick_round) -> Decimal:
-    """Return the limit price of the protective stop: beyond the stop, away from the position."""
+def stop_limit_price(side: Side, stop: Decimal, tick_round, offset_percent: Decimal = Decimal("0.5")) -> Decimal:
+    """Return the limit price of the protective stop: offset_percent beyond the stop, away from the position."""
+    offset = offset_percent / 100
     if side is Side.BUY:  # a long is protected by a SELL stop; its limit sits lower
-        return tick_round(stop * (1 - STOP_LIMIT_OFFSET), up=False)
-    return tick_round(stop * (1 + STOP_LIMIT_OFFSET), up=True)
+        return tick_round(stop * (1 - offset), up=False)
+    return tick_round(stop * (1 + offset), up=True)
 
 
 def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, market: MarketData, account: Account,
@@ -127,22 +137,46 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
     if intent.status is IntentStatus.EXECUTED and existing is not None:
         return _already_executed(store, intent, existing)
     check_live_gate(intent, gate)
-    if intent.status is IntentStatus.VALIDATED:
-        ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
+    ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
+    # One run per intent at a time: a second one waits, then finds the work done.
+    with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}", wait_seconds=LOCK_WAIT_SECONDS):
         with store.transaction() as tx:
-            # Another run may have started between our read and this write: adopt what it did.
             current = tx.get_intent(intent.id)
             if current.status is IntentStatus.VALIDATED:
-                current = current.apply(IntentEvent.EXECUTION_STARTED, clock.now())
+                current = current.apply(IntentEvent.EXECUTION_STARTED, clock.now(),
+                                        execution={"status": "executing", "exchange": exchange.name})
                 tx.update_intent(current, expected_status=IntentStatus.VALIDATED)
                 tx.record(AuditEvent(at=clock.now(), kind=AuditKind.EXECUTION_STARTED, intent_id=intent.id,
                                      message=f"execution started on {exchange.name}"))
             existing = tx.operation_for_intent(intent.id)
         if current.status is IntentStatus.EXECUTED and existing is not None:
             return _already_executed(store, current, existing)
-        intent = current
-    ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
-    return _carry_out(intent, store=store, exchange=exchange, market=market, account=account, clock=clock)
+        ensure_executable(current, strategy=strategy, market=market, account=account, clock=clock)
+        # Checked just now if this run started the execution; a run carrying on an older one checks again.
+        return carry_on(current, strategy=strategy, store=store, exchange=exchange, market=market, account=account,
+                        clock=clock, checked=intent.status is IntentStatus.VALIDATED)
+
+
+def execution_exchange(intent: TradingIntent) -> str:
+    """Return the exchange an EXECUTING intent was started on ('paper' for intents from before v3)."""
+    return (intent.execution or {}).get("exchange", "paper")
+
+
+def carry_on(intent: TradingIntent, *, strategy: Strategy | None, store: Store, exchange: Exchange,
+             market: MarketData, account: Account, clock: Clock, checked: bool = False) -> ExecutionResult:
+    """Finish an EXECUTING intent on the exchange it started on; the caller holds its lock.
+
+    checked says the pre-execution checks passed moments ago; otherwise they run again before an
+    entry is sent, so a run after a crash never opens a position on a stale validation.
+    """
+    started_on = execution_exchange(intent)
+    if started_on != exchange.name:
+        raise ExecutionRefused(
+            f"intent {intent.id} started executing on {started_on}; it can only be finished there",
+            hint="run: robson reconcile" + (" with Binance keys set" if started_on == "binance" else ""),
+        )
+    return _carry_out(intent, strategy=strategy, store=store, exchange=exchange, market=market, account=account,
+                      clock=clock, checked=checked)
 
 
 def _already_executed(store: Store, intent: TradingIntent, operation: Operation) -> ExecutionResult:
@@ -173,40 +207,82 @@ def _fail(store: Store, intent: TradingIntent, clock: Clock, reason: str) -> Tra
     return failed
 
 
-def _carry_out(intent: TradingIntent, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
-               clock: Clock) -> ExecutionResult:
+def _last_send(store: Store, intent_id: str, order_id: str) -> AuditEvent | None:
+    """Return the latest record of sending order_id, if robson ever recorded one."""
+    with store.read() as session:
+        sends = [e for e in session.audit_trail(intent_id=intent_id)
+                 if e.kind is AuditKind.ORDER_SENT and e.data.get("client_order_id") == order_id]
+    return sends[-1] if sends else None
+
+
+def safe_to_send(store: Store, exchange: Exchange, intent: TradingIntent, order_id: str, what: str) -> bool:
+    """Return whether order_id was ever sent; raise AnswerLost while an earlier send could still arrive."""
+    sent = _last_send(store, intent.id, order_id)
+    if sent is None:
+        return False
+    stamp = sent.data.get("send_stamp")
+    if stamp is not None and exchange.may_still_arrive(int(stamp)):
+        raise AnswerLost(
+            f"the {what} {order_id} was sent at {sent.at:%H:%M:%S} UTC and {exchange.name} does not show it yet; "
+            "it could still be executed, so nothing was resent",
+            hint="run `robson reconcile` in a minute: it settles the order once the exchange can no longer accept it",
+        )
+    return True
+
+
+def record_send(store: Store, exchange: Exchange, clock: Clock, intent: TradingIntent, order_id: str,
+                 message: str) -> None:
+    _record(store, AuditEvent(at=clock.now(), kind=AuditKind.ORDER_SENT, intent_id=intent.id, message=message,
+                              data={"client_order_id": order_id, "send_stamp": exchange.send_stamp()}))
+
+
+def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store, exchange: Exchange,
+               market: MarketData, account: Account, clock: Clock, checked: bool) -> ExecutionResult:
     """Do (or finish) the steps of an EXECUTING intent, looking each order up before sending it."""
     symbol, side = intent.symbol, intent.side
     entry_id = client_order_id(intent.id, OrderRole.ENTRY)
     entry = exchange.get_order(symbol, entry_id)
     if entry is None:
-        _record(store, AuditEvent(at=clock.now(), kind=AuditKind.ORDER_SENT, intent_id=intent.id,
-                                  message=f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})"))
+        if safe_to_send(store, exchange, intent, entry_id, "entry order") or not checked:
+            # The entry is about to be sent by a run that did not just check: check again.
+            try:
+                pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
+            except ExecutionRefused as e:
+                _fail(store, intent, clock, f"the entry never reached {exchange.name}, and now: {e}")
+                raise
+        record_send(store, exchange, clock, intent, entry_id,
+                     f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})")
         try:
             entry = exchange.place_market_order(symbol, side, intent.quantity, entry_id, intent_id=intent.id)
         except (InsufficientBalance, OrderRejected) as e:
             _fail(store, intent, clock, f"entry rejected: {e}")
             raise
-    if entry.status not in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED) or not entry.filled_quantity:
+    if not entry.filled_quantity:
         reason = f"entry order {entry_id} is {entry.status.value} with nothing filled"
         _fail(store, intent, clock, reason)
         raise ExchangeError(reason)
     _record_once(store, AuditEvent(
         at=clock.now(), kind=AuditKind.ORDER_FILLED, intent_id=intent.id,
-        message=f"entry filled {fmt(entry.filled_quantity)} @ {fmt(entry.average_price)} fee {fmt(entry.fee)}",
+        message=f"entry filled {fmt(entry.filled_quantity)} @ {fmt(entry.average_price)} "
+                f"fee {fmt(entry.fee)}{' ' + entry.fee_asset if entry.fee_asset else ''}"
+                + ("" if entry.filled_quantity == intent.quantity else f" (partial: {fmt(intent.quantity)} ordered)"),
     ), entry_id)
 
     info = market.symbol_info(symbol)
+    quantity = held_quantity(entry, info)
     stop_id = client_order_id(intent.id, OrderRole.STOP)
     stop_order = exchange.get_order(symbol, stop_id)
     stop_error: RobsonError | None = None
     if stop_order is None:
+        safe_to_send(store, exchange, intent, stop_id, "protective stop")
+        limit = stop_limit_price(side, intent.stop, info.round_price, account.stop_limit_offset_percent)
+        record_send(store, exchange, clock, intent, stop_id,
+                     f"stop {side.opposite.value} {fmt(quantity)} @ {fmt(intent.stop)} limit {fmt(limit)} ({stop_id})")
         try:
-            stop_order = exchange.place_stop_order(
-                symbol, side.opposite, entry.filled_quantity, intent.stop,
-                stop_limit_price(side, intent.stop, info.round_price), stop_id,
-                target_price=intent.target, intent_id=intent.id,
-            )
+            stop_order = exchange.place_stop_order(symbol, side.opposite, quantity, intent.stop, limit, stop_id,
+                                                   target_price=intent.target, intent_id=intent.id)
+        except AnswerLost:
+            raise  # the stop may exist: never exit at market on a guess; reconcile settles it
         except RobsonError as e:
             stop_error = e
     if stop_order is not None:
@@ -215,13 +291,14 @@ def _carry_out(intent: TradingIntent, *, store: Store, exchange: Exchange, marke
             message=f"stop {stop_order.type.value} {fmt(stop_order.quantity)} @ {fmt(stop_order.stop_price)}"
                     + (f", target {fmt(stop_order.target_price)}" if stop_order.target_price else ""),
         ), stop_id)
-    return _finish(intent, entry, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
+    return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
 
 
-def _finish(intent: TradingIntent, entry: Order, stop_order: Order | None, stop_error: RobsonError | None, *,
-            store: Store, exchange: Exchange, clock: Clock) -> ExecutionResult:
+def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: Order | None,
+            stop_error: RobsonError | None, *, store: Store, exchange: Exchange, clock: Clock) -> ExecutionResult:
     """Create the operation and mark the intent EXECUTED; exit at market if the stop could not be placed."""
     now = clock.now()
+    quantity = held_quantity(entry, info)
     with store.read() as session:
         operation = session.operation_for_intent(intent.id)
     operation = operation or Operation(
@@ -232,9 +309,9 @@ def _finish(intent: TradingIntent, entry: Order, stop_order: Order | None, stop_
         status=OperationStatus.ACTIVE,
         mode=exchange.name if exchange.name == "paper" else "live",
         strategy=intent.strategy,
-        quantity=entry.filled_quantity,
+        quantity=quantity,
         entry_price=entry.average_price or intent.entry,
-        entry_fee=entry.fee,
+        entry_fee=fee_in_quote(entry, info),
         initial_stop=intent.stop,
         stop=intent.stop,
         target=intent.target,
@@ -248,10 +325,10 @@ def _finish(intent: TradingIntent, entry: Order, stop_order: Order | None, stop_
         # Never leave a position unprotected: exit at market and say so loudly.
         exit_id = client_order_id(intent.id, OrderRole.EXIT)
         exit_order = exchange.get_order(intent.symbol, exit_id) or exchange.place_market_order(
-            intent.symbol, intent.side.opposite, entry.filled_quantity, exit_id, intent_id=intent.id
+            intent.symbol, intent.side.opposite, quantity, exit_id, intent_id=intent.id
         )
         operation = operation.close(exit_price=exit_order.average_price or entry.average_price or intent.entry,
-                                    exit_fee=exit_order.fee, reason=CloseReason.STOP_PLACEMENT_FAILED, at=now)
+                                    exit_fee=fee_in_quote(exit_order, info), reason=CloseReason.STOP_PLACEMENT_FAILED, at=now)
     execution = {
         "status": "executed" if stop_order is not None else "exited: stop placement failed",
         "mode": operation.mode,

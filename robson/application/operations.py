@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from robson.application.execute import record_send, safe_to_send
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.money import fmt
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
@@ -47,6 +48,11 @@ def list_operations(status: OperationStatus | None, *, store: Store) -> list[Ope
         return session.list_operations(status)
 
 
+def _intent(store: Store, intent_id: str):
+    with store.read() as session:
+        return session.get_intent(intent_id)
+
+
 def close_operation(operation_id: str, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
     """Close an ACTIVE operation at market: cancel its stop, exit, record realized P&L."""
     with store.read() as session:
@@ -57,12 +63,22 @@ def close_operation(operation_id: str, *, store: Store, exchange: Exchange, cloc
         raise IllegalTransition(f"operation {op.id} is a {op.mode} operation; it cannot be closed on {exchange.name}")
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
     stop = exchange.get_order(op.symbol, stop_id)
+    if stop is not None and stop.status is OrderStatus.FILLED:
+        raise IllegalTransition(
+            f"the protective order of {op.id} already filled on {exchange.name} @ {fmt(stop.average_price)}: "
+            "the position is closed there, nothing to sell"
+        )
     if stop is not None and stop.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
         exchange.cancel_order(op.symbol, stop_id)
     exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
-    exit_order = exchange.get_order(op.symbol, exit_id) or exchange.place_market_order(
-        op.symbol, op.side.opposite, op.quantity, exit_id, intent_id=op.intent_id
-    )
+    exit_order = exchange.get_order(op.symbol, exit_id)
+    if exit_order is None:
+        intent = _intent(store, op.intent_id)
+        safe_to_send(store, exchange, intent, exit_id, "exit order")  # an earlier lost exit may still arrive
+        record_send(store, exchange, clock, intent, exit_id,
+                    f"exit MARKET {op.side.opposite.value} {fmt(op.quantity)} {op.symbol} ({exit_id})")
+        exit_order = exchange.place_market_order(op.symbol, op.side.opposite, op.quantity, exit_id,
+                                                 intent_id=op.intent_id)
     now = clock.now()
     closed = op.close(exit_price=exit_order.average_price, exit_fee=exit_order.fee, reason=CloseReason.MANUAL, at=now)
     with store.transaction() as tx:

@@ -34,6 +34,7 @@ class Account:
     max_position_percent: Decimal
     limits: RiskLimits
     validation_max_age_minutes: int = 15
+    stop_limit_offset_percent: Decimal = Decimal("0.5")
 
     def limits_for(self, strategy: Strategy | None) -> RiskLimits:
         """Return the guard limits for strategy: its overrides, its max risk capped by the account's."""

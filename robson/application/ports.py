@@ -66,6 +66,19 @@ class Exchange(Protocol):
     """Order placement: the paper exchange or a live one. Idempotent by client order id."""
 
     name: str  # "paper" / "binance"
+    live: bool  # True when orders are real
+
+    def send_stamp(self) -> int:
+        """Return the exchange's clock in ms; recorded just before an order is sent."""
+        ...
+
+    def may_still_arrive(self, send_stamp: int) -> bool:
+        """True while an order sent at send_stamp, not seen yet, could still be executed by the exchange."""
+        ...
+
+    def test_order(self, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Check a market order against the exchange's rules without placing it; raise OrderRejected."""
+        ...
 
     def balances(self) -> dict[str, Balance]:
         """Return balances by asset."""
@@ -167,3 +180,7 @@ class Store(Protocol):
         ...
 
     def schema_version(self) -> int: ...
+
+    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
+        """Hold a named lock across processes; raise AlreadyRunning if another live process holds it."""
+        ...

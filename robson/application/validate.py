@@ -7,13 +7,22 @@ from datetime import datetime, timedelta
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
-from robson.domain.guards import RiskLimits, GuardContext, GuardResult, OpenPosition, Verdict, overall, run_guards
+from robson.domain.guards import (
+    GuardContext,
+    GuardResult,
+    OpenPosition,
+    RiskLimits,
+    Verdict,
+    order_test,
+    overall,
+    run_guards,
+)
 from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
 from robson.domain.market import SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind
 from robson.domain.strategy import Strategy
-from robson.errors import IllegalTransition, MarketDataError, NotFound
+from robson.errors import ExchangeError, IllegalTransition, MarketDataError, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +58,8 @@ def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market:
     ctx = gather_context(intent, store=store, market=market, exchange=exchange, account=account, clock=clock,
                          limits=limits)
     results = run_guards(ctx)
+    if exchange.live:
+        results.append(_order_test(intent, exchange))
     verdict = overall(results)
     now = ctx.now
     report = {
@@ -69,6 +80,15 @@ def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market:
             intent_id=intent.id, message=message,
         ))
     return ValidationOutcome(intent=updated, results=results, verdict=verdict)
+
+
+def _order_test(intent: TradingIntent, exchange: Exchange) -> GuardResult:
+    try:
+        exchange.test_order(intent.symbol, intent.side, intent.quantity)
+        rejection = None
+    except ExchangeError as e:
+        rejection = str(e)
+    return order_test(exchange.name, intent.side.value, intent.quantity, intent.symbol, rejection)
 
 
 def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, exchange: Exchange, account: Account,

@@ -109,10 +109,11 @@ def container(ctx: typer.Context):
 
 
 def _register() -> None:
-    from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, strategy_cmd, trade_cmd
+    from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, reconcile_cmd, strategy_cmd, trade_cmd
 
     app.add_typer(plan_cmd.app, name="plan")
     trade_cmd.register(app)
+    reconcile_cmd.register(app)
     app.add_typer(operation_cmd.app, name="operation")
     app.add_typer(strategy_cmd.app, name="strategy")
     app.add_typer(config_cmd.app, name="config")

@@ -26,7 +26,10 @@ def status(ctx: typer.Context,
     """
     from robson.application.operations import operation_status
 
+    from robson.cli.reconcile_cmd import settle_pending
+
     c = container(ctx)
+    settle_pending(c)
     views = operation_status(operation_id, store=c.store, market=c.market, fee_rate=c.settings.fee_rate)
 
     def render() -> None:
@@ -63,7 +66,11 @@ def list_(ctx: typer.Context,
             wanted = OperationStatus(status.strip().upper())
         except ValueError:
             raise InvalidInput(f"unknown status '{status}' (one of: {', '.join(s.value for s in OperationStatus)})") from None
-    operations = list_operations(wanted, store=container(ctx).store)
+    from robson.cli.reconcile_cmd import settle_pending
+
+    c = container(ctx)
+    settle_pending(c)
+    operations = list_operations(wanted, store=c.store)
 
     def render() -> None:
         rows = [(op.id, op.status.value, op.mode, f"{op.side.value} {op.symbol}", fmt(op.quantity), fmt(op.entry_price),
@@ -84,8 +91,16 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
     """
     from robson.application.operations import close_operation
 
+    from robson.cli.reconcile_cmd import settle_pending
+
     c = container(ctx)
-    closed = close_operation(operation_id, store=c.store, exchange=c.paper, clock=c.clock)
+    settle_pending(c)
+    with c.store.read() as session:
+        mode = session.get_operation(session.resolve_operation_id(operation_id)).mode
+    venue = c.venue("paper" if mode == "paper" else "binance")
+    if venue.exchange is None:
+        raise InvalidInput(f"operation {operation_id} is live: {venue.unavailable.replace('started on Binance: ', '')}")
+    closed = close_operation(operation_id, store=c.store, exchange=venue.exchange, clock=venue.market)
     emit(as_json, operation_doc(closed), lambda: console().print(
         f"Closed {closed.id} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
         f"{fmt(closed.realized_pnl, 2)} {closed.quote_asset} ({fmt(r_multiple(closed), 2)} R)."))

@@ -11,7 +11,7 @@ from robson.cli.output import JsonOption, console, emit, key_values, styled_verd
 from robson.cli.views import intent_doc, operation_doc, order_doc
 from robson.domain.intent import IntentSource, IntentStatus
 from robson.domain.money import fmt
-from robson.errors import ExecutionRefused, LiveTradingUnavailable, ValidationFailed
+from robson.errors import ExecutionRefused, ValidationFailed
 
 IntentId = Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")]
 
@@ -32,8 +32,10 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
     c = container(ctx)
     with c.store.read() as session:
         strategy_name = session.get_intent(session.resolve_intent_id(intent_id)).strategy
+    # On a live account (market: binance and keys) the real balances and Binance's order test count.
+    exchange = c.binance if c.live_account else c.paper
     outcome = validate(intent_id, strategy=c.strategy_or_none(strategy_name), store=c.store, market=c.market,
-                       exchange=c.paper, account=c.account, clock=c.clock)
+                       exchange=exchange, account=c.account, clock=c.clock)
     intent = outcome.intent
 
     def render() -> None:
@@ -71,31 +73,27 @@ def execute_command(
 
     Example: robson execute pl-7f3a            (dry-run on the paper exchange)
     """
-    from robson.application.execute import LiveGate, check_live_gate, ensure_executable, execute
+    from robson.application.execute import LiveGate, execute
+    from robson.cli.reconcile_cmd import settle_pending
 
     c = container(ctx)
     with c.store.read() as session:
         intent = session.get_intent(session.resolve_intent_id(intent_id))
-    exchange = c.paper
+    gate = LiveGate(requested=False, acknowledged=False, live_enabled=False, keys_present=False)
+    exchange, market = c.paper, c.market
     if live:
         acknowledged = acknowledge_risk
-        if not acknowledged and intent.source is not IntentSource.PATTERN:
+        if not acknowledged and intent.source is not IntentSource.PATTERN and intent.status is not IntentStatus.EXECUTED:
             acknowledged = _confirmed_interactively()
             if not acknowledged:
                 raise ExecutionRefused("LIVE not confirmed: CONFIRM was not typed (or use --acknowledge-risk)")
         gate = LiveGate(requested=True, acknowledged=acknowledged,
                         live_enabled=c.settings["execution.live_trading_enabled"], keys_present=c.keys_present())
-        check_live_gate(intent, gate)
-        if intent.status is not IntentStatus.EXECUTED:
-            ensure_executable(intent, strategy=c.strategy_or_none(intent.strategy), market=c.market,
-                              account=c.account, clock=c.clock)
-        raise LiveTradingUnavailable(
-            "every LIVE check passed, but this version of robson has no live Binance adapter yet: nothing was sent",
-            hint="run without --live for a dry-run on the paper exchange",
-        )
-    gate = LiveGate(requested=False, acknowledged=False, live_enabled=False, keys_present=False)
-    result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=c.market,
-                     exchange=exchange, account=c.account, clock=c.clock, gate=gate)
+        # LIVE prices and filters come from Binance whatever market the config reads.
+        exchange, market = c.binance, c.binance_market
+    settle_pending(c, exclude=intent.id)
+    result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=market,
+                     exchange=exchange, account=c.account, clock=market, gate=gate)
     op = result.operation
     doc = {
         "mode": "dry-run" if op.mode == "paper" else "live",
@@ -110,7 +108,8 @@ def execute_command(
         if result.already_executed:
             out.print(f"{result.intent.id} was already executed: operation {op.id} ({op.status.value}). Nothing placed.")
         else:
-            out.print(f"DRY-RUN on the paper exchange: {result.intent.id} EXECUTED → operation {op.id} {op.status.value}")
+            where = "DRY-RUN on the paper exchange" if op.mode == "paper" else "LIVE on Binance"
+            out.print(f"{where}: {result.intent.id} EXECUTED → operation {op.id} {op.status.value}")
         out.print(key_values(None, [
             ("position", f"{op.side.value} {fmt(op.quantity)} {op.symbol}"),
             ("entry fill", f"{fmt(op.entry_price)} (fee {fmt(op.entry_fee, 8)} {op.quote_asset})"),

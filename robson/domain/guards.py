@@ -303,6 +303,16 @@ GUARDS: tuple[Callable[[GuardContext], GuardResult], ...] = (
 )
 
 
+def order_test(exchange: str, side: str, quantity: Decimal, symbol: str, rejection: str | None) -> GuardResult:
+    """The LIVE-only guard: the exchange's test-order endpoint accepted (or rejected) the entry order."""
+    name = "order test"
+    order = f"MARKET {side} {fmt(quantity)} {symbol}"
+    if rejection is None:
+        return GuardResult(name, Verdict.PASS, f"{exchange} accepted a test {order}")
+    return GuardResult(name, Verdict.FAIL, f"{exchange} refused a test {order}: {rejection}",
+                       fix="plan again: the exchange's filters, balance or status no longer allow this order")
+
+
 def run_guards(ctx: GuardContext) -> list[GuardResult]:
     """Run every guard and return all verdicts, in the SPEC's order."""
     return [guard(ctx) for guard in GUARDS]

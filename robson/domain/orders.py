@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from robson.domain.market import Side
+from robson.domain.market import Side, SymbolInfo
 from robson.domain.money import ZERO
 
 
@@ -30,6 +30,8 @@ class OrderStatus(StrEnum):
 class OrderRole(StrEnum):
     ENTRY = "E"
     STOP = "S"
+    TARGET = "T"  # the take-profit leg of an OCO
+    ORDER_LIST = "L"  # the OCO as a whole
     EXIT = "X"
 
 
@@ -60,6 +62,24 @@ class Order:
     exchange_order_id: str | None = None
     intent_id: str | None = None
     operation_id: str | None = None
+
+
+OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+
+
+def fee_in_quote(order: Order, info: SymbolInfo) -> Decimal:
+    """Return the order's fee in quote currency (Binance takes it in the asset received)."""
+    if order.fee_asset == info.base_asset:
+        return order.fee * (order.average_price or ZERO)
+    return order.fee
+
+
+def held_quantity(entry: Order, info: SymbolInfo) -> Decimal:
+    """Return what a filled entry leaves to protect: the fill less a fee paid in the base asset, on the LOT_SIZE step."""
+    quantity = entry.filled_quantity
+    if entry.side is Side.BUY and entry.fee_asset == info.base_asset:
+        quantity -= entry.fee
+    return info.round_quantity(quantity)
 
 
 class AuditKind(StrEnum):

@@ -19,6 +19,7 @@ from robson.cli.app import app
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CANARY_KEY = "CANARY-KEY-123"
 CANARY_SECRET = "CANARY-SECRET-456"
+CLOSED_PORT_URL = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 Robson = Callable[..., Result]
 
@@ -39,6 +40,8 @@ def robson(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Ro
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.setenv("ROBSON_DB", str(db_path))
+    # Nothing in these tests may reach a real exchange: Binance is a closed port on loopback here.
+    monkeypatch.setenv("ROBSON_BINANCE__BASE_URL", CLOSED_PORT_URL)
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
 

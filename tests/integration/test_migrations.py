@@ -73,8 +73,8 @@ def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path
         balances = session.get_balances("paper")
         trail = session.audit_trail(intent_id="pl-7f3a9c2e")
 
-    assert store.schema_version() == 2
-    assert stored_versions(path) == [1, 2]
+    assert store.schema_version() == 3
+    assert stored_versions(path) == [1, 2, 3]
     assert (intent.status, intent.quantity, intent.note, intent.signal_id) == (
         IntentStatus.EXECUTED,
         Decimal("0.00051000"),
@@ -150,7 +150,7 @@ def test_opening_an_up_to_date_database_migrates_nothing(tmp_path: Path) -> None
     for _ in range(3):
         SqlStore.for_path(path).schema_version()
 
-    assert stored_versions(path) == [1, 2]
+    assert stored_versions(path) == [1, 2, 3]
 
 
 def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as raw:
         raw.execute("INSERT INTO schema_version VALUES (9, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
 
-    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v2\); upgrade robson"):
+    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v3\); upgrade robson"):
         SqlStore.for_path(path).schema_version()
 
 
@@ -171,12 +171,12 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monke
         connection.exec_driver_sql("ALTER TABLE intents ADD COLUMN half_done TEXT")  # type: ignore[attr-defined]
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(3, "broken", broken)))
-    monkeypatch.setattr(migrations, "LATEST_VERSION", 3)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(4, "broken", broken)))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", 4)
     with pytest.raises(RuntimeError, match="migration bug"):
-        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=3)
+        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=4)
 
     with sqlite3.connect(path) as raw:
         columns = [row[1] for row in raw.execute("PRAGMA table_info(intents)")]
     assert "half_done" not in columns
-    assert stored_versions(path) == [1, 2]
+    assert stored_versions(path) == [1, 2, 3]

@@ -186,8 +186,9 @@ def execute_once(worker: int, db: str, config: str, intent_id: str, pause: str, 
                 return price
 
             execution.pre_execution_checks = checked_then_meet
-        elif pause == "before-finishing":
-            # Both processes hold the same entry and stop; both now try to create the operation.
+        elif pause == "before-finishing" and worker == 0:
+            # The first run holds the entry and stop and is about to create the operation; it goes on only
+            # once the second run is waiting for the intent's execution lock.
             finish = execution._finish
 
             def meet_then_finish(*args: Any, **kwargs: Any) -> Any:
@@ -196,6 +197,19 @@ def execute_once(worker: int, db: str, config: str, intent_id: str, pause: str, 
                 return finish(*args, **kwargs)
 
             execution._finish = meet_then_finish
+        elif pause == "before-finishing":
+            import robson.adapters.store.locks as locks
+
+            try_lock, told = locks.try_lock, []
+
+            def try_then_tell(*args: Any, **kwargs: Any) -> Any:
+                holder = try_lock(*args, **kwargs)
+                if holder is not None and str(args[1]).startswith("execute:") and not told:
+                    told.append(True)
+                    start_together.wait(timeout=WAIT)  # let the first run finish while this one waits
+                return holder
+
+            locks.try_lock = try_then_tell
         else:
             start_together.wait(timeout=WAIT)
         result = CliRunner().invoke(app, ["execute", intent_id, "--json"])

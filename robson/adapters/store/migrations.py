@@ -169,9 +169,25 @@ def _v2_signals_checks_and_candles(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v3_locks(connection: Connection) -> None:
+    metadata = MetaData()
+    Table(
+        "locks",
+        metadata,
+        Column("name", String(80), primary_key=True),
+        Column("owner", String(80), nullable=False),
+        Column("host", Text, nullable=False),
+        Column("pid", BigInteger, nullable=False),
+        Column("acquired_at", String(32), nullable=False),
+        Column("expires_at", String(32), nullable=False),
+    )
+    metadata.create_all(connection)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "intents.signal_id, operations.last_checked_at, candles", _v2_signals_checks_and_candles),
+    Migration(3, "locks: one execution per intent, one scan, one monitor", _v3_locks),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

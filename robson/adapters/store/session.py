@@ -212,6 +212,11 @@ class SqlSession:
 
     # --- helpers ---------------------------------------------------------------------
 
+    @property
+    def connection(self) -> Connection:
+        """The underlying connection, for store-internal modules (locks)."""
+        return self._connection
+
     def _require_writable(self) -> None:
         if not self._writable:
             raise StoreError("cannot write in a read session; use store.transaction()")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from sqlalchemy import URL, Engine
@@ -68,6 +68,12 @@ class SqlStore:
                 yield SqlSession(connection, writable=False)
             finally:
                 transaction.rollback()
+
+    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
+        """Hold a named lock across processes for a block; raise AlreadyRunning if a live process has it."""
+        from robson.adapters.store import locks
+
+        return locks.hold(self, name, what=what, wait_seconds=wait_seconds)
 
     def schema_version(self) -> int:
         """Return the schema version of the database (after any automatic migration)."""

@@ -133,6 +133,17 @@ class CandleRow(SQLModel, table=True):  # since v2
     volume: str = Field(sa_type=Text)
 
 
+class LockRow(SQLModel, table=True):  # since v3
+    __tablename__ = "locks"
+
+    name: str = Field(primary_key=True, sa_type=String(80))
+    owner: str = Field(sa_type=String(80))
+    host: str = Field(sa_type=Text)
+    pid: int = Field(sa_type=BigInteger)
+    acquired_at: str = Field(sa_type=String(32))
+    expires_at: str = Field(sa_type=String(32))
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -144,5 +155,6 @@ ORDERS = _table(OrderRow)
 BALANCES = _table(BalanceRow)
 AUDIT_EVENTS = _table(AuditEventRow)
 CANDLES = _table(CandleRow)
+LOCKS = _table(LockRow)
 
-ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES)
+ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS)

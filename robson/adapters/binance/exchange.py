@@ -1,0 +1,263 @@
+"""The live exchange: Binance spot orders through the gateway, idempotent by client order id.
+
+Placing an order is never retried blindly. When its answer is lost (timeout, dropped connection,
+5XX) the order is looked up by its client id; only what Binance shows is believed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from robson.adapters.binance.gateway import FILTER_FAILURE, NO_SUCH_ORDER, BinanceGateway, BinanceRefusal
+from robson.adapters.binance.market import BinanceMarket
+from robson.application.ports import Balance
+from robson.domain.market import Side, SymbolInfo, ms_to_datetime
+from robson.domain.money import ZERO, fmt
+from robson.domain.orders import Order, OrderStatus, OrderType
+from robson.errors import AnswerLost, DuplicateOrder, ExchangeError, OrderRejected, TemporaryExchangeError
+
+WEIGHT_ACCOUNT = 20
+WEIGHT_ORDER = 1
+WEIGHT_QUERY_ORDER = 4
+WEIGHT_OPEN_ORDERS = 6
+WEIGHT_ORDER_LIST = 4
+WEIGHT_MY_TRADES = 20
+LOOKUPS_AFTER_LOST_ANSWER = 3
+# A request Binance has not executed within its recvWindow is refused for good; allow this much more for clocks.
+ARRIVAL_MARGIN_MS = 5000
+
+_STATUSES = {
+    "NEW": OrderStatus.NEW,
+    "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
+    "FILLED": OrderStatus.FILLED,
+    "CANCELED": OrderStatus.CANCELED,
+    "PENDING_CANCEL": OrderStatus.CANCELED,
+    "REJECTED": OrderStatus.REJECTED,
+    "EXPIRED": OrderStatus.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
+}
+
+
+def leg_ids(stop_client_id: str) -> tuple[str, str]:
+    """Return the client ids of an OCO's take-profit leg and of the order list, derived from the stop's id."""
+    return stop_client_id[:-1] + "T", stop_client_id[:-1] + "L"
+
+
+class BinanceExchange:
+    """The Exchange protocol on Binance spot."""
+
+    name = "binance"
+    live = True
+
+    def __init__(self, gateway: BinanceGateway, market: BinanceMarket, *,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        self._gateway = gateway
+        self._market = market
+        self._sleep = sleep or (lambda seconds: None)
+
+    # --- account ---------------------------------------------------------------------------
+
+    def balances(self) -> dict[str, Balance]:
+        answer = self._gateway.call(lambda c: c.get_account(omitZeroBalances="true"), weight=WEIGHT_ACCOUNT, signed=True)
+        result = {}
+        for row in answer.get("balances", []):
+            free, locked = Decimal(row["free"]), Decimal(row["locked"])
+            if free or locked:
+                result[row["asset"]] = Balance(row["asset"], free, locked)
+        return result
+
+    # --- the clock that decides whether a lost order can still appear ----------------------
+
+    def send_stamp(self) -> int:
+        """Return Binance's clock in ms, recorded just before an order is sent."""
+        return self._gateway.server_time_ms()
+
+    def may_still_arrive(self, send_stamp: int) -> bool:
+        """True while an order sent at send_stamp could still be executed (its recvWindow is open)."""
+        self._gateway.sync_clock()
+        return self._gateway.server_time_ms() <= send_stamp + self._gateway.recv_window_ms + ARRIVAL_MARGIN_MS
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def get_order(self, symbol: str, client_order_id: str) -> Order | None:
+        """Look an order up by client id (with its fills); None if Binance never saw it."""
+        raw = self._query(symbol, client_order_id)
+        if raw is None:
+            return None
+        target = None
+        if raw.get("orderListId", -1) != -1:
+            target_id, _ = leg_ids(client_order_id)
+            target = self._query(symbol, target_id)
+        return self._order(raw, target_leg=target, fills=self._fills(symbol, raw))
+
+    def _query(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
+        try:
+            return self._gateway.call(lambda c: c.get_order(symbol=symbol, origClientOrderId=client_order_id),
+                                      weight=WEIGHT_QUERY_ORDER, signed=True)
+        except BinanceRefusal as e:
+            if e.failure.code == NO_SUCH_ORDER:
+                return None
+            raise
+
+    def _fills(self, symbol: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
+        if Decimal(raw.get("executedQty", "0")) == 0:
+            return []
+        trades = self._gateway.call(lambda c: c.get_my_trades(symbol=symbol, orderId=raw["orderId"]),
+                                    weight=WEIGHT_MY_TRADES, signed=True)
+        return [{"price": t["price"], "qty": t["qty"], "commission": t["commission"],
+                 "commissionAsset": t["commissionAsset"]} for t in trades]
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        params = {"symbol": symbol} if symbol else {}
+        rows = self._gateway.call(lambda c: c.get_open_orders(**params), weight=WEIGHT_OPEN_ORDERS, signed=True)
+        return [self._order(row) for row in rows]
+
+    def test_order(self, symbol: str, side: Side, quantity: Decimal) -> None:
+        """Ask Binance to check a market order without placing it; raise OrderRejected naming the filter."""
+        info = self._market.symbol_info(symbol)
+        try:
+            self._gateway.call(lambda c: c.create_test_order(symbol=symbol, side=side.value, type="MARKET",
+                                                             quantity=fmt(quantity)),
+                               weight=WEIGHT_ORDER, signed=True)
+        except BinanceRefusal as e:
+            raise self._rejection(e, info, quantity, None) from None
+
+    def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
+                           intent_id: str | None = None) -> Order:
+        info = self._market.symbol_info(symbol)
+        params = {"symbol": symbol, "side": side.value, "type": "MARKET", "quantity": fmt(quantity),
+                  "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
+        raw = self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, None)
+        if isinstance(raw, Order):
+            return raw
+        return self._order(raw, fills=raw.get("fills", []), intent_id=intent_id)
+
+    def place_stop_order(self, symbol: str, side: Side, quantity: Decimal, stop_price: Decimal, limit_price: Decimal,
+                         client_order_id: str, *, target_price: Decimal | None = None,
+                         intent_id: str | None = None) -> Order:
+        """Place a STOP_LOSS_LIMIT, or an OCO whose other leg is a LIMIT_MAKER at the target."""
+        info = self._market.symbol_info(symbol)
+        if target_price is None:
+            params = {"symbol": symbol, "side": side.value, "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
+                      "quantity": fmt(quantity), "stopPrice": fmt(stop_price), "price": fmt(limit_price),
+                      "newClientOrderId": client_order_id}
+            raw = self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, limit_price)
+            return raw if isinstance(raw, Order) else self._order(raw, intent_id=intent_id)
+        target_id, list_id = leg_ids(client_order_id)
+        stop_leg = {"Type": "STOP_LOSS_LIMIT", "StopPrice": fmt(stop_price), "Price": fmt(limit_price),
+                    "TimeInForce": "GTC", "ClientOrderId": client_order_id}
+        target_leg = {"Type": "LIMIT_MAKER", "Price": fmt(target_price), "ClientOrderId": target_id}
+        # A SELL protects a long: the target is above the price, the stop below. A BUY mirrors it.
+        above, below = (target_leg, stop_leg) if side is Side.SELL else (stop_leg, target_leg)
+        params = {"symbol": symbol, "side": side.value, "quantity": fmt(quantity), "listClientOrderId": list_id,
+                  **{"above" + k: v for k, v in above.items()}, **{"below" + k: v for k, v in below.items()}}
+        raw = self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity, limit_price)
+        if isinstance(raw, Order):
+            return raw
+        reports = {r["clientOrderId"]: r for r in raw.get("orderReports", [])}
+        return self._order(reports[client_order_id], target_leg=reports.get(target_id), intent_id=intent_id)
+
+    def cancel_order(self, symbol: str, client_order_id: str) -> Order:
+        """Cancel an open order (the whole OCO for one of its legs); raise OrderRejected if it is not open."""
+        current = self.get_order(symbol, client_order_id)
+        if current is None or current.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            state = current.status.value if current else "unknown to Binance"
+            raise OrderRejected(f"order {client_order_id} cannot be cancelled: it is {state}")
+        if current.type is OrderType.OCO:
+            _, list_id = leg_ids(client_order_id)
+            request = lambda c: c.v3_delete_order_list(symbol=symbol, listClientOrderId=list_id)  # noqa: E731
+        else:
+            request = lambda c: c.cancel_order(symbol=symbol, origClientOrderId=client_order_id)  # noqa: E731
+        try:
+            self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False)
+        except AnswerLost:
+            pass  # the lookup below tells what happened
+        return self.get_order(symbol, client_order_id) or current
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _send(self, request: Callable[[Any], Any], symbol: str, client_order_id: str, info: SymbolInfo,
+              quantity: Decimal, price: Decimal | None) -> dict[str, Any] | Order:
+        """Send an order once; after a lost answer or a duplicate, return what Binance shows instead."""
+        try:
+            return self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False)
+        except DuplicateOrder:
+            found = self.get_order(symbol, client_order_id)
+            if found is None:
+                raise
+            return found
+        except BinanceRefusal as e:
+            raise self._rejection(e, info, quantity, price) from None
+        except AnswerLost as lost:
+            return self._find_after_lost_answer(symbol, client_order_id, lost)
+
+    def _find_after_lost_answer(self, symbol: str, client_order_id: str, lost: AnswerLost) -> Order:
+        for attempt in range(LOOKUPS_AFTER_LOST_ANSWER):
+            try:
+                found = self.get_order(symbol, client_order_id)
+            except TemporaryExchangeError:
+                found = None
+            if found is not None:
+                return found
+            self._sleep(0.2 * 2 ** attempt)
+        raise AnswerLost(
+            f"order {client_order_id} was sent but its answer was lost ({lost}), and Binance does not show it: "
+            "nothing was resent",
+            hint="run `robson reconcile`: it settles the order once Binance can no longer accept it",
+        )
+
+    @staticmethod
+    def _rejection(error: BinanceRefusal, info: SymbolInfo, quantity: Decimal, price: Decimal | None) -> ExchangeError:
+        failure = error.failure
+        if failure.code != FILTER_FAILURE:
+            return OrderRejected(f"Binance rejected the order: {failure.message} (code {failure.code})")
+        return OrderRejected(f"Binance rejected the order: {failure.message}: "
+                             + explain_filter(failure.message, info, quantity, price),
+                             hint="plan again; robson rounds to the filters it knows, so they may have changed")
+
+    # --- mapping ---------------------------------------------------------------------------
+
+    def _order(self, raw: dict[str, Any], *, target_leg: dict[str, Any] | None = None,
+               fills: list[dict[str, Any]] | None = None, intent_id: str | None = None) -> Order:
+        executed = Decimal(raw.get("executedQty", "0"))
+        quote = Decimal(raw.get("cummulativeQuoteQty", "0"))
+        fee, fee_asset = ZERO, None
+        for fill in fills or []:
+            fee += Decimal(fill["commission"])
+            fee_asset = fill["commissionAsset"]
+        status = _STATUSES.get(raw["status"], OrderStatus.NEW)
+        filled_leg = raw
+        if target_leg is not None and _STATUSES.get(target_leg["status"]) is OrderStatus.FILLED:
+            status, filled_leg = OrderStatus.FILLED, target_leg  # the take-profit closed the position
+            executed = Decimal(target_leg.get("executedQty", "0"))
+            quote = Decimal(target_leg.get("cummulativeQuoteQty", "0"))
+        created = raw.get("time") or raw.get("transactTime") or raw.get("workingTime") or 0
+        updated = filled_leg.get("updateTime") or filled_leg.get("transactTime") or created
+        stop = Decimal(raw["stopPrice"]) if Decimal(raw.get("stopPrice") or "0") else None
+        price = Decimal(raw["price"]) if Decimal(raw.get("price") or "0") else None
+        kind = OrderType.MARKET if raw["type"] == "MARKET" else OrderType.STOP_LOSS_LIMIT
+        if raw.get("orderListId", -1) != -1:
+            kind = OrderType.OCO
+        return Order(
+            client_order_id=raw["clientOrderId"], exchange=self.name, symbol=raw["symbol"], side=Side(raw["side"]),
+            type=kind, quantity=Decimal(raw["origQty"]), status=status,
+            created_at=ms_to_datetime(int(created)), updated_at=ms_to_datetime(int(updated)),
+            price=price, stop_price=stop,
+            target_price=Decimal(target_leg["price"]) if target_leg is not None else None,
+            filled_quantity=executed, average_price=quote / executed if executed else None,
+            fee=fee, fee_asset=fee_asset, exchange_order_id=str(raw.get("orderId")), intent_id=intent_id,
+        )
+
+
+def explain_filter(message: str, info: SymbolInfo, quantity: Decimal, price: Decimal | None) -> str:
+    """Say which value broke which filter, with the filter's numbers."""
+    if "LOT_SIZE" in message:
+        return f"quantity {fmt(quantity)} (min {fmt(info.min_qty)}, max {fmt(info.max_qty)}, step {fmt(info.step_size)})"
+    if "PRICE_FILTER" in message and price is not None:
+        return f"price {fmt(price)} (min {fmt(info.min_price)}, tick {fmt(info.tick_size)})"
+    if "NOTIONAL" in message:
+        return f"quantity {fmt(quantity)} is below the minimum order value of {fmt(info.min_notional)} {info.quote_asset}"
+    return f"quantity {fmt(quantity)}" + (f", price {fmt(price)}" if price is not None else "")

@@ -1,0 +1,89 @@
+"""Use case: settle every intent left in EXECUTING against the exchange it started on.
+
+An execution interrupted by a crash, a lost answer or a network failure leaves its intent in
+EXECUTING. Reconciling adopts the orders the exchange shows, finishes what is missing (entry,
+protective stop, operation) under the same rules as `execute`, or marks the intent FAILED with
+the reason. Nothing is ever sent twice: every order is looked up by its client id first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from robson.application.execute import carry_on, execution_exchange
+from robson.application.plan import Account
+from robson.application.ports import Exchange, MarketData, Store
+from robson.domain.intent import IntentStatus, TradingIntent
+from robson.domain.strategy import Strategy
+from robson.errors import AlreadyRunning, AnswerLost, RobsonError
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    intent_id: str
+    exchange: str
+    outcome: str  # executed | failed | waiting | in progress | skipped | error
+    message: str
+    operation_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """Where an intent executes: the exchange and the market (also its clock); exchange None if unavailable."""
+
+    exchange: Exchange | None
+    market: MarketData
+    unavailable: str = ""
+
+
+def executing_intents(store: Store, *, exclude: str | None = None) -> list[TradingIntent]:
+    """Return the intents in EXECUTING (cheap: one query)."""
+    with store.read() as session:
+        return [i for i in session.list_intents(IntentStatus.EXECUTING) if i.id != exclude]
+
+
+def reconcile(*, store: Store, venue_for: Callable[[str], Venue], strategy_for: Callable[[str], Strategy | None],
+              account: Account, exclude: str | None = None) -> list[Settlement]:
+    """Settle every EXECUTING intent (but exclude); return what happened to each."""
+    return [_settle(intent, store=store, venue_for=venue_for, strategy_for=strategy_for, account=account)
+            for intent in executing_intents(store, exclude=exclude)]
+
+
+def _settle(intent: TradingIntent, *, store: Store, venue_for: Callable[[str], Venue],
+            strategy_for: Callable[[str], Strategy | None], account: Account) -> Settlement:
+    name = execution_exchange(intent)
+    venue = venue_for(name)
+    if venue.exchange is None:
+        return Settlement(intent.id, name, "skipped", venue.unavailable)
+    try:
+        with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}"):
+            with store.read() as session:
+                current = session.get_intent(intent.id)
+            if current.status is not IntentStatus.EXECUTING:
+                return Settlement(intent.id, name, current.status.value.lower(),
+                                  f"settled meanwhile by another run: {current.status.value}", current.operation_id)
+            result = carry_on(current, strategy=strategy_for(current.strategy), store=store, exchange=venue.exchange,
+                              market=venue.market, account=account, clock=venue.market)
+    except AlreadyRunning as e:
+        return Settlement(intent.id, name, "in progress", str(e))
+    except AnswerLost as e:
+        return Settlement(intent.id, name, "waiting", str(e))
+    except RobsonError as e:
+        with store.read() as session:
+            status = session.get_intent(intent.id).status
+        outcome = "failed" if status is IntentStatus.FAILED else "error"
+        operation = None
+        if status is IntentStatus.EXECUTED:  # executed, but the stop failed and the position was exited
+            outcome, operation = "executed", _operation_id(store, intent.id)
+        return Settlement(intent.id, name, outcome, str(e), operation)
+    operation = result.operation
+    return Settlement(intent.id, name, "executed",
+                      f"operation {operation.id} {operation.status.value}: {operation.quantity} {operation.symbol} "
+                      f"@ {operation.entry_price}", operation.id)
+
+
+def _operation_id(store: Store, intent_id: str) -> str | None:
+    with store.read() as session:
+        operation = session.operation_for_intent(intent_id)
+    return operation.id if operation else None

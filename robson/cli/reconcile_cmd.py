@@ -1,0 +1,56 @@
+"""`robson reconcile`: settle intents left in EXECUTING; also run quietly before execute and operation commands."""
+
+from __future__ import annotations
+
+import typer
+
+from robson.cli.app import container
+from robson.cli.output import JsonOption, console, emit, log, table
+
+
+def settle_pending(c, *, exclude: str | None = None) -> list:
+    """Reconcile EXECUTING intents (but exclude) and say on stderr what happened; cheap when there are none."""
+    from robson.application.reconcile import executing_intents, reconcile
+
+    if not executing_intents(c.store, exclude=exclude):
+        return []
+    settlements = reconcile(store=c.store, venue_for=c.venue, strategy_for=c.strategy_or_none, account=c.account,
+                            exclude=exclude)
+    for s in settlements:
+        log(f"reconcile: {s.intent_id} ({s.exchange}) {s.outcome}: {s.message}")
+    return settlements
+
+
+def reconcile_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Settle every intent left in EXECUTING by a crash or a lost answer: adopt, finish or fail it.
+
+    Orders are looked up by client id on the exchange the execution started on; nothing is sent twice.
+
+    Example: robson reconcile --json
+    """
+    from robson.application.reconcile import reconcile
+
+    c = container(ctx)
+    settlements = reconcile(store=c.store, venue_for=c.venue, strategy_for=c.strategy_or_none, account=c.account)
+    doc = {"settled": [{"intent_id": s.intent_id, "exchange": s.exchange, "outcome": s.outcome,
+                        "message": s.message, "operation_id": s.operation_id} for s in settlements]}
+
+    def render() -> None:
+        if not settlements:
+            console().print("Nothing to reconcile: no intent is EXECUTING.")
+            return
+        console().print(table("Reconciled", ["intent", "exchange", "outcome", "what happened"],
+                              [(s.intent_id, s.exchange, s.outcome, s.message) for s in settlements]))
+
+    emit(as_json, doc, render)
+    unsettled = [s for s in settlements if s.outcome in ("error", "waiting", "in progress", "skipped")]
+    if unsettled:
+        from robson.errors import RobsonError
+
+        raise RobsonError(f"{len(unsettled)} intent(s) still EXECUTING: "
+                          + "; ".join(f"{s.intent_id} {s.outcome}" for s in unsettled),
+                          hint="run robson reconcile again later")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("reconcile")(reconcile_command)
