@@ -294,6 +294,18 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
     return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
 
 
+def _mirror_orders(tx, orders: list[Order | None], operation_id: str) -> None:
+    """Keep a copy of the exchange's orders with the intent, for the audit and the monitor."""
+    for order in orders:
+        if order is None:
+            continue
+        order = dataclasses.replace(order, operation_id=operation_id)
+        if tx.get_order(order.client_order_id) is None:
+            tx.add_order(order)
+        else:
+            tx.update_order(order)
+
+
 def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: Order | None,
             stop_error: RobsonError | None, *, store: Store, exchange: Exchange, clock: Clock) -> ExecutionResult:
     """Create the operation and mark the intent EXECUTED; exit at market if the stop could not be placed."""
@@ -348,6 +360,8 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         if finished_elsewhere:  # a concurrent run of the same intent got here first
             operation = tx.operation_for_intent(intent.id) or operation
         else:
+            if exchange.live:  # the paper exchange keeps its own book; a live one is mirrored here
+                _mirror_orders(tx, [entry, stop_order, exit_order], operation.id)
             if tx.operation_for_intent(intent.id) is None:
                 tx.add_operation(operation)
             tx.update_intent(executed, expected_status=IntentStatus.EXECUTING)

@@ -1,0 +1,595 @@
+"""The Binance test server speaks the real spot API: python-binance 1.0.37 talks to it unpatched."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+from binance.exceptions import BinanceAPIException
+
+from tests.live.binance_server import BinanceTestServer, Fault
+
+KEY, SECRET = "robson-key", "robson-secret"
+# CI checks out ../shared beside the repository (/work/main and /work/shared).
+RECORDED_EXCHANGE_INFO = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "specs"
+                          / "binance-exchangeinfo-2021-10.json")
+
+
+@pytest.fixture
+def server():
+    with BinanceTestServer(api_key=KEY, api_secret=SECRET) as server:
+        server.set_balance("USDT", "10000")
+        server.set_balance("BTC", "1")
+        server.set_price("BTCUSDT", "30000")
+        yield server
+
+
+@pytest.fixture
+def client(server):
+    return server.client()
+
+
+def refusal(call, *args, **kwargs) -> BinanceAPIException:
+    with pytest.raises(BinanceAPIException) as caught:
+        call(*args, **kwargs)
+    return caught.value
+
+
+def signed(params: dict, secret: str = SECRET) -> str:
+    query = urlencode(params)
+    return query + "&signature=" + hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+
+
+def stop_loss_sell(client, client_id="stop-1", quantity="0.01", stop="29000", limit="28900"):
+    return client.create_order(symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT", timeInForce="GTC",
+                               quantity=quantity, price=limit, stopPrice=stop, newClientOrderId=client_id)
+
+
+def oco_sell(client, list_id="oco-1", quantity="0.01", target="33000", stop="29000", limit="28900"):
+    return client.create_oco_order(symbol="BTCUSDT", side="SELL", quantity=quantity, listClientOrderId=list_id,
+                                   aboveType="LIMIT_MAKER", abovePrice=target, aboveClientOrderId=list_id + "-tp",
+                                   belowType="STOP_LOSS_LIMIT", belowStopPrice=stop, belowPrice=limit,
+                                   belowTimeInForce="GTC", belowClientOrderId=list_id + "-sl")
+
+
+# --- public endpoints -----------------------------------------------------------------------------
+
+
+def test_public_endpoints_answer_like_binance(server, client):
+    assert client.ping() == {}
+    assert abs(client.get_server_time()["serverTime"] - time.time() * 1000) < 5000
+    assert client.get_symbol_ticker(symbol="BTCUSDT") == {"symbol": "BTCUSDT", "price": "30000.00000000"}
+    info = client.get_symbol_info("ETHUSDT")
+    assert info["baseAsset"] == "ETH" and info["status"] == "TRADING"
+
+
+def test_server_clock_follows_the_offset_set_by_the_test(server, client):
+    server.clock_offset_ms = 3_600_000
+
+    assert client.get_server_time()["serverTime"] - time.time() * 1000 > 3_500_000
+
+
+def test_exchange_info_for_one_symbol_and_for_an_unknown_symbol(server):
+    url = server.base_url + "/api/v3/exchangeInfo"
+
+    one = requests.get(url, params={"symbol": "BTCUSDT"}).json()
+    unknown = requests.get(url, params={"symbol": "DOGEUSDT"})
+
+    assert [entry["symbol"] for entry in one["symbols"]] == ["BTCUSDT"]
+    assert one["rateLimits"][0]["limit"] == 1200
+    assert (unknown.status_code, unknown.json()) == (400, {"code": -1121, "msg": "Invalid symbol."})
+
+
+@pytest.mark.skipif(not RECORDED_EXCHANGE_INFO.exists(), reason="reference data not available")
+def test_served_exchange_info_is_the_recorded_october_2021_answer(client):
+    served = client.get_exchange_info()
+
+    recorded = json.loads(RECORDED_EXCHANGE_INFO.read_text())
+    assert {**served, "serverTime": 0} == {**recorded, "serverTime": 0}
+
+
+def test_klines_between_start_and_end_respect_the_limit(server, client):
+    hour = 3_600_000
+    server.set_klines("BTCUSDT", "1h", [[i * hour, 100 + i, 110 + i, 90 + i, 105 + i, 7.5] for i in range(10)])
+
+    rows = client.get_klines(symbol="BTCUSDT", interval="1h", startTime=2 * hour, endTime=8 * hour, limit=3)
+    latest = client.get_klines(symbol="BTCUSDT", interval="1h", limit=2)
+
+    assert [row[0] for row in rows] == [2 * hour, 3 * hour, 4 * hour]
+    assert rows[0][1:7] == ["102.00000000", "112.00000000", "92.00000000", "107.00000000", "7.50000000",
+                            3 * hour - 1]
+    assert [row[0] for row in latest] == [8 * hour, 9 * hour]
+
+
+def test_klines_with_an_unknown_interval_are_refused(client):
+    assert refusal(client.get_klines, symbol="BTCUSDT", interval="7m").code == -1120
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+
+def test_signed_request_with_the_right_secret_is_accepted(client):
+    account = client.get_account()
+
+    balances = {b["asset"]: b for b in account["balances"]}
+    assert account["canTrade"] is True
+    assert balances["USDT"] == {"asset": "USDT", "free": "10000.00000000", "locked": "0.00000000"}
+
+
+def test_wrong_secret_is_refused_with_minus_1022(server):
+    error = refusal(server.client(api_secret="not-the-secret").get_account)
+
+    assert (error.status_code, error.code, error.message) == (400, -1022, "Signature for this request is not valid.")
+
+
+def test_unknown_api_key_is_refused_with_401_minus_2015(server):
+    error = refusal(server.client(api_key="someone-else").get_account)
+
+    assert (error.status_code, error.code) == (401, -2015)
+    assert error.message == "Invalid API-key, IP, or permissions for action."
+
+
+def test_timestamp_older_than_the_recv_window_is_refused_with_minus_1021(server, client):
+    server.clock_offset_ms = 20_000  # the server runs 20 s ahead of this machine
+
+    error = refusal(client.get_account)
+
+    assert (error.code, error.message) == (-1021, "Timestamp for this request is outside of the recvWindow.")
+
+
+def test_timestamp_ahead_of_the_server_is_refused_with_minus_1021(server, client):
+    server.clock_offset_ms = -5_000
+
+    error = refusal(client.get_account)
+
+    assert (error.code, error.message) == (-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+
+
+def test_client_that_corrects_its_clock_offset_is_accepted_again(server, client):
+    server.clock_offset_ms = 20_000
+    client.timestamp_offset = client.get_server_time()["serverTime"] - int(time.time() * 1000)
+
+    assert client.get_account()["accountType"] == "SPOT"
+
+
+def test_recv_window_above_60000_is_refused_with_minus_1131(server):
+    query = signed({"timestamp": server.server_time_ms(), "recvWindow": 70000})
+
+    answer = requests.get(f"{server.base_url}/api/v3/account?{query}", headers={"X-MBX-APIKEY": KEY})
+
+    assert (answer.status_code, answer.json()["code"]) == (400, -1131)
+
+
+def test_signature_covers_the_query_string_followed_by_the_body(server):
+    query = urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET"})
+    body = urlencode({"quantity": "0.001", "timestamp": server.server_time_ms()})
+    signature = hmac.new(SECRET.encode(), (query + body).encode(), hashlib.sha256).hexdigest()
+
+    answer = requests.post(f"{server.base_url}/api/v3/order/test?{query}", data=body + "&signature=" + signature,
+                           headers={"X-MBX-APIKEY": KEY, "Content-Type": "application/x-www-form-urlencoded"})
+
+    assert (answer.status_code, answer.json()) == (200, {})
+
+
+def test_missing_signature_is_a_missing_mandatory_parameter(server):
+    answer = requests.get(f"{server.base_url}/api/v3/account", params={"timestamp": server.server_time_ms()},
+                          headers={"X-MBX-APIKEY": KEY})
+
+    assert answer.json() == {"code": -1102,
+                             "msg": "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."}
+
+
+# --- order validation -----------------------------------------------------------------------------
+
+
+def test_missing_mandatory_parameter_is_named_in_minus_1102(client):
+    error = refusal(client.create_test_order, symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC",
+                    price="30000")
+
+    assert (error.code, error.message) == (
+        -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+
+
+def test_parameter_sent_when_not_required_is_refused(client):
+    error = refusal(client.create_test_order, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.001",
+                    timeInForce="GTC")
+
+    assert (error.code, error.message) == (-1106, "Parameter 'timeInForce' sent when not required.")
+
+
+def test_unknown_order_type_and_side_are_refused(client):
+    bad_type = refusal(client.create_test_order, symbol="BTCUSDT", side="BUY", type="ICEBERG", quantity="0.001")
+    bad_side = refusal(client.create_test_order, symbol="BTCUSDT", side="HOLD", type="MARKET", quantity="0.001")
+
+    assert (bad_type.code, bad_type.message) == (-1116, "Invalid orderType.")
+    assert (bad_side.code, bad_side.message) == (-1117, "Invalid side.")
+
+
+@pytest.mark.parametrize(("order", "failing_filter"), [
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "30000.005"}, "PRICE_FILTER"),
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "1000"}, "PERCENT_PRICE"),
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.000015", "price": "30000"}, "LOT_SIZE"),
+    ({"type": "LIMIT", "timeInForce": "GTC", "quantity": "0.0002", "price": "30000"}, "MIN_NOTIONAL"),
+    ({"type": "MARKET", "quantity": "0.0002"}, "MIN_NOTIONAL"),
+    ({"type": "MARKET", "quantity": "200"}, "MARKET_LOT_SIZE"),
+    ({"type": "STOP_LOSS_LIMIT", "timeInForce": "GTC", "quantity": "0.001", "price": "29000",
+      "stopPrice": "29000.001"}, "PRICE_FILTER"),
+])
+def test_each_filter_failure_is_refused_with_minus_1013_naming_the_filter(client, order, failing_filter):
+    error = refusal(client.create_test_order, symbol="BTCUSDT", side="BUY", **order)
+
+    assert (error.code, error.message) == (-1013, f"Filter failure: {failing_filter}")
+
+
+def test_sixth_open_stop_order_breaks_max_num_algo_orders(client):
+    for n in range(5):
+        stop_loss_sell(client, client_id=f"stop-{n}", quantity="0.001")
+
+    error = refusal(stop_loss_sell, client, client_id="stop-6", quantity="0.001")
+
+    assert (error.code, error.message) == (-1013, "Filter failure: MAX_NUM_ALGO_ORDERS")
+
+
+def test_notional_filter_replaces_min_notional_when_asked(server, client):
+    server.use_notional_filter()
+    six_usdt = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.0002"}
+    three_usdt = six_usdt | {"quantity": "0.0001"}
+
+    filters = [f["filterType"] for f in client.get_symbol_info("BTCUSDT")["filters"]]
+    accepted = client.create_test_order(**six_usdt)
+    error = refusal(client.create_test_order, **three_usdt)
+
+    assert "NOTIONAL" in filters and "MIN_NOTIONAL" not in filters
+    assert accepted == {}
+    assert error.message == "Filter failure: NOTIONAL"
+
+
+def test_test_order_validates_everything_but_places_nothing_and_ignores_balance(server, client):
+    server.set_balance("USDT", "0")
+
+    answer = client.create_test_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+
+    assert answer == {}
+    assert server.orders() == []
+
+
+def test_stop_that_would_trigger_immediately_is_refused(client):
+    error = refusal(stop_loss_sell, client, stop="31000", limit="30900")
+
+    assert (error.code, error.message) == (-2010, "Order would trigger immediately.")
+
+
+# --- market orders --------------------------------------------------------------------------------
+
+
+def test_market_buy_fills_at_the_set_price_and_charges_commission_in_the_base_asset(server, client):
+    answer = client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01",
+                                 newClientOrderId="entry-1")
+
+    assert (answer["status"], answer["executedQty"], answer["cummulativeQuoteQty"]) == (
+        "FILLED", "0.01000000", "300.00000000")
+    assert answer["fills"] == [{"price": "30000.00000000", "qty": "0.01000000", "commission": "0.00001000",
+                                "commissionAsset": "BTC", "tradeId": 1}]
+    assert server.balances()["USDT"].free == Decimal("9700")
+    assert server.balances()["BTC"].free == Decimal("1.00999")
+
+
+def test_market_sell_charges_commission_in_the_quote_asset(server, client):
+    answer = client.create_order(symbol="BTCUSDT", side="SELL", type="MARKET", quantity="0.1")
+
+    assert answer["fills"][0]["commission"] == "3.00000000"
+    assert answer["fills"][0]["commissionAsset"] == "USDT"
+    assert server.balances()["USDT"].free == Decimal("12997")
+    assert server.balances()["BTC"].free == Decimal("0.9")
+
+
+def test_fills_of_a_looked_up_order_are_in_my_trades(client):
+    client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01", newClientOrderId="entry-1")
+
+    order = client.get_order(symbol="BTCUSDT", origClientOrderId="entry-1")
+    trades = client.get_my_trades(symbol="BTCUSDT", orderId=order["orderId"])
+
+    assert order["status"] == "FILLED"
+    assert [(t["qty"], t["commission"], t["commissionAsset"], t["isBuyer"]) for t in trades] == [
+        ("0.01000000", "0.00001000", "BTC", True)]
+
+
+def test_order_larger_than_the_balance_is_refused_with_minus_2010(server, client):
+    error = refusal(client.create_order, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="1")
+
+    assert (error.code, error.message) == (-2010, "Account has insufficient balance for requested action.")
+    assert server.orders() == []
+
+
+def test_partial_market_fill_expires_with_the_executed_quantity(server, client):
+    server.limit_next_market_fill("BTCUSDT", "0.004")
+
+    answer = client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+
+    assert (answer["status"], answer["origQty"], answer["executedQty"]) == ("EXPIRED", "0.01000000", "0.00400000")
+    assert server.balances()["USDT"].free == Decimal("9880")
+
+
+# --- resting orders, lookups, cancels -------------------------------------------------------------
+
+
+def test_order_is_found_and_cancelled_by_its_client_id(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    found = client.get_order(symbol="BTCUSDT", origClientOrderId="stop-1")
+    locked = server.balances()["BTC"].locked
+    cancelled = client.cancel_order(symbol="BTCUSDT", origClientOrderId="stop-1")
+
+    assert (found["status"], found["type"], found["stopPrice"], found["workingTime"]) == (
+        "NEW", "STOP_LOSS_LIMIT", "29000.00000000", -1)
+    assert locked == Decimal("0.01")
+    assert (cancelled["status"], cancelled["origClientOrderId"]) == ("CANCELED", "stop-1")
+    assert server.balances()["BTC"] == (Decimal("1"), Decimal("0"))
+
+
+def test_unknown_orders_cannot_be_queried_or_cancelled(client):
+    stop_loss_sell(client, client_id="stop-1")
+    client.cancel_order(symbol="BTCUSDT", origClientOrderId="stop-1")
+
+    missing = refusal(client.get_order, symbol="BTCUSDT", origClientOrderId="never-sent")
+    twice = refusal(client.cancel_order, symbol="BTCUSDT", origClientOrderId="stop-1")
+
+    assert (missing.code, missing.message) == (-2013, "Order does not exist.")
+    assert (twice.code, twice.message) == (-2011, "Unknown order sent.")
+
+
+def test_client_id_of_an_open_order_cannot_be_reused_but_a_closed_ones_can(client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    duplicate = refusal(stop_loss_sell, client, client_id="stop-1")
+    client.cancel_order(symbol="BTCUSDT", origClientOrderId="stop-1")
+    reused = stop_loss_sell(client, client_id="stop-1")
+
+    assert (duplicate.code, duplicate.message) == (-2010, "Duplicate order sent.")
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="stop-1")["orderId"] == reused["orderId"]
+
+
+def test_stop_limit_sell_triggers_and_fills_when_the_price_falls_to_its_stop(server, client):
+    placed = stop_loss_sell(client, stop="29000", limit="28900")
+
+    server.set_price("BTCUSDT", "29500")
+    waiting = client.get_order(symbol="BTCUSDT", orderId=placed["orderId"])
+    server.set_price("BTCUSDT", "28950")
+    filled = client.get_order(symbol="BTCUSDT", orderId=placed["orderId"])
+
+    assert "status" not in placed  # STOP_LOSS_LIMIT answers ACK unless newOrderRespType says otherwise
+    assert waiting["status"] == "NEW"
+    assert (filled["status"], filled["cummulativeQuoteQty"]) == ("FILLED", "289.50000000")
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0"))
+    assert server.balances()["USDT"].free == Decimal("10289.2105")
+
+
+def test_triggered_stop_limit_waits_when_the_price_gaps_below_its_limit(server, client):
+    placed = stop_loss_sell(client, stop="29000", limit="28900")
+
+    server.set_price("BTCUSDT", "28000")
+    triggered = client.get_order(symbol="BTCUSDT", orderId=placed["orderId"])
+    server.set_price("BTCUSDT", "29100")
+    filled = client.get_order(symbol="BTCUSDT", orderId=placed["orderId"])
+
+    assert (triggered["status"], triggered["isWorking"]) == ("NEW", True)
+    assert (filled["status"], filled["cummulativeQuoteQty"]) == ("FILLED", "289.00000000")  # at its limit
+
+
+def test_open_orders_lists_only_resting_orders(client):
+    stop_loss_sell(client, client_id="stop-1")
+    client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["stop-1"]
+
+
+# --- OCO ------------------------------------------------------------------------------------------
+
+
+def test_oco_rests_both_legs_and_locks_the_quantity_once(server, client):
+    answer = oco_sell(client)
+
+    assert (answer["listStatusType"], answer["listOrderStatus"], answer["listClientOrderId"]) == (
+        "EXEC_STARTED", "EXECUTING", "oco-1")
+    assert sorted((r["type"], r["status"]) for r in answer["orderReports"]) == [
+        ("LIMIT_MAKER", "NEW"), ("STOP_LOSS_LIMIT", "NEW")]
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0.01"))
+
+
+def test_oco_target_fill_expires_the_stop_leg(server, client):
+    oco_sell(client)
+
+    server.set_price("BTCUSDT", "33000")
+
+    legs = {o["clientOrderId"]: o["status"] for o in server.orders()}
+    listed = client.v3_get_order_list(origClientOrderId="oco-1")
+    assert legs == {"oco-1-tp": "FILLED", "oco-1-sl": "EXPIRED"}
+    assert (listed["listStatusType"], listed["listOrderStatus"]) == ("ALL_DONE", "ALL_DONE")
+    assert server.order_lists() == [listed]
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0"))
+    assert server.balances()["USDT"].free == Decimal("10329.67")
+
+
+def test_oco_stop_trigger_expires_the_target_leg(server, client):
+    oco_sell(client)
+
+    server.set_price("BTCUSDT", "28950")
+
+    stop = client.get_order(symbol="BTCUSDT", origClientOrderId="oco-1-sl")
+    target = client.get_order(symbol="BTCUSDT", origClientOrderId="oco-1-tp")
+    assert (stop["status"], target["status"]) == ("FILLED", "EXPIRED")
+    assert client.get_my_trades(symbol="BTCUSDT", orderId=stop["orderId"])[0]["commission"] == "0.28950000"
+
+
+def test_oco_is_cancelled_as_a_list(server, client):
+    placed = oco_sell(client)
+
+    cancelled = client.v3_delete_order_list(symbol="BTCUSDT", orderListId=placed["orderListId"])
+    again = refusal(client.v3_delete_order_list, symbol="BTCUSDT", listClientOrderId="oco-1")
+
+    assert cancelled["listOrderStatus"] == "ALL_DONE"
+    assert {r["status"] for r in cancelled["orderReports"]} == {"CANCELED"}
+    assert server.balances()["BTC"] == (Decimal("1"), Decimal("0"))
+    assert again.code == -2011
+
+
+def test_oco_with_prices_on_the_wrong_side_of_the_market_is_refused(client):
+    error = refusal(oco_sell, client, target="29500")
+
+    assert (error.code, error.message) == (-2010, "The relationship of the prices for the orders is not correct.")
+
+
+def test_unknown_order_list_does_not_exist(client):
+    error = refusal(client.v3_get_order_list, orderListId=99)
+
+    assert (error.code, error.message) == (-2013, "Order list does not exist.")
+
+
+# --- faults ---------------------------------------------------------------------------------------
+
+
+def test_5xx_after_accepting_places_the_order_but_answers_send_status_unknown(server, client):
+    server.inject(Fault.http_5xx_after_accepting(), method="POST", path="/api/v3/order")
+
+    error = refusal(client.create_order, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01",
+                    newClientOrderId="entry-1")
+
+    assert (error.status_code, error.code) == (503, -1007)
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="entry-1")["status"] == "FILLED"
+
+
+@pytest.mark.parametrize(("after_processing", "orders_placed"), [(True, 1), (False, 0)])
+def test_dropped_connection_gives_no_answer(server, client, after_processing, orders_placed):
+    server.inject(Fault.drop_connection(after_processing=after_processing), path="/api/v3/order")
+
+    with pytest.raises(requests.ConnectionError):
+        client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+
+    assert len(server.orders()) == orders_placed
+    assert server.requests[-1].status is None
+
+
+def test_held_answer_outlasts_the_client_timeout_while_the_order_is_placed(server):
+    release = threading.Event()
+    server.inject(Fault.hold(release), method="POST", path="/api/v3/order")
+    body = signed({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+                   "timestamp": server.server_time_ms()})
+
+    with pytest.raises(requests.Timeout):
+        requests.post(server.base_url + "/api/v3/order", data=body, headers={"X-MBX-APIKEY": KEY}, timeout=0.2)
+    release.set()
+
+    assert server.orders()[0]["status"] == "FILLED"
+
+
+def test_held_answer_arrives_once_released(server, client):
+    release = threading.Event()
+    fault = Fault.hold(release)
+    server.inject(fault, path="/api/v3/time")
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(client.get_server_time()))
+
+    caller.start()
+    assert fault.applied.wait(timeout=2)
+    held = list(answers)
+    release.set()
+    caller.join(timeout=5)
+
+    assert held == []
+    assert "serverTime" in answers[0]
+
+
+def test_latency_delays_the_answer_and_counts_as_server_time(server, client):
+    server.inject(Fault.latency(0.05), path="/api/v3/ping")
+
+    started = time.perf_counter()
+    client.ping()
+
+    assert time.perf_counter() - started >= 0.05
+    assert server.handling_seconds >= 0.05
+
+
+@pytest.mark.parametrize(("status", "message_start"), [
+    (429, "Too much request weight used; current limit is 1200 request weight per 1 MINUTE."),
+    (418, "Way too much request weight used; IP banned until "),
+])
+def test_rate_limit_answers_carry_retry_after(server, client, status, message_start):
+    server.inject(Fault.rate_limited(status=status, retry_after=7))
+
+    error = refusal(client.get_account)
+
+    assert (error.status_code, error.code) == (status, -1003)
+    assert error.message.startswith(message_start)
+    assert error.response.headers["Retry-After"] == "7"
+
+
+def test_generic_error_fault_answers_instead_of_processing(server, client):
+    server.inject(Fault.error(-2010, "Account has insufficient balance for requested action."),
+                  method="POST", path="/api/v3/order", times=2)
+
+    first = refusal(client.create_order, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    second = refusal(client.create_order, symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    third = client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+
+    assert (first.code, second.code, third["status"]) == (-2010, -2010, "FILLED")
+    assert len(server.orders()) == 1
+
+
+def test_fault_only_hits_its_method_and_path(server, client):
+    server.inject(Fault.error(-1021, "Timestamp for this request is outside of the recvWindow."),
+                  method="GET", path="/api/v3/account")
+
+    assert client.get_server_time()
+    assert refusal(client.get_account).code == -1021
+    assert client.get_account()["canTrade"] is True
+
+
+# --- weight, records, reset -----------------------------------------------------------------------
+
+
+def test_every_answer_carries_the_weight_used_this_minute(server, client):
+    client.get_exchange_info()
+    after_info = client.response.headers["X-MBX-USED-WEIGHT-1M"]
+    client.get_account()
+    after_account = client.response.headers["X-MBX-USED-WEIGHT-1M"]
+    client.get_klines(symbol="BTCUSDT", interval="1h")
+
+    assert (after_info, after_account, client.response.headers["X-MBX-USED-WEIGHT-1M"]) == ("20", "40", "42")
+    assert server.used_weight == 42
+
+
+def test_weight_over_the_minute_limit_is_refused_with_429(server, client):
+    server.used_weight = 1190
+
+    error = refusal(client.get_account)
+
+    assert (error.status_code, error.code) == (429, -1003)
+    assert int(error.response.headers["Retry-After"]) <= 60
+
+
+def test_requests_are_recorded_without_signature_and_timed(server, client):
+    client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01", newClientOrderId="entry-1")
+
+    recorded = server.requests[-1]
+    assert (recorded.method, recorded.path, recorded.status) == ("POST", "/api/v3/order", 200)
+    assert recorded.params["newClientOrderId"] == "entry-1"
+    assert "signature" not in recorded.params and SECRET not in repr(server.requests)
+    assert 0 < server.handling_seconds < 1
+
+
+def test_reset_forgets_orders_balances_faults_and_records(server, client):
+    client.create_order(symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    server.inject(Fault.drop_connection())
+
+    server.reset()
+
+    assert (server.orders(), server.balances(), server.requests, server.used_weight) == ([], {}, [], 0)
+    assert client.ping() == {}
