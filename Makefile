@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cli.py
+	$(BIN)/python bench/bench_live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

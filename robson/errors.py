@@ -140,10 +140,6 @@ class AlreadyRunning(RobsonError):
     exit_code = 4
 
 
-class LiveTradingUnavailable(RobsonError):
-    """LIVE was requested and allowed, but no live exchange adapter exists yet."""
-
-
 class DuplicateOrder(ExchangeError):
     """An order with this client order id exists already; the caller looks it up instead."""
 
