@@ -130,10 +130,8 @@ class BinanceExchange:
         info = self._market.symbol_info(symbol)
         params = {"symbol": symbol, "side": side.value, "type": "MARKET", "quantity": fmt(quantity),
                   "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
-        raw = self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, None)
-        if isinstance(raw, Order):
-            return raw
-        return self._order(raw, fills=raw.get("fills", []), intent_id=intent_id)
+        return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, None,
+                          lambda raw: self._order(raw, fills=raw.get("fills", []), intent_id=intent_id))
 
     def place_stop_order(self, symbol: str, side: Side, quantity: Decimal, stop_price: Decimal, limit_price: Decimal,
                          client_order_id: str, *, target_price: Decimal | None = None,
@@ -144,8 +142,8 @@ class BinanceExchange:
             params = {"symbol": symbol, "side": side.value, "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
                       "quantity": fmt(quantity), "stopPrice": fmt(stop_price), "price": fmt(limit_price),
                       "newClientOrderId": client_order_id}
-            raw = self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, limit_price)
-            return raw if isinstance(raw, Order) else self._order(raw, intent_id=intent_id)
+            return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, limit_price,
+                              lambda raw: self._order(raw, intent_id=intent_id))
         target_id, list_id = leg_ids(client_order_id)
         stop_leg = {"Type": "STOP_LOSS_LIMIT", "StopPrice": fmt(stop_price), "Price": fmt(limit_price),
                     "TimeInForce": "GTC", "ClientOrderId": client_order_id}
@@ -154,11 +152,13 @@ class BinanceExchange:
         above, below = (target_leg, stop_leg) if side is Side.SELL else (stop_leg, target_leg)
         params = {"symbol": symbol, "side": side.value, "quantity": fmt(quantity), "listClientOrderId": list_id,
                   **{"above" + k: v for k, v in above.items()}, **{"below" + k: v for k, v in below.items()}}
-        raw = self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity, limit_price)
-        if isinstance(raw, Order):
-            return raw
-        reports = {r["clientOrderId"]: r for r in raw.get("orderReports", [])}
-        return self._order(reports[client_order_id], target_leg=reports.get(target_id), intent_id=intent_id)
+
+        def parse(raw: dict[str, Any]) -> Order:
+            reports = {r["clientOrderId"]: r for r in raw.get("orderReports", [])}
+            return self._order(reports[client_order_id], target_leg=reports.get(target_id), intent_id=intent_id)
+
+        return self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity, limit_price,
+                          parse)
 
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:
         """Cancel an open order (the whole OCO for one of its legs); raise OrderRejected if it is not open."""
@@ -180,10 +180,10 @@ class BinanceExchange:
     # --- sending ---------------------------------------------------------------------------
 
     def _send(self, request: Callable[[Any], Any], symbol: str, client_order_id: str, info: SymbolInfo,
-              quantity: Decimal, price: Decimal | None) -> dict[str, Any] | Order:
-        """Send an order once; after a lost answer or a duplicate, return what Binance shows instead."""
+              quantity: Decimal, price: Decimal | None, parse: Callable[[dict[str, Any]], Order]) -> Order:
+        """Send an order once and parse Binance's answer; after a lost answer or a duplicate, return what Binance shows."""
         try:
-            return self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False)
+            return parse(self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False))
         except DuplicateOrder:
             found = self.get_order(symbol, client_order_id)
             if found is None:

@@ -198,10 +198,9 @@ class BinanceGateway:
                 if error.retry_after is not None:
                     self.limiter.back_off(error.retry_after)
                 raise error
-            if isinstance(error, TemporaryExchangeError) and not isinstance(error, AnswerLost) and attempt < READ_RETRIES:
-                self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
-                continue
-            if isinstance(error, AnswerLost) and idempotent and attempt < READ_RETRIES:
+            # A request that never reached Binance may always be retried; one whose answer was lost only if idempotent.
+            retryable = isinstance(error, TemporaryExchangeError) and (idempotent or not isinstance(error, AnswerLost))
+            if retryable and attempt < READ_RETRIES:
                 self._sleep(BACKOFF_SECONDS * 2 ** (attempt - 1))
                 continue
             raise error
