@@ -2,6 +2,10 @@
 
 It implements the same Exchange protocol as a live adapter and keeps its balances and its
 order book in the store, so dry-runs survive restarts and are idempotent by client order id.
+
+The monitor settles the book through the methods taking a StoreSession (reprice_stop,
+settle_stop, settle_market_exit): they write in the caller's transaction, so the operation,
+its audit trail, the order and the balances change together or not at all.
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ class PaperExchange:
         self._fee_rate = fee_rate
         self._slippage_rate = slippage_rate
         self._starting = starting_balances
+
+    @property
+    def fee_rate(self) -> Decimal:
+        """The taker fee charged on every paper fill, as a fraction."""
+        return self._fee_rate
+
+    @property
+    def slippage_rate(self) -> Decimal:
+        """How much worse than the price a paper market order fills, as a fraction."""
+        return self._slippage_rate
 
     # --- balances --------------------------------------------------------------------------
 
@@ -150,6 +164,87 @@ class PaperExchange:
             cancelled = dataclasses.replace(order, status=OrderStatus.CANCELED, updated_at=self._market.now())
             tx.update_order(cancelled)
             return cancelled
+
+    # --- settling the book inside the caller's transaction ----------------------------------
+
+    def reprice_stop(self, tx: StoreSession, client_order_id: str, *, stop_price: Decimal, limit_price: Decimal,
+                     target_price: Decimal | None, at: datetime) -> Order:
+        """Amend a resting stop (or OCO) in place, adjusting what it locks; raise OrderRejected unless open."""
+        order = self._open_order(tx, client_order_id, "amended")
+        if (order.stop_price, order.price, order.target_price) == (stop_price, limit_price, target_price):
+            return order  # already amended: nothing to do
+        info = self._market.symbol_info(order.symbol)
+        remaining = order.quantity - order.filled_quantity
+        balances = self._balances(tx)
+        asset, before = self._locked_for(info, order.side, remaining, order.price or ZERO)
+        _, after = self._locked_for(info, order.side, remaining, limit_price)
+        if after > before:  # a BUY stop (a short's) locks quote at its limit: a higher limit locks more
+            self._require(balances, asset, after - before, f"moving the {order.side.value} stop")
+        self._move(tx, balances, asset, free=before - after, locked=after - before)
+        amended = dataclasses.replace(
+            order, stop_price=stop_price, price=limit_price, target_price=target_price, updated_at=at,
+            type=OrderType.OCO if target_price is not None else OrderType.STOP_LOSS_LIMIT,
+        )
+        tx.update_order(amended)
+        return amended
+
+    def settle_stop(self, tx: StoreSession, client_order_id: str, *, price: Decimal, fee: Decimal,
+                    at: datetime) -> Order:
+        """Fill a resting stop or OCO (either leg) at price with fee in quote; a FILLED one is left as it is."""
+        order = tx.get_order(client_order_id)
+        if order is not None and order.status is OrderStatus.FILLED:
+            return order
+        order = self._open_order(tx, client_order_id, "filled")
+        info = self._market.symbol_info(order.symbol)
+        quantity = order.quantity - order.filled_quantity
+        balances = self._balances(tx)
+        asset, locked = self._locked_for(info, order.side, quantity, order.price or ZERO)
+        self._move(tx, balances, asset, free=locked, locked=-locked)  # release, then trade from free
+        self._trade(tx, balances, info, order.side, quantity, price, fee)
+        filled = dataclasses.replace(order, status=OrderStatus.FILLED, filled_quantity=order.quantity,
+                                     average_price=price, fee=fee, fee_asset=info.quote_asset, updated_at=at)
+        tx.update_order(filled)
+        return filled
+
+    def settle_market_exit(self, tx: StoreSession, symbol: str, side: Side, quantity: Decimal, client_order_id: str,
+                           *, price: Decimal, fee: Decimal, at: datetime, cancel: str | None = None,
+                           intent_id: str | None = None) -> Order:
+        """Cancel the resting stop `cancel` (if open) and record a market exit filled at price; idempotent by id."""
+        existing = tx.get_order(client_order_id)
+        if existing is not None:
+            return existing
+        info = self._market.symbol_info(symbol)
+        balances = self._balances(tx)
+        resting = tx.get_order(cancel) if cancel is not None else None
+        if resting is not None and resting.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            asset, locked = self._locked_for(info, resting.side, resting.quantity - resting.filled_quantity,
+                                             resting.price or ZERO)
+            self._move(tx, balances, asset, free=locked, locked=-locked)
+            tx.update_order(dataclasses.replace(resting, status=OrderStatus.CANCELED, updated_at=at))
+        self._trade(tx, balances, info, side, quantity, price, fee)
+        order = self._order(client_order_id, symbol, side, OrderType.MARKET, quantity, OrderStatus.FILLED, at,
+                            filled_quantity=quantity, average_price=price, fee=fee, fee_asset=info.quote_asset,
+                            intent_id=intent_id)
+        tx.add_order(order)
+        return order
+
+    def _open_order(self, tx: StoreSession, client_order_id: str, what: str) -> Order:
+        order = tx.get_order(client_order_id)
+        if order is None or order.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
+            state = order.status.value if order else "unknown"
+            raise OrderRejected(f"order {client_order_id} cannot be {what}: it is {state}")
+        return order
+
+    def _trade(self, tx: StoreSession, balances: dict[str, Balance], info: SymbolInfo, side: Side,
+               quantity: Decimal, price: Decimal, fee: Decimal) -> None:
+        """Move free balances for a fill: the base against its quote, the fee in quote."""
+        notional = price * quantity
+        if side is Side.SELL:
+            self._move(tx, balances, info.base_asset, free=-quantity)
+            self._move(tx, balances, info.quote_asset, free=notional - fee)
+        else:
+            self._move(tx, balances, info.quote_asset, free=-(notional + fee))
+            self._move(tx, balances, info.base_asset, free=quantity)
 
     # --- helpers ---------------------------------------------------------------------------
 

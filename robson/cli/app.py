@@ -110,6 +110,7 @@ def container(ctx: typer.Context):
 
 def _register() -> None:
     from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, reconcile_cmd, strategy_cmd, trade_cmd
+    from robson.cli import monitor_cmd, report_cmd
 
     app.add_typer(plan_cmd.app, name="plan")
     trade_cmd.register(app)
@@ -119,6 +120,8 @@ def _register() -> None:
     app.add_typer(config_cmd.app, name="config")
     config_cmd.register(app)
     app.add_typer(data_cmd.app, name="data")
+    monitor_cmd.register(app)
+    report_cmd.register(app)
 
 
 _register()

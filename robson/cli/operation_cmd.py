@@ -1,19 +1,20 @@
-"""`robson operation status|list|close`: open positions with live P&L, closing by hand."""
+"""`robson operation status|list|show|modify|close`: open positions with live P&L, their history, by hand."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
 import typer
 
 from robson.cli.app import container
-from robson.cli.output import JsonOption, console, emit, table
-from robson.cli.views import operation_doc, operation_view_doc
-from robson.domain.money import fmt
+from robson.cli.output import JsonOption, console, emit, key_values, table
+from robson.cli.views import audit_event_doc, operation_doc, operation_view_doc, order_doc
+from robson.domain.money import fmt, parse_decimal
 from robson.domain.operation import OperationStatus, r_multiple
 from robson.errors import InvalidInput
 
-app = typer.Typer(help="Open positions: status with P&L, list, close by hand.\n\nExample: robson operation status --json", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Open positions: status with P&L, list, show the audit trail, modify the stop or target, close by hand.\n\nExample: robson operation status --json", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("status")
@@ -104,3 +105,111 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
     emit(as_json, operation_doc(closed), lambda: console().print(
         f"Closed {closed.id} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
         f"{fmt(closed.realized_pnl, 2)} {closed.quote_asset} ({fmt(r_multiple(closed), 2)} R)."))
+
+
+@app.command("show")
+def show(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="Operation ID or a unique prefix.")],
+         as_json: JsonOption = False) -> None:
+    """Show one operation with its P&L, orders and full audit trail (planned, validated, orders, fills,
+    stop moves, close), with times and prices.
+
+    Example: robson operation show op-1c2d
+    """
+    from robson.application.intents import intent_history
+    from robson.application.operations import operation_status
+    from robson.cli.reconcile_cmd import settle_pending
+
+    c = container(ctx)
+    settle_pending(c)
+    (view,) = operation_status(operation_id, store=c.store, market=c.market, fee_rate=c.settings.fee_rate)
+    op, m = view.operation, view.mark
+    history = intent_history(op.intent_id, store=c.store)
+    doc = operation_view_doc(view) | {"initial_risk": op.initial_risk, "last_checked_at": op.last_checked_at,
+                                      "orders": [order_doc(o) for o in history.orders],
+                                      "audit": [audit_event_doc(e) for e in history.trail]}
+
+    def render() -> None:
+        out = console()
+        quote = op.quote_asset
+        pairs = [
+            ("operation", f"{op.id}  {op.status.value} ({op.mode}, {op.strategy}), intent {op.intent_id}"),
+            ("position", f"{op.side.value} {fmt(op.quantity)} {op.symbol}"),
+            ("entry", f"{fmt(op.entry_price)} on {op.opened_at:%Y-%m-%d %H:%M} UTC (fee {fmt(op.entry_fee, 8)} {quote})"),
+            ("stop", fmt(op.stop) + ("" if op.stop == op.initial_stop else f" (initial {fmt(op.initial_stop)})")),
+            ("target", fmt(op.target)),
+            ("risk (1 R)", f"{fmt(op.initial_risk, 2)} {quote}"),
+        ]
+        if m is not None:
+            r_now = f" ({fmt(m.r_multiple, 2)} R)" if m.r_multiple is not None else ""
+            pairs.append(("now", f"{fmt(m.price)}: unrealized {fmt(m.unrealized_pnl, 2)} {quote}{r_now}, "
+                                 f"{fmt(m.distance_to_stop_percent, 2)}% from the stop"))
+        if op.closed_at is not None:
+            pairs.append(("closed", f"{op.close_reason.value if op.close_reason else '-'} @ {fmt(op.exit_price)} on "
+                                    f"{op.closed_at:%Y-%m-%d %H:%M} UTC (fee {fmt(op.exit_fee, 8)} {quote}): realized "
+                                    f"{fmt(op.realized_pnl, 2)} {quote} ({fmt(r_multiple(op), 2)} R)"))
+        if op.last_checked_at is not None and op.closed_at is None:
+            pairs.append(("last check", f"{op.last_checked_at:%Y-%m-%d %H:%M} UTC"))
+        out.print(key_values(f"Operation {op.id} — {op.status.value}", pairs))
+        out.print(table("Orders", ["client id", "type", "side", "quantity", "fill", "stop", "target", "status"],
+                        [(o.client_order_id, o.type.value, o.side.value, fmt(o.quantity), fmt(o.average_price),
+                          fmt(o.stop_price), fmt(o.target_price), o.status.value) for o in history.orders]))
+        out.print(table("Audit trail", ["at (UTC)", "event", "detail"],
+                        [(e.at.strftime("%Y-%m-%d %H:%M:%S"), e.kind.value, e.message) for e in history.trail]))
+
+    emit(as_json, doc, render)
+
+
+@app.command("modify")
+def modify(
+    ctx: typer.Context,
+    operation_id: Annotated[str, typer.Argument(help="Operation ID or a unique prefix.")],
+    stop: Annotated[str | None, typer.Option("--stop", help="New stop price; it only moves toward profit unless --allow-loosen.")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="New target price, beyond the current price.")] = None,
+    allow_loosen: Annotated[bool, typer.Option("--allow-loosen", help="Allow moving the stop away from profit (risk is re-checked).")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Move the stop and/or target of an ACTIVE paper operation and amend its protective order.
+
+    The monitor first catches up on the candles since the last check. A stop only moves toward
+    profit unless --allow-loosen; a loosened stop must still pass the risk-per-trade guard (exit 3).
+
+    Example: robson operation modify op-1c2d --stop 35250
+    """
+    from robson.application.monitor import modify_operation
+    from robson.cli.reconcile_cmd import settle_pending
+
+    new_stop = None if stop is None else parse_decimal(stop, "stop")
+    new_target = None if target is None else parse_decimal(target, "target")
+    if new_stop is None and new_target is None:
+        raise InvalidInput("nothing to modify: give --stop P, --target P or both")
+    c = container(ctx)
+    settle_pending(c)
+    result = modify_operation(operation_id, stop=new_stop, target=new_target, allow_loosen=allow_loosen,
+                              store=c.store, market=c.market, book=c.paper, account=c.account, clock=c.clock,
+                              strategy_for=c.strategy_or_none)
+    before, op = result.before, result.operation
+    doc = {
+        "operation": operation_doc(op),
+        "changed": before != op,
+        "old_stop": before.stop, "old_target": before.target,
+        "price": result.price, "risk": result.risk, "risk_percent": result.risk_percent.quantize(Decimal("0.0001")),
+        "order": order_doc(result.order) if result.order else None,
+    }
+
+    def render() -> None:
+        out = console()
+        if before == op:
+            out.print(f"Nothing changed: {op.id} keeps stop {fmt(op.stop)} and target {fmt(op.target)}.")
+            return
+        if op.stop != before.stop:
+            out.print(f"Stop of {op.id} moved {fmt(before.stop)} → {fmt(op.stop)} (price {fmt(result.price)}); "
+                      f"it now risks {fmt(result.risk, 2)} {op.quote_asset} = {fmt(result.risk_percent, 2)}% of capital "
+                      "from entry.")
+        if op.target != before.target:
+            out.print(f"Target of {op.id} moved {fmt(before.target)} → {fmt(op.target)}.")
+        if result.order is not None:
+            out.print(f"Protective order {result.order.client_order_id} amended: stop {fmt(result.order.stop_price)} "
+                      f"limit {fmt(result.order.price)}" + (f", target {fmt(result.order.target_price)}"
+                                                            if result.order.target_price else "") + ".")
+
+    emit(as_json, doc, render)

@@ -161,3 +161,111 @@ def order_doc(order: Order) -> dict[str, Any]:
 def audit_doc(event: AuditEvent) -> dict[str, Any]:
     return {"at": event.at, "kind": event.kind, "message": event.message,
             "intent_id": event.intent_id, "operation_id": event.operation_id}
+
+
+# --- monitor, modify, report (issue 5) -------------------------------------------------------
+
+
+def audit_event_doc(event: AuditEvent) -> dict[str, Any]:
+    """The audit event with its data (old/new stop, fill prices, client order ids)."""
+    return audit_doc(event) | {"data": event.data}
+
+
+def _ms_time(ms: int | None):
+    from robson.domain.market import ms_to_datetime
+
+    return None if ms is None else ms_to_datetime(ms)
+
+
+def monitor_check_doc(check) -> dict[str, Any]:
+    op, exit_ = check.operation, check.exit
+    return {
+        "id": op.id,
+        "symbol": op.symbol,
+        "side": op.side,
+        "status": op.status,
+        "timeframe": check.timeframe,
+        "candles": check.candles,
+        "last_checked_at": op.last_checked_at,
+        "stop_before": check.before.stop,
+        "stop": op.stop,
+        "moves": [{"at": m.at, "old_stop": m.old_stop, "new_stop": m.new_stop, "reason": m.reason,
+                   "best_price": m.best_price, "candle_open": _ms_time(m.candle_open_time)} for m in check.moves],
+        "exit": None if exit_ is None else {
+            "reason": exit_.reason, "at": exit_.at, "price": op.exit_price, "trigger_price": exit_.trigger_price,
+            "fee": op.exit_fee, "gapped": exit_.gapped, "candle_open": _ms_time(exit_.candle_open_time),
+        },
+        "realized_pnl": op.realized_pnl,
+        "realized_r": _rounded(r_multiple(op), _CENT_4),
+        "quote_asset": op.quote_asset,
+    }
+
+
+def halt_doc(halt) -> dict[str, Any]:
+    return {"rule": halt.rule, "realized_pnl": halt.realized_pnl, "loss_percent": _rounded(halt.loss_percent, _CENT_4),
+            "limit_percent": halt.limit_percent, "capital": halt.capital, "message": halt.message}
+
+
+def monitor_report_doc(report) -> dict[str, Any]:
+    return {
+        "at": report.at,
+        "checked": len(report.checks),
+        "stop_moves": report.stop_moves,
+        "closed": len(report.closed),
+        "halted": bool(report.halts),
+        "halts": [halt_doc(h) for h in report.halts],
+        "operations": [monitor_check_doc(c) for c in report.checks],
+        "skipped": [{"operation_id": p.operation_id, "reason": p.message} for p in report.skipped],
+        "errors": [{"operation_id": p.operation_id, "message": p.message} for p in report.errors],
+    }
+
+
+def monitor_summary(report) -> str:
+    """One line for cron mail and logs: what the tick did."""
+    parts = [f"{len(report.checks)} checked", f"{report.stop_moves} stop move{'s' if report.stop_moves != 1 else ''}",
+             f"{len(report.closed)} closed"]
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} skipped")
+    if report.errors:
+        parts.append(f"{len(report.errors)} error{'s' if len(report.errors) != 1 else ''}")
+    closes = [f"{c.operation.id} {c.exit.reason.value} @ {fmt(c.operation.exit_price)} "
+              f"P&L {fmt(c.operation.realized_pnl, 2)} {c.operation.quote_asset}" for c in report.closed]
+    return (f"monitor {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)
+            + (f" ({'; '.join(closes)})" if closes else ""))
+
+
+_RATIO = Decimal("0.0001")
+
+
+def _trade_ref(op: Operation | None) -> dict[str, Any] | None:
+    if op is None:
+        return None
+    return {"id": op.id, "symbol": op.symbol, "realized_pnl": op.realized_pnl,
+            "realized_r": _rounded(r_multiple(op), _CENT_4), "closed_at": op.closed_at}
+
+
+def performance_doc(p) -> dict[str, Any]:
+    """One strategy's figures; ratios rounded to 4 places, money exact."""
+    return {
+        "strategy": p.strategy,
+        "trades": p.trades,
+        "wins": p.wins,
+        "losses": p.losses,
+        "break_even": p.break_even,
+        "win_rate_percent": _rounded(p.win_rate, _RATIO),
+        "average_r": _rounded(p.average_r, _RATIO),
+        "expectancy": _rounded(p.expectancy, _CENT_8),
+        "expectancy_r": _rounded(p.expectancy_r, _RATIO),
+        "profit_factor": _rounded(p.profit_factor, _RATIO),
+        "profit_factor_infinite": p.profit_factor_infinite,
+        "gross_profit": p.gross_profit,
+        "gross_loss": p.gross_loss,
+        "total_pnl": p.total_pnl,
+        "total_fees": p.total_fees,
+        "max_drawdown": p.max_drawdown,
+        "max_drawdown_percent": _rounded(p.max_drawdown_percent, _RATIO),
+        "best": _trade_ref(p.best),
+        "worst": _trade_ref(p.worst),
+        "periods": [{"period": x.period, "trades": x.trades, "wins": x.wins, "losses": x.losses, "pnl": x.pnl,
+                     "r": _rounded(x.r, _RATIO)} for x in p.periods],
+    }

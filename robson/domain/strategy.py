@@ -15,6 +15,7 @@ from typing import Any
 
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT, RiskLimits
 from robson.domain.market import TIMEFRAME_MS
+from robson.domain.monitoring import TimeExitRule, parse_duration
 from robson.domain.money import parse_decimal
 from robson.domain.stops import STOP_KINDS, StopSettings
 from robson.errors import InvalidInput, StrategyError
@@ -22,10 +23,12 @@ from robson.errors import InvalidInput, StrategyError
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 TOP_LEVEL_FIELDS = {
     "name", "title", "description", "entry", "timeframe", "risk_percent", "max_risk_percent",
-    "stop", "target", "limits", "auto_entry", "scan",
+    "stop", "target", "limits", "auto_entry", "scan", "trailing", "time_exit",
 }
 STOP_FIELDS = {"method"} | {f.name for f in dataclasses.fields(StopSettings)} - {"kind"}
 LIMIT_FIELDS = {f.name for f in dataclasses.fields(RiskLimits)} - {"max_risk_percent"}
+TRAILING_MODES = ("hand_span", "off")
+TIME_EXIT_FIELDS = {"candles", "max_age"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,13 @@ class Strategy:
     auto_entry: dict[str, Any] = field(default_factory=dict)
     scan: dict[str, Any] = field(default_factory=dict)  # conditions: defined by the scan issue
     source: str = ""  # the file it came from
+    trailing: str = "off"  # "hand_span" (SPEC §2 trailing stop) or "off"
+    time_exit: TimeExitRule | None = None  # close after N candles of the timeframe and/or at an age
+
+    @property
+    def trails(self) -> bool:
+        """Tell whether the monitor trails the stop (hand span) for this strategy."""
+        return self.trailing == "hand_span"
 
     def risk_limits(self, base: RiskLimits) -> RiskLimits:
         """Return the account limits with this strategy's overrides and max risk applied."""
@@ -129,6 +139,29 @@ def _parse_auto_entry(source: str, data: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def _parse_trailing(source: str, value: Any) -> str:
+    if value is None or value is False:  # YAML reads a bare `off` as false
+        return "off"
+    if value not in TRAILING_MODES:
+        raise _fail(source, "trailing", f"must be one of {', '.join(TRAILING_MODES)}, got {value!r}")
+    return value
+
+
+def _parse_time_exit(source: str, data: dict[str, Any]) -> TimeExitRule | None:
+    _unknown(source, "time_exit.", data, TIME_EXIT_FIELDS)
+    if not data:
+        return None
+    candles = _int(source, "time_exit.candles", data["candles"]) if "candles" in data else None
+    max_age = None
+    if "max_age" in data:
+        try:
+            max_age = parse_duration(data["max_age"], "time_exit.max_age")
+        except InvalidInput:
+            raise _fail(source, "time_exit.max_age",
+                        f"must be a positive duration like 90m, 12h, 3d or 2w, got {data['max_age']!r}") from None
+    return TimeExitRule(candles=candles, max_age=max_age)
+
+
 def parse_strategy(data: Any, source: str) -> Strategy:
     """Build a Strategy from parsed YAML; raise StrategyError naming source, field and problem."""
     if not isinstance(data, dict):
@@ -168,4 +201,6 @@ def parse_strategy(data: Any, source: str) -> Strategy:
         auto_entry=_parse_auto_entry(source, _mapping(source, "auto_entry", data.get("auto_entry"))),
         scan=_mapping(source, "scan", data.get("scan")),
         source=source,
+        trailing=_parse_trailing(source, data.get("trailing")),
+        time_exit=_parse_time_exit(source, _mapping(source, "time_exit", data.get("time_exit"))),
     )

@@ -1,11 +1,13 @@
 """Strategy parsing: the bundled files load; errors name file, field and problem."""
 
+from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
 
 from robson.adapters.strategies import StrategyCatalog, bundled_strategies_dir
 from robson.domain.guards import RiskLimits
+from robson.domain.monitoring import TimeExitRule
 from robson.domain.strategy import parse_strategy
 from robson.errors import NotFound, StrategyError
 
@@ -55,6 +57,13 @@ def test_unknown_strategy_lists_the_known_ones():
     (minimal(colour="red"), "colour", "unknown field"),
     (minimal(target={"r_multiple": -1}), "target.r_multiple", "greater than 0"),
     (minimal(limits={"max_open_positions": "x"}), "limits.max_open_positions", "whole number"),
+    (minimal(trailing="chandelier"), "trailing", "must be one of hand_span, off"),
+    (minimal(trailing=True), "trailing", "must be one of hand_span, off"),
+    (minimal(time_exit="3d"), "time_exit", "must be a mapping"),
+    (minimal(time_exit={"candles": 0}), "time_exit.candles", "whole number ≥ 1"),
+    (minimal(time_exit={"max_age": "3 days"}), "time_exit.max_age", "positive duration like 90m"),
+    (minimal(time_exit={"max_age": "0h"}), "time_exit.max_age", "positive duration"),
+    (minimal(time_exit={"bars": 3}), "time_exit.bars", "unknown field"),
 ])
 def test_bad_strategy_names_file_field_and_problem(data, field, problem):
     with pytest.raises(StrategyError) as caught:
@@ -82,3 +91,29 @@ def test_user_strategy_overrides_a_bundled_one(tmp_path):
     (tmp_path / "mine.yaml").write_text("name: all-in\ntimeframe: 1h\nrisk_percent: 0.25\n")
     s = StrategyCatalog([bundled_strategies_dir(), tmp_path]).get("all-in")
     assert s.timeframe == "1h" and s.risk_percent == D("0.25")
+
+
+def test_trailing_is_off_and_there_is_no_time_exit_unless_asked_for():
+    s = parse_strategy(minimal(), "x.yaml")
+
+    assert (s.trailing, s.trails, s.time_exit) == ("off", False, None)
+
+
+def test_a_bare_yaml_off_turns_trailing_off():
+    # YAML reads `trailing: off` as false.
+    assert parse_strategy(minimal(trailing=False), "x.yaml").trailing == "off"
+    assert parse_strategy(minimal(trailing="off"), "x.yaml").trails is False
+
+
+def test_time_exit_reads_candles_and_a_max_age():
+    s = parse_strategy(minimal(time_exit={"candles": 8, "max_age": "3d"}), "x.yaml")
+
+    assert s.time_exit == TimeExitRule(candles=8, max_age=timedelta(days=3))
+
+
+def test_bundled_trend_and_momentum_strategies_trail_and_bounce_back_exits_on_time():
+    catalog = StrategyCatalog([bundled_strategies_dir()])
+
+    assert {s.name for s in catalog.all() if s.trails} == {"smooth-sailing", "rescue-forces"}
+    assert catalog.get("bounce-back").time_exit == TimeExitRule(candles=48)
+    assert catalog.get("all-in").time_exit is None

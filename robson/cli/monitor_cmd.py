@@ -1,0 +1,123 @@
+"""`robson monitor`: the stop monitor, once (for cron) or in a loop that stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from typing import Annotated
+
+import typer
+
+from robson.cli.app import container
+from robson.cli.output import JsonOption, console, log, print_json, table, to_jsonable
+from robson.cli.views import monitor_report_doc, monitor_summary
+from robson.domain.money import fmt
+from robson.errors import InvalidInput, RobsonError
+
+DEFAULT_INTERVAL_SECONDS = 60.0
+
+
+def wait(stop: threading.Event, seconds: float) -> None:
+    """Sleep between ticks, waking at once when a signal asks the loop to stop (tests replace this)."""
+    stop.wait(seconds)
+
+
+def _render(report, as_json: bool, *, stream: bool) -> None:
+    if as_json:
+        if stream:  # a loop prints one compact document per tick, one per line
+            sys.stdout.write(json.dumps(to_jsonable(monitor_report_doc(report)), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            print_json(monitor_report_doc(report))
+        return
+    out = console()
+    if out.is_terminal and report.checks:
+        rows = []
+        for check in report.checks:
+            op = check.operation
+            stop = fmt(op.stop) if op.stop == check.before.stop else f"{fmt(check.before.stop)} → {fmt(op.stop)}"
+            result = "ACTIVE" if check.exit is None else (
+                f"CLOSED {check.exit.reason.value} @ {fmt(op.exit_price)}, P&L {fmt(op.realized_pnl, 2)} "
+                f"{op.quote_asset}")
+            rows.append((op.id, f"{op.side.value} {op.symbol}", f"{check.candles} × {check.timeframe}", stop, result))
+        out.print(table(None, ["id", "position", "new candles", "stop", "result"], rows))
+    out.print(monitor_summary(report))
+    for halt in report.halts:
+        out.print(f"HALTED: {halt.message}")
+    for problem in report.skipped:
+        log(f"monitor: {problem.operation_id} skipped: {problem.message}")
+    for problem in report.errors:
+        log(f"monitor: {problem.operation_id}: {problem.message}")
+
+
+def _stop_on_signals(stop: threading.Event) -> dict:
+    """Turn Ctrl-C and SIGTERM into a request to stop after the tick in progress; return the old handlers."""
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+        except ValueError:  # not the main thread: signals stay as they were
+            pass
+    return previous
+
+
+def monitor_command(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Check every ACTIVE operation once and exit (for cron).")] = False,
+    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between checks in a loop (default 60).",
+                                                   show_default=False)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Watch ACTIVE paper operations: stop before target, trailing stops, time exits, on closed candles.
+
+    Candles closed since each operation's last check are walked (5m), so a wick between checks is not
+    missed. One monitor per database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or
+    SIGTERM after the tick in progress; --json prints one document (one line per tick in a loop).
+
+    Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)
+    """
+    from robson.application.monitor import monitor_once, run_monitor
+    from robson.cli.reconcile_cmd import settle_pending
+
+    if once and interval is not None:
+        raise InvalidInput("give either --once or --interval, not both")
+    if interval is not None and interval <= 0:
+        raise InvalidInput(f"--interval must be greater than 0 seconds, got {interval:g}")
+    c = container(ctx)
+    errors: list[int] = []
+
+    def tick():
+        settle_pending(c)  # an execution interrupted by a crash is finished (or failed) before it is watched
+        return monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
+                            strategy_for=c.strategy_or_none)
+
+    def on_report(report) -> None:
+        errors.append(len(report.errors))
+        _render(report, as_json, stream=not once)
+
+    def on_error(error: RobsonError) -> None:
+        log(f"monitor: tick failed: {error}" + (f" ({error.hint})" if error.hint else ""))
+
+    if once:
+        run_monitor(tick, store=c.store, on_report=on_report, interval=None, sleep=lambda _: None,
+                    stopping=lambda: True)
+        if errors and errors[-1]:
+            raise RobsonError(f"{errors[-1]} operation(s) could not be checked (see above)",
+                              hint="the others were checked; run robson monitor --once again once fixed")
+        return
+    stop = threading.Event()
+    previous = _stop_on_signals(stop)
+    try:
+        ticks = run_monitor(tick, store=c.store, on_report=on_report,
+                            interval=interval or DEFAULT_INTERVAL_SECONDS,
+                            sleep=lambda seconds: wait(stop, seconds), stopping=stop.is_set, on_error=on_error)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    log(f"monitor: stopped after {ticks} tick{'s' if ticks != 1 else ''}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("monitor")(monitor_command)
