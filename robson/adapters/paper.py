@@ -67,6 +67,8 @@ class PaperExchange:
 
     def _move(self, tx: StoreSession, balances: dict[str, Balance], asset: str, *, free: Decimal = ZERO,
               locked: Decimal = ZERO) -> None:
+        if not free and not locked and asset in balances:
+            return  # nothing moves (a long's stop repriced still locks the same base): no write
         current = balances.get(asset, Balance(asset, ZERO, ZERO))
         updated = Balance(asset, current.free + free, current.locked + locked)
         balances[asset] = updated
@@ -175,12 +177,13 @@ class PaperExchange:
             return order  # already amended: nothing to do
         info = self._market.symbol_info(order.symbol)
         remaining = order.quantity - order.filled_quantity
-        balances = self._balances(tx)
         asset, before = self._locked_for(info, order.side, remaining, order.price or ZERO)
         _, after = self._locked_for(info, order.side, remaining, limit_price)
-        if after > before:  # a BUY stop (a short's) locks quote at its limit: a higher limit locks more
-            self._require(balances, asset, after - before, f"moving the {order.side.value} stop")
-        self._move(tx, balances, asset, free=before - after, locked=after - before)
+        if after != before:  # a BUY stop (a short's) locks quote at its limit; a SELL stop locks the same base
+            balances = self._balances(tx)
+            if after > before:
+                self._require(balances, asset, after - before, f"moving the {order.side.value} stop")
+            self._move(tx, balances, asset, free=before - after, locked=after - before)
         amended = dataclasses.replace(
             order, stop_price=stop_price, price=limit_price, target_price=target_price, updated_at=at,
             type=OrderType.OCO if target_price is not None else OrderType.STOP_LOSS_LIMIT,

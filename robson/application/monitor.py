@@ -23,7 +23,7 @@ from robson.application.plan import Account
 from robson.application.ports import Clock, MarketData, Store, StoreSession
 from robson.application.validate import day_start, month_start, next_month
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT
-from robson.domain.market import Candle, Side, datetime_to_ms, timeframe_ms
+from robson.domain.market import Candle, Side, SymbolInfo, datetime_to_ms, timeframe_ms
 from robson.domain.money import HUNDRED, ZERO, fmt, percent
 from robson.domain.monitoring import (
     Exit,
@@ -40,7 +40,7 @@ from robson.domain.monitoring import (
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
 from robson.domain.orders import OPEN_STATUSES, AuditEvent, AuditKind, Order, OrderRole, OrderStatus, client_order_id
 from robson.domain.strategy import Strategy
-from robson.errors import IllegalTransition, InvalidInput, MarketDataError, Refused, RobsonError
+from robson.errors import IllegalTransition, InvalidInput, MarketDataError, NotFound, Refused, RobsonError
 
 MONITOR_LOCK = "monitor"
 # Finest first: 5m candles catch a wick between checks; coarser ones when a market lacks 5m.
@@ -81,6 +81,7 @@ class OperationCheck:
     candles: int  # new closed candles examined
     moves: tuple[StopMove, ...]
     exit: Exit | None
+    notes: tuple[str, ...] = ()  # what else happened (live: a stop re-placed, a partial fill being watched)
 
     @property
     def closed(self) -> bool:
@@ -138,30 +139,59 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
     skipped = [Problem(op.id, "live operation: its exchange-side stop is watched by the live monitor")
                for op in active if op.mode != "paper"]
     checks: list[OperationCheck] = []
+    quiet: list[OperationCheck] = []  # only the last-check time moved: written together below
     errors: list[Problem] = []
-    fetched: dict[str, tuple[str, list[Candle]] | MarketDataError] = {}
+    fetched: dict[str, tuple[str, list[Candle]] | RobsonError] = {}
+    infos: dict[str, SymbolInfo] = {}
     paper = [op for op in active if op.mode == "paper"]
     for symbol in sorted({op.symbol for op in paper}):  # one candle fetch per symbol, not per operation
         since = min(_since(op) for op in paper if op.symbol == symbol)
         try:
             fetched[symbol] = fetch_candles(market, symbol, since, now)
-        except MarketDataError as e:
+            infos[symbol] = market.symbol_info(symbol)
+        except (MarketDataError, NotFound) as e:  # this symbol's operations fail; the others are checked
             fetched[symbol] = e
     for op in paper:
         found = fetched[op.symbol]
-        if isinstance(found, MarketDataError):
+        if isinstance(found, RobsonError):
             errors.append(Problem(op.id, str(found)))
             continue
         timeframe, candles = found
         try:
-            checks.append(check_operation(op, candles, timeframe, store=store, market=market, book=exchange,
-                                          account=account, strategy=strategy_for(op.strategy), now=now))
+            check = check_operation(op, candles, timeframe, store=store, market=market, book=exchange,
+                                    account=account, strategy=strategy_for(op.strategy), now=now, defer_quiet=True,
+                                    info=infos[op.symbol])
         except _Changed:
             skipped.append(Problem(op.id, "changed by another command during the check; checked next tick"))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e)))
+        else:
+            (quiet if check.operation.last_checked_at != op.last_checked_at and not check.moves
+             and check.exit is None else checks).append(check)
+    checks += _save_quiet(store, quiet, skipped)
+    checks.sort(key=lambda c: (c.before.opened_at, c.before.id))
     halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
     return MonitorReport(now, tuple(checks), tuple(skipped), tuple(errors), tuple(halts))
+
+
+def _save_quiet(store: Store, quiet: list[OperationCheck], skipped: list[Problem]) -> list[OperationCheck]:
+    """Store the new last-check times of operations where nothing else happened, in one transaction.
+
+    Most operations see nothing on most ticks; one write for all of them instead of a transaction
+    each keeps a tick over a thousand operations fast. Each is still compared with what was read,
+    so a stop moved by hand meanwhile is never overwritten (it is checked next tick instead).
+    """
+    if not quiet:
+        return []
+    saved = []
+    with store.transaction() as tx:
+        for check in quiet:
+            if tx.get_operation(check.before.id) != check.before:
+                skipped.append(Problem(check.before.id, "changed by another command during the check; checked next tick"))
+                continue
+            tx.update_operation(check.operation, expected_status=OperationStatus.ACTIVE)
+            saved.append(check)
+    return saved
 
 
 def _since(op: Operation) -> datetime:
@@ -195,14 +225,20 @@ def monitor_settings(op: Operation, strategy: Strategy | None, timeframe: str, b
 
 
 def check_operation(op: Operation, candles: Sequence[Candle], timeframe: str, *, store: Store, market: MarketData,
-                    book: PaperBook, account: Account, strategy: Strategy | None, now: datetime) -> OperationCheck:
-    """Walk one paper operation and persist the result in one transaction; raise _Changed if it moved meanwhile."""
-    info = market.symbol_info(op.symbol)
+                    book: PaperBook, account: Account, strategy: Strategy | None, now: datetime,
+                    defer_quiet: bool = False, info: SymbolInfo | None = None) -> OperationCheck:
+    """Walk one paper operation and persist the result in one transaction; raise _Changed if it moved meanwhile.
+
+    With defer_quiet, a walk that only advanced the last-check time is returned unsaved (see _save_quiet).
+    """
+    info = info or market.symbol_info(op.symbol)
     result = walk_candles(op, candles, monitor_settings(op, strategy, timeframe, book, info.tick_size), now=now)
     examined = _examined(op, candles, timeframe, result)
     if not result.moves and result.exit is None and result.last_checked_at == op.last_checked_at:
         return OperationCheck(op, op, timeframe, 0, (), None)  # nothing new: write nothing
     updated = apply_walk(op, result)
+    if defer_quiet and not result.moves and result.exit is None:
+        return OperationCheck(op, updated, timeframe, examined, (), None)
     if result.moves and result.exit is None:
         updated = dataclasses.replace(updated, updated_at=now)
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
@@ -213,11 +249,11 @@ def check_operation(op: Operation, candles: Sequence[Candle], timeframe: str, *,
             tx.record(_stop_moved(op, move, stop_id))
         order = tx.get_order(stop_id)
         if result.moves and order is not None and order.status in OPEN_STATUSES:
-            book.reprice_stop(tx, stop_id, stop_price=result.stop, target_price=op.target, at=result.moves[-1].at,
+            order = book.reprice_stop(tx, stop_id, stop_price=result.stop, target_price=op.target, at=result.moves[-1].at,
                               limit_price=stop_limit_price(op.side, result.stop, info.round_price,
                                                            account.stop_limit_offset_percent))
         if result.exit is not None:
-            updated = _settle_exit(tx, book, op, updated, result.exit, stop_id)
+            updated = _settle_exit(tx, book, op, updated, result.exit, order, stop_id)
         tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
     return OperationCheck(op, updated, timeframe, examined, result.moves, result.exit)
 
@@ -243,9 +279,8 @@ def _stop_moved(op: Operation, move: StopMove, stop_id: str) -> AuditEvent:
 
 
 def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Operation, exit_: Exit,
-                 stop_id: str) -> Operation:
+                 order: Order | None, stop_id: str) -> Operation:
     """Fill the protective order (stop or target leg) or exit at market; record fill and close; return the close."""
-    order = tx.get_order(stop_id)
     if order is not None and order.status is OrderStatus.FILLED:
         # The book already shows the fill (robson never leaves it so, but a hand-edited one might): adopt it.
         closed = op.close(exit_price=order.average_price, exit_fee=order.fee, reason=exit_.reason, at=order.updated_at)
