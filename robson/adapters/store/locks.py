@@ -2,7 +2,8 @@
 
 A lock row names its holder (host, pid). A holder that died (kill -9, power loss) leaves its
 row behind; the next process on the same host sees the pid is gone and takes the lock over at
-once, and a row whose holder runs elsewhere is only taken over after it expires.
+once, and a row whose holder runs elsewhere is only taken over after it expires. A live holder
+on this host keeps its lock however long it runs (a `monitor --interval` loop runs for days).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def try_lock(store: SqlStore, name: str, *, ttl: timedelta, now: datetime,
             return None
         holder = LockHolder(name, current.host, int(current.pid), datetime.fromisoformat(current.acquired_at),
                             datetime.fromisoformat(current.expires_at))
-        dead = current.owner != OWNER and current.host == HOST and not alive(holder.pid)
-        if current.owner == OWNER or dead or holder.expires_at <= now:
+        here = current.host == HOST
+        dead = current.owner != OWNER and here and not alive(holder.pid)
+        expired = holder.expires_at <= now and not (here and alive(holder.pid))
+        if current.owner == OWNER or dead or expired:
             connection.execute(update(LOCKS).where(LOCKS.c.name == name).values(**row))
             return None
         return holder
