@@ -17,6 +17,7 @@ from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
 from robson.domain.operation import Operation, OperationStatus
 from robson.domain.orders import AuditEvent, Order
+from robson.domain.signals import Signal, SignalStatus
 
 
 class Clock(Protocol):
@@ -157,6 +158,25 @@ class StoreSession(Protocol):
     # audit trail
     def record(self, event: AuditEvent) -> None: ...
     def audit_trail(self, *, intent_id: str | None = None, operation_id: str | None = None) -> list[AuditEvent]: ...
+
+    # scan signals
+    def add_signal(self, signal: Signal) -> bool:
+        """Insert a signal; return False, changing nothing, if one with its key exists already."""
+        ...
+    def get_signal(self, signal_id: str) -> Signal:
+        """Return the signal by full ID; raise NotFound."""
+        ...
+    def resolve_signal_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix; raise NotFound or AmbiguousId."""
+        ...
+    def update_signal(self, signal: Signal, *, expected_status: SignalStatus) -> None:
+        """Write signal if its stored status is still expected_status; raise IllegalTransition otherwise."""
+        ...
+    def list_signals(
+        self, status: SignalStatus | None = None, strategy: str | None = None, symbol: str | None = None
+    ) -> list[Signal]:
+        """Return signals by candle open time then ID, filtered by every argument given."""
+        ...
 
     # imported market data
     def save_candles(self, symbol: str, timeframe: str, candles: Sequence[Candle]) -> int:

@@ -85,6 +85,7 @@ class Signal:
     values: dict[str, Decimal | None] = field(default_factory=dict)  # indicator values at the candle
     reason: str = ""  # why it was detected
     resolution: str | None = None  # why it was confirmed, invalidated or expired
+    intent_id: str | None = None  # the intent auto-entry created from it, if any
 
     @property
     def key(self) -> SignalKey:

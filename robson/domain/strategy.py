@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from robson.domain.conditions import ScanDefinition, parse_scan
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT, RiskLimits
 from robson.domain.market import TIMEFRAME_MS
 from robson.domain.monitoring import TimeExitRule, parse_duration
@@ -32,6 +33,15 @@ TIME_EXIT_FIELDS = {"candles", "max_age"}
 
 
 @dataclass(frozen=True, slots=True)
+class AutoEntry:
+    """When a CONFIRMED signal of an `entry: auto` strategy becomes an intent (SPEC §2 scan)."""
+
+    min_confidence: Decimal = Decimal("0.6")  # signals below it are recorded, not entered
+    max_entries_per_day: int = 3  # intents the scan may create per UTC day for this strategy
+    cooldown_minutes: int = 60  # minutes after an auto entry before the next one may be created
+
+
+@dataclass(frozen=True, slots=True)
 class Strategy:
     name: str
     title: str
@@ -43,8 +53,8 @@ class Strategy:
     stop: StopSettings
     target_r_multiple: Decimal | None
     limit_overrides: dict[str, Any] = field(default_factory=dict)
-    auto_entry: dict[str, Any] = field(default_factory=dict)
-    scan: dict[str, Any] = field(default_factory=dict)  # conditions: defined by the scan issue
+    auto_entry: AutoEntry | None = None  # None: a person decides every entry (entry: manual)
+    scan: ScanDefinition | None = None  # the setups `robson scan` looks for; None: nothing to scan
     source: str = ""  # the file it came from
     trailing: str = "off"  # "hand_span" (SPEC §2 trailing stop) or "off"
     time_exit: TimeExitRule | None = None  # close after N candles of the timeframe and/or at an age
@@ -125,7 +135,12 @@ def _parse_limits(source: str, data: dict[str, Any]) -> dict[str, Any]:
 AUTO_ENTRY_FIELDS = {"min_confidence", "max_entries_per_day", "cooldown_minutes"}
 
 
-def _parse_auto_entry(source: str, data: dict[str, Any]) -> dict[str, Any]:
+def _parse_auto_entry(source: str, entry: str, raw: Any) -> AutoEntry | None:
+    data = _mapping(source, "auto_entry", raw)
+    if entry != "auto":
+        if raw is not None:
+            raise _fail(source, "auto_entry", "applies only to a strategy with entry: auto")
+        return None
     _unknown(source, "auto_entry.", data, AUTO_ENTRY_FIELDS)
     parsed: dict[str, Any] = {}
     if "min_confidence" in data:
@@ -136,7 +151,18 @@ def _parse_auto_entry(source: str, data: dict[str, Any]) -> dict[str, Any]:
     for key in ("max_entries_per_day", "cooldown_minutes"):
         if key in data:
             parsed[key] = _int(source, f"auto_entry.{key}", data[key], minimum=0)
-    return parsed
+    return AutoEntry(**parsed)
+
+
+def _parse_scan(source: str, entry: str, raw: Any) -> ScanDefinition | None:
+    if raw is None:
+        if entry == "auto":
+            raise _fail(source, "scan", "is required with entry: auto: auto entries come from the scan's signals")
+        return None
+    try:
+        return parse_scan(raw, "scan")
+    except StrategyError as e:  # "field 'scan.…': problem" → prefixed with the file
+        raise StrategyError(f"{source}: {e.message}", hint=e.hint) from None
 
 
 def _parse_trailing(source: str, value: Any) -> str:
@@ -198,8 +224,8 @@ def parse_strategy(data: Any, source: str) -> Strategy:
         stop=stop,
         target_r_multiple=r_multiple,
         limit_overrides=_parse_limits(source, _mapping(source, "limits", data.get("limits"))),
-        auto_entry=_parse_auto_entry(source, _mapping(source, "auto_entry", data.get("auto_entry"))),
-        scan=_mapping(source, "scan", data.get("scan")),
+        auto_entry=_parse_auto_entry(source, entry, data.get("auto_entry")),
+        scan=_parse_scan(source, entry, data.get("scan")),
         source=source,
         trailing=_parse_trailing(source, data.get("trailing")),
         time_exit=_parse_time_exit(source, _mapping(source, "time_exit", data.get("time_exit"))),

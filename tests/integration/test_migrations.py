@@ -16,9 +16,10 @@ from robson.adapters.store.engine import build_engine, write_connection
 from robson.adapters.store.tables import ALL_TABLES
 from robson.application.ports import Balance
 from robson.domain.intent import IntentStatus
-from robson.domain.market import Candle
+from robson.domain.market import Candle, Side
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditKind, OrderStatus
+from robson.domain.signals import Signal, SignalStatus
 from robson.errors import StoreError
 
 V1_ROWS = [
@@ -73,8 +74,8 @@ def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path
         balances = session.get_balances("paper")
         trail = session.audit_trail(intent_id="pl-7f3a9c2e")
 
-    assert store.schema_version() == 3
-    assert stored_versions(path) == [1, 2, 3]
+    assert store.schema_version() == 4
+    assert stored_versions(path) == [1, 2, 3, 4]
     assert (intent.status, intent.quantity, intent.note, intent.signal_id) == (
         IntentStatus.EXECUTED,
         Decimal("0.00051000"),
@@ -108,6 +109,71 @@ def test_the_upgraded_database_accepts_what_v2_added(tmp_path: Path) -> None:
         assert session.load_candles("BTCUSDT", "1h") == [candle]
 
 
+V3_ROWS = [
+    *V1_ROWS,
+    "UPDATE intents SET signal_id = 'sg-0badc0de', source = 'pattern' WHERE id = 'pl-7f3a9c2e'",
+    "UPDATE operations SET last_checked_at = '2024-05-01T14:00:00.000000+00:00' WHERE id = 'op-1a2b3c4d'",
+    "INSERT INTO candles VALUES ('BTCUSDT', '15m', 1624367700000, '32850.10', '33010.00', '32790.55', '32990.01', '812.40000000')",
+    """INSERT INTO locks VALUES ('scan', 'robson scan', 'host-a', 4242, '2024-05-01T12:00:00.000000+00:00',
+       '2024-05-01T12:10:00.000000+00:00')""",
+]
+
+
+def build_v3_database(path: Path) -> None:
+    engine = build_engine(f"sqlite:///{path}")
+    with write_connection(engine) as connection, connection.begin():
+        assert migrations.apply_pending(connection, target=3) == [1, 2, 3]
+        for statement in V3_ROWS:
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+
+
+def table_rows(path: Path, table: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as raw:
+        return raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+
+
+def test_a_v3_database_full_of_rows_upgrades_to_v4_with_every_row_intact(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    build_v3_database(path)
+    tables = ("intents", "operations", "orders", "balances", "audit_events", "candles", "locks")
+    before = {table: table_rows(path, table) for table in tables}
+
+    store = SqlStore.for_path(path)
+    version = store.schema_version()
+    with store.read() as session:
+        intent = session.get_intent("pl-7f3a9c2e")
+        candles = session.load_candles("BTCUSDT", "15m")
+        signals = session.list_signals()
+
+    assert version == 4 and stored_versions(path) == [1, 2, 3, 4]
+    assert {table: table_rows(path, table) for table in tables} == before
+    assert intent.signal_id == "sg-0badc0de" and intent.quantity == Decimal("0.00051000")
+    assert [(c.open_time, str(c.close), str(c.volume)) for c in candles] == [(1624367700000, "32990.01", "812.40000000")]
+    assert signals == []
+
+
+def test_the_upgraded_v4_database_round_trips_a_signal_and_keeps_it_unique(tmp_path: Path) -> None:
+    path = tmp_path / "v3.db"
+    build_v3_database(path)
+    store = SqlStore.for_path(path)
+    signal = Signal(
+        id="sg-0badc0de", strategy="rescue-forces", pattern="ma4-crosses-above-ma9", symbol="BTCUSDT",
+        timeframe="15m", candle_open_time=1624367700000, side=Side.BUY, confidence=Decimal("0.75"),
+        status=SignalStatus.DETECTED, detected_at=datetime(2024, 5, 1, 12, tzinfo=UTC),
+        updated_at=datetime(2024, 5, 1, 12, tzinfo=UTC), values={"ma4": Decimal("32871.5025"), "ma9": None},
+        reason="ma4 crosses above ma9", intent_id="pl-7f3a9c2e",
+    )
+
+    with store.transaction() as session:
+        first = session.add_signal(signal)
+        again = session.add_signal(dataclasses.replace(signal, id="sg-11111111"))
+    with store.read() as session:
+        assert session.get_signal("sg-0badc0de") == signal
+        assert session.get_intent("pl-7f3a9c2e").signal_id == "sg-0badc0de"
+    assert (first, again) == (True, False)
+
+
 def test_migrations_build_exactly_the_schema_the_table_models_describe(tmp_path: Path) -> None:
     store = SqlStore.for_path(tmp_path / "fresh.db")
     inspector = inspect(store.engine)
@@ -130,7 +196,7 @@ def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
 
     indexed = {
         (table, tuple(index["column_names"]))
-        for table in ("intents", "operations", "audit_events")
+        for table in ("intents", "operations", "audit_events", "signals")
         for index in inspector.get_indexes(table)
     }
 
@@ -140,6 +206,8 @@ def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
         ("operations", ("symbol",)),
         ("audit_events", ("intent_id",)),
         ("audit_events", ("operation_id",)),
+        ("signals", ("status",)),
+        ("signals", ("strategy", "pattern", "symbol", "timeframe", "candle_open_time")),
     } <= indexed
 
 
@@ -150,7 +218,7 @@ def test_opening_an_up_to_date_database_migrates_nothing(tmp_path: Path) -> None
     for _ in range(3):
         SqlStore.for_path(path).schema_version()
 
-    assert stored_versions(path) == [1, 2, 3]
+    assert stored_versions(path) == [1, 2, 3, 4]
 
 
 def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
@@ -159,7 +227,7 @@ def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
     with sqlite3.connect(path) as raw:
         raw.execute("INSERT INTO schema_version VALUES (9, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
 
-    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v3\); upgrade robson"):
+    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v4\); upgrade robson"):
         SqlStore.for_path(path).schema_version()
 
 
@@ -171,12 +239,12 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monke
         connection.exec_driver_sql("ALTER TABLE intents ADD COLUMN half_done TEXT")  # type: ignore[attr-defined]
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(4, "broken", broken)))
-    monkeypatch.setattr(migrations, "LATEST_VERSION", 4)
+    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(5, "broken", broken)))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", 5)
     with pytest.raises(RuntimeError, match="migration bug"):
-        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=4)
+        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=5)
 
     with sqlite3.connect(path) as raw:
         columns = [row[1] for row in raw.execute("PRAGMA table_info(intents)")]
     assert "half_done" not in columns
-    assert stored_versions(path) == [1, 2, 3]
+    assert stored_versions(path) == [1, 2, 3, 4]

@@ -112,7 +112,7 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(tmp_
         versions = [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
         journal = raw.execute("PRAGMA journal_mode").fetchone()[0]
     assert errors == []
-    assert versions == [1, 2, 3]
+    assert versions == [1, 2, 3, 4]
     assert journal == "wal"
 
 

@@ -17,7 +17,7 @@ from robson.domain.conditions import (
 from robson.domain.market import Candle, Side
 from robson.errors import MarketDataError, StrategyError
 
-PROPOSED_SECTIONS = Path(__file__).resolve().parents[2] / "docs" / "proposed-scan-sections.yaml"
+STRATEGIES = Path(__file__).resolve().parents[2] / "strategies"
 
 
 def bar(close: str, *, open_: str | None = None, high: str | None = None, low: str | None = None,
@@ -491,19 +491,20 @@ def test_numbers_may_be_written_as_text():
     assert check({"gt": ["close", "99.5"]}).matched
 
 
-# --- the proposed sections of the bundled strategies -------------------------------------------
+# --- the scan sections of the bundled strategies ---------------------------------------------
 
-PROPOSED = yaml.safe_load(PROPOSED_SECTIONS.read_text(encoding="utf-8"))
+PROPOSED = {name: yaml.safe_load((STRATEGIES / f"{name}.yaml").read_text(encoding="utf-8"))["scan"]
+            for name in ("rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99")}
 
 
 @pytest.mark.parametrize("strategy", ["rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99"])
-def test_each_proposed_scan_section_parses(strategy):
+def test_each_bundled_scan_section_parses(strategy):
     scan = parse_scan(PROPOSED[strategy], f"{strategy}.scan")
 
     assert scan.setups and all(setup.side is Side.BUY for setup in scan.setups)
 
 
-def test_rescue_forces_proposal_needs_a_boost_to_reach_its_minimum_confidence():
+def test_rescue_forces_needs_a_boost_to_reach_its_minimum_confidence():
     setup_ = parse_scan(PROPOSED["rescue-forces"]).setups[0]
 
     assert setup_.when.describe() == "ma4 crosses above ma9 and volume > 1.5 × vol_avg20"

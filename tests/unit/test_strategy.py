@@ -1,14 +1,17 @@
 """Strategy parsing: the bundled files load; errors name file, field and problem."""
 
+import re
 from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
+import yaml
 
 from robson.adapters.strategies import StrategyCatalog, bundled_strategies_dir
+from robson.domain.conditions import ConfirmRule, parse_scan
 from robson.domain.guards import RiskLimits
 from robson.domain.monitoring import TimeExitRule
-from robson.domain.strategy import parse_strategy
+from robson.domain.strategy import AutoEntry, parse_strategy
 from robson.errors import NotFound, StrategyError
 
 BUNDLED = {"all-in", "rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99"}
@@ -117,3 +120,125 @@ def test_bundled_trend_and_momentum_strategies_trail_and_bounce_back_exits_on_ti
     assert {s.name for s in catalog.all() if s.trails} == {"smooth-sailing", "rescue-forces"}
     assert catalog.get("bounce-back").time_exit == TimeExitRule(candles=48)
     assert catalog.get("all-in").time_exit is None
+
+
+# --- scan and auto entry -----------------------------------------------------------------------
+
+SCAN = {
+    "indicators": {"ma4": {"kind": "sma", "length": 4}, "ma9": {"kind": "sma", "length": 9}},
+    "setups": [{"name": "cross", "side": "buy", "when": {"crosses_above": ["ma4", "ma9"]}}],
+}
+
+
+def test_a_strategy_without_a_scan_has_neither_scan_nor_auto_entry():
+    s = parse_strategy(minimal(), "x.yaml")
+
+    assert (s.scan, s.auto_entry) == (None, None)
+
+
+def test_the_scan_section_is_parsed_into_setups():
+    s = parse_strategy(minimal(scan=SCAN), "x.yaml")
+
+    assert [spec.name for spec in s.scan.indicators] == ["ma4", "ma9"]
+    assert s.scan.setup("cross").when.describe() == "ma4 crosses above ma9"
+    assert s.auto_entry is None  # a manual strategy only records signals
+
+
+def test_an_auto_strategy_gets_the_default_auto_entry_limits():
+    s = parse_strategy(minimal(entry="auto", scan=SCAN), "x.yaml")
+
+    assert s.auto_entry == AutoEntry(min_confidence=D("0.6"), max_entries_per_day=3, cooldown_minutes=60)
+
+
+def test_auto_entry_limits_are_read_exactly():
+    s = parse_strategy(minimal(entry="auto", scan=SCAN, auto_entry={"min_confidence": "0.75", "max_entries_per_day": 1,
+                                                                    "cooldown_minutes": 0}), "x.yaml")
+
+    assert s.auto_entry == AutoEntry(D("0.75"), 1, 0)
+
+
+@pytest.mark.parametrize(("data", "field", "problem"), [
+    (minimal(entry="auto"), "scan", "is required with entry: auto"),
+    (minimal(auto_entry={"min_confidence": 0.7}, scan=SCAN), "auto_entry", "only to a strategy with entry: auto"),
+    (minimal(entry="auto", scan=SCAN, auto_entry={"min_confidence": 2}), "auto_entry.min_confidence", "between 0 and 1"),
+    (minimal(entry="auto", scan=SCAN, auto_entry={"cooldown_minutes": -1}), "auto_entry.cooldown_minutes", "whole number"),
+    (minimal(entry="auto", scan=SCAN, auto_entry={"per_hour": 1}), "auto_entry.per_hour", "unknown field"),
+    (minimal(scan="ma4 > ma9"), "scan", "must be a mapping"),
+    (minimal(scan={"indicators": SCAN["indicators"], "setups": []}), "scan.setups", "needs at least one setup"),
+    (minimal(scan={**SCAN, "setups": [{"name": "x", "side": "buy", "when": {"all": [
+        {"crosses_above": ["ma4", "ma9"]}, {"gt": ["close", "ma50"]}]}}]}),
+     "scan.setups[0].when.all[1].gt[1]", "unknown reference 'ma50'"),
+    (minimal(scan={**SCAN, "setups": [{"name": "x", "side": "buy", "when": {"gt": ["close"]}}]}),
+     "scan.setups[0].when.gt", "takes exactly 2 terms"),
+    (minimal(scan={"indicators": {"ma4": {"kind": "hma", "length": 4}}, "setups": SCAN["setups"]}),
+     "scan.indicators.ma4.kind", "must be one of"),
+])
+def test_a_bad_scan_or_auto_entry_names_file_field_and_problem(data, field, problem):
+    with pytest.raises(StrategyError) as caught:
+        parse_strategy(data, "strategies/x.yaml")
+
+    message = str(caught.value)
+    assert message.startswith(f"strategies/x.yaml: field '{field}': ")
+    assert problem in message
+
+
+def test_a_bad_scan_in_a_user_file_names_that_file(tmp_path):
+    (tmp_path / "mine.yaml").write_text(
+        "name: mine\nscan:\n  setups:\n    - name: x\n      side: up\n      when: {gt: [close, open]}\n"
+    )
+
+    with pytest.raises(StrategyError, match=r"mine\.yaml: field 'scan\.setups\[0\]\.side': must be 'buy' or 'sell'"):
+        StrategyCatalog([tmp_path]).all()
+
+
+def test_the_four_scanning_bundled_strategies_carry_their_setups_and_all_in_stays_manual():
+    catalog = StrategyCatalog([bundled_strategies_dir()])
+
+    setups = {s.name: [setup.name for setup in s.scan.setups] for s in catalog.all() if s.scan is not None}
+    assert setups == {
+        "rescue-forces": ["ma4-crosses-above-ma9"],
+        "smooth-sailing": ["pullback-to-ma50"],
+        "bounce-back": ["close-below-lower-band"],
+        "mean-reversion-ma99": ["stretched-below-ma99"],
+    }
+    assert catalog.get("all-in").scan is None and catalog.get("all-in").auto_entry is None
+    assert {s.name for s in catalog.all() if s.auto_entry is not None} == {"rescue-forces"}
+
+
+def test_rescue_forces_enters_on_its_cross_with_volume_and_confirms_if_the_cross_still_holds():
+    s = StrategyCatalog([bundled_strategies_dir()]).get("rescue-forces")
+    setup = s.scan.setup("ma4-crosses-above-ma9")
+
+    assert setup.when.describe() == "ma4 crosses above ma9 and volume > 1.5 × vol_avg20"
+    assert (setup.confirm, setup.confirm_condition.describe(), setup.window) == (
+        ConfirmRule.CONDITION_HOLDS, "ma4 crosses above ma9", 1,
+    )
+    assert s.auto_entry == AutoEntry(D("0.6"), 3, 60)
+    # The base 0.5 is under the 0.6 minimum: an auto entry needs a volume burst or a bullish candle.
+    assert (setup.confidence(0), setup.confidence(1), setup.confidence(2)) == (D("0.5"), D("0.75"), D("1.00"))
+
+
+def test_the_other_bundled_scans_match_the_issue():
+    catalog = StrategyCatalog([bundled_strategies_dir()])
+
+    def when(name):
+        return catalog.get(name).scan.setups[0].when.describe()
+
+    assert when("smooth-sailing") == "ma50 > ma200 and low crosses below ma50 × 1.002 and close > ma50"
+    assert when("bounce-back") == "close < bb.lower and rsi14 < 30"
+    assert when("mean-reversion-ma99") == "close crosses below ma99 × 0.97"
+    assert catalog.get("bounce-back").scan.indicators[0].params == {"length": 20, "std": D("2")}
+
+
+def test_the_strategy_reference_shows_each_bundled_scan_exactly_as_bundled():
+    reference = (bundled_strategies_dir().parent / "docs" / "strategy-reference.md").read_text(encoding="utf-8")
+    section = reference.split("## The bundled strategies' scans", 1)[1]
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", section, re.DOTALL)]
+    catalog = StrategyCatalog([bundled_strategies_dir()])
+
+    shown = {block["scan"]["setups"][0]["name"]: parse_scan(block["scan"]) for block in blocks}
+
+    bundled = {s.scan.setups[0].name: s.scan for s in catalog.all() if s.scan is not None}
+    assert shown == bundled
+    for scan in bundled.values():
+        assert f"**{scan.setups[0].when.describe()}**" in section

@@ -8,6 +8,8 @@ Encodings:
   and they load back as those strings: JSON fields (intent validation/execution/details, audit
   data) are display data, so nested values are NOT converted back to Decimal or datetime.
 - enums    -> their value.
+- signal values (indicator name -> Decimal | None) -> JSON of exact Decimal text or null; these
+  DO load back as Decimals, since they explain a signal and confirmations compare them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
+from robson.domain.signals import Signal, SignalStatus
 from robson.errors import StoreError
 
 Row = Any  # a SQLAlchemy Row: columns as attributes
@@ -334,4 +337,57 @@ def candle_from_row(row: Row) -> Candle:
         low=Decimal(row.low),
         close=Decimal(row.close),
         volume=Decimal(row.volume),
+    )
+
+
+# --- signals ----------------------------------------------------------------------
+
+
+def encode_signal_values(values: Mapping[str, Decimal | None]) -> str:
+    """Return indicator values as JSON of exact Decimal text (null while warming up)."""
+    return encode_json({name: encode_optional_decimal(value) for name, value in values.items()})
+
+
+def decode_signal_values(text: str) -> dict[str, Decimal | None]:
+    return {name: decode_optional_decimal(value) for name, value in decode_json(text).items()}
+
+
+def signal_to_row(signal: Signal) -> dict[str, Any]:
+    return {
+        "id": signal.id,
+        "strategy": signal.strategy,
+        "pattern": signal.pattern,
+        "symbol": signal.symbol,
+        "timeframe": signal.timeframe,
+        "candle_open_time": int(signal.candle_open_time),
+        "side": signal.side.value,
+        "confidence": encode_decimal(signal.confidence),
+        "status": signal.status.value,
+        "detected_at": encode_datetime(signal.detected_at),
+        "updated_at": encode_datetime(signal.updated_at),
+        "values": encode_signal_values(signal.values),
+        "reason": signal.reason,
+        "resolution": signal.resolution,
+        "intent_id": signal.intent_id,
+    }
+
+
+def signal_from_row(row: Row) -> Signal:
+    columns = row._mapping  # row.values would not be the column: use the mapping throughout
+    return Signal(
+        id=columns["id"],
+        strategy=columns["strategy"],
+        pattern=columns["pattern"],
+        symbol=columns["symbol"],
+        timeframe=columns["timeframe"],
+        candle_open_time=int(columns["candle_open_time"]),
+        side=Side(columns["side"]),
+        confidence=decode_decimal(columns["confidence"]),
+        status=SignalStatus(columns["status"]),
+        detected_at=decode_datetime(columns["detected_at"]),
+        updated_at=decode_datetime(columns["updated_at"]),
+        values=decode_signal_values(columns["values"]),
+        reason=columns["reason"],
+        resolution=columns["resolution"],
+        intent_id=columns["intent_id"],
     )

@@ -184,10 +184,37 @@ def _v3_locks(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v4_signals(connection: Connection) -> None:
+    metadata = MetaData()
+    Table(
+        "signals",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("strategy", Text, nullable=False),
+        Column("pattern", Text, nullable=False),
+        Column("symbol", String(20), nullable=False),
+        Column("timeframe", String(8), nullable=False),
+        Column("candle_open_time", BigInteger, nullable=False),  # epoch ms of the signal candle
+        Column("side", String(4), nullable=False),
+        Column("confidence", Text, nullable=False),
+        Column("status", String(12), nullable=False, index=True),
+        Column("detected_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("values", Text, nullable=False),  # JSON: indicator name -> exact Decimal text or null
+        Column("reason", Text, nullable=False),
+        Column("resolution", Text),
+        Column("intent_id", String(40)),
+        # The idempotency key: a scan inserts with ON CONFLICT DO NOTHING against it.
+        Index("ux_signals_key", "strategy", "pattern", "symbol", "timeframe", "candle_open_time", unique=True),
+    )
+    metadata.create_all(connection)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "intents.signal_id, operations.last_checked_at, candles", _v2_signals_checks_and_candles),
     Migration(3, "locks: one execution per intent, one scan, one monitor", _v3_locks),
+    Migration(4, "signals: one per strategy, pattern, symbol, timeframe and candle", _v4_signals),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -7,19 +7,50 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select, tuple_, update
+from functools import cache
+
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from robson.adapters.store import mapping
-from robson.adapters.store.tables import AUDIT_EVENTS, BALANCES, CANDLES, INTENTS, OPERATIONS, ORDERS
+from robson.adapters.store.tables import AUDIT_EVENTS, BALANCES, CANDLES, INTENTS, OPERATIONS, ORDERS, SIGNALS
 from robson.application.ports import Balance
 from robson.domain.ids import INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, Order
+from robson.domain.signals import SIGNAL_PREFIX, Signal, SignalStatus
 from robson.errors import AmbiguousId, DuplicateOrder, IllegalTransition, InvalidInput, NotFound, StoreError
 
 _ZERO = Decimal("0")
+_SIGNAL_KEY = ("strategy", "pattern", "symbol", "timeframe", "candle_open_time")
+# Hot statements are built once with bound parameters, so SQLAlchemy reuses their compiled form
+# instead of building and hashing a new statement from every value (a monitor tick runs thousands).
+_GET_OPERATION = select(OPERATIONS).where(OPERATIONS.c.id == bindparam("key_"))
+_GET_ORDER = select(ORDERS).where(ORDERS.c.client_order_id == bindparam("key_"))
+_UPDATE_ORDER = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("key_"))
+_GET_BALANCES = select(BALANCES).where(BALANCES.c.account == bindparam("key_")).order_by(BALANCES.c.asset)
+
+
+@cache
+def _insert_statement(table: Table):
+    return insert(table)
+
+
+@cache
+def _upsert_statement(table: Table, keys: tuple[str, ...], dialect: str):
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    statement = dialect_insert(table)
+    changes = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
+    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+
+
+@cache
+def _compare_and_set_statement(table: Table):
+    return update(table).where(table.c.id == bindparam("key_"), table.c.status == bindparam("expected_"))
 
 
 class SqlSession:
@@ -69,7 +100,7 @@ class SqlSession:
 
     def get_operation(self, operation_id: str) -> Operation:
         """Return the operation by full ID; raise NotFound."""
-        row = self._connection.execute(select(OPERATIONS).where(OPERATIONS.c.id == operation_id)).first()
+        row = self._connection.execute(_GET_OPERATION, {"key_": operation_id}).first()
         if row is None:
             raise NotFound(f"operation {operation_id} not found")
         return mapping.operation_from_row(row)
@@ -125,14 +156,13 @@ class SqlSession:
         self._require_writable()
         values = mapping.order_to_row(order)
         key = values.pop("client_order_id")
-        result = self._connection.execute(update(ORDERS).where(ORDERS.c.client_order_id == key).values(**values))
+        result = self._connection.execute(_UPDATE_ORDER, {**values, "key_": key})
         if result.rowcount == 0:
             raise NotFound(f"order {key} not found")
 
     def get_order(self, client_order_id: str) -> Order | None:
         """Return the order with this client id, or None."""
-        query = select(ORDERS).where(ORDERS.c.client_order_id == client_order_id)
-        row = self._connection.execute(query).first()
+        row = self._connection.execute(_GET_ORDER, {"key_": client_order_id}).first()
         return None if row is None else mapping.order_from_row(row)
 
     def orders_for_intent(self, intent_id: str) -> list[Order]:
@@ -146,8 +176,8 @@ class SqlSession:
 
     def get_balances(self, account: str) -> dict[str, Balance]:
         """Return the account's balances by asset (empty for an unknown account)."""
-        query = select(BALANCES).where(BALANCES.c.account == account).order_by(BALANCES.c.asset)
-        return {row.asset: mapping.balance_from_row(row) for row in self._connection.execute(query)}
+        rows = self._connection.execute(_GET_BALANCES, {"key_": account})
+        return {row.asset: mapping.balance_from_row(row) for row in rows}
 
     def set_balance(self, account: str, balance: Balance) -> None:
         """Insert or replace the account's balance of balance.asset."""
@@ -210,6 +240,56 @@ class SqlSession:
         )
         return [(symbol, timeframe, int(count)) for symbol, timeframe, count in self._connection.execute(query)]
 
+    # --- scan signals ------------------------------------------------------------------
+
+    def add_signal(self, signal: Signal) -> bool:
+        """Insert a signal; return False, changing nothing, if one with its key exists (concurrency-safe)."""
+        self._require_writable()
+        row = mapping.signal_to_row(signal)
+        dialect = self._connection.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            if dialect == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert as dialect_insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert as dialect_insert
+            # The unique key decides inside the database: two scans racing record the signal once.
+            statement = dialect_insert(SIGNALS).values(**row).on_conflict_do_nothing(index_elements=list(_SIGNAL_KEY))
+            return bool(self._connection.execute(statement).rowcount == 1)
+        # Any other database: writes are serialized by the write transaction, so check then insert.
+        key = [SIGNALS.c[name] == row[name] for name in _SIGNAL_KEY]
+        if self._connection.execute(select(SIGNALS.c.id).where(*key)).first() is not None:
+            return False
+        self._insert(SIGNALS, row)
+        return True
+
+    def update_signal(self, signal: Signal, *, expected_status: SignalStatus) -> None:
+        """Write signal if its stored status is still expected_status; raise IllegalTransition or NotFound."""
+        self._compare_and_set(SIGNALS, "signal", mapping.signal_to_row(signal), expected_status.value)
+
+    def get_signal(self, signal_id: str) -> Signal:
+        """Return the signal by full ID; raise NotFound."""
+        row = self._connection.execute(select(SIGNALS).where(SIGNALS.c.id == signal_id)).first()
+        if row is None:
+            raise NotFound(f"signal {signal_id} not found")
+        return mapping.signal_from_row(row)
+
+    def resolve_signal_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix (any case, 'sg-' optional); raise NotFound or AmbiguousId."""
+        return self._resolve(SIGNALS, "signal", text, SIGNAL_PREFIX)
+
+    def list_signals(
+        self, status: SignalStatus | None = None, strategy: str | None = None, symbol: str | None = None
+    ) -> list[Signal]:
+        """Return signals by candle time then ID, optionally only those matching every filter given."""
+        query = select(SIGNALS).order_by(SIGNALS.c.candle_open_time, SIGNALS.c.id)
+        if status is not None:
+            query = query.where(SIGNALS.c.status == status.value)
+        if strategy is not None:
+            query = query.where(SIGNALS.c.strategy == strategy)
+        if symbol is not None:
+            query = query.where(SIGNALS.c.symbol == symbol.upper())
+        return [mapping.signal_from_row(row) for row in self._connection.execute(query)]
+
     # --- helpers ---------------------------------------------------------------------
 
     @property
@@ -223,14 +303,14 @@ class SqlSession:
 
     def _insert(self, table: Table, values: dict[str, Any]) -> None:
         self._require_writable()
-        self._connection.execute(insert(table).values(**values))
+        self._connection.execute(_insert_statement(table), values)
 
     def _compare_and_set(self, table: Table, noun: str, values: dict[str, Any], expected: str) -> None:
         self._require_writable()
         key = values.pop("id")
         # One UPDATE guarded by the status is atomic on any database, not only under BEGIN IMMEDIATE.
-        statement = update(table).where(table.c.id == key, table.c.status == expected).values(**values)
-        if self._connection.execute(statement).rowcount == 1:
+        statement = _compare_and_set_statement(table)
+        if self._connection.execute(statement, {**values, "key_": key, "expected_": expected}).rowcount == 1:
             return
         stored = self._connection.execute(select(table.c.status).where(table.c.id == key)).scalar()
         if stored is None:
@@ -240,7 +320,8 @@ class SqlSession:
     def _resolve(self, table: Table, noun: str, text: str, type_prefix: str) -> str:
         prefix = normalize_prefix(text, type_prefix)
         if prefix == f"{type_prefix}-":
-            raise InvalidInput(f"an {noun} ID is required")
+            article = "an" if noun[0] in "aeiou" else "a"
+            raise InvalidInput(f"{article} {noun} ID is required")
         query = select(table.c.id).where(table.c.id.startswith(prefix, autoescape=True)).order_by(table.c.id)
         matches = list(self._connection.execute(query).scalars())
         if prefix in matches:
@@ -254,13 +335,7 @@ class SqlSession:
     def _upsert(self, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
         dialect = self._connection.dialect.name
         if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            statement = dialect_insert(table)
-            changes = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-            self._connection.execute(statement.on_conflict_do_update(index_elements=list(keys), set_=changes), rows)
+            self._connection.execute(_upsert_statement(table, keys, dialect), rows)
             return
         # Any other database: delete then insert, inside the same transaction.
         key_columns = [table.c[name] for name in keys]

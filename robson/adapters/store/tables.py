@@ -6,7 +6,7 @@ UTC text (sortable), dicts as JSON text. robson.adapters.store.mapping converts 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, String, Table, Text
+from sqlalchemy import BigInteger, Index, String, Table, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -144,6 +144,30 @@ class LockRow(SQLModel, table=True):  # since v3
     expires_at: str = Field(sa_type=String(32))
 
 
+class SignalRow(SQLModel, table=True):  # since v4
+    __tablename__ = "signals"
+    # One signal per key, enforced by the database so concurrent scans record it once.
+    __table_args__ = (
+        Index("ux_signals_key", "strategy", "pattern", "symbol", "timeframe", "candle_open_time", unique=True),
+    )
+
+    id: str = Field(primary_key=True, sa_type=String(40))
+    strategy: str = Field(sa_type=Text)
+    pattern: str = Field(sa_type=Text)
+    symbol: str = Field(sa_type=String(20))
+    timeframe: str = Field(sa_type=String(8))
+    candle_open_time: int = Field(sa_type=BigInteger)
+    side: str = Field(sa_type=String(4))
+    confidence: str = Field(sa_type=Text)
+    status: str = Field(sa_type=String(12), index=True)
+    detected_at: str = Field(sa_type=String(32))
+    updated_at: str = Field(sa_type=String(32))
+    values: str = Field(sa_type=Text)  # read as SIGNALS.c["values"]: ColumnCollection has a values() method
+    reason: str = Field(sa_type=Text)
+    resolution: str | None = Field(default=None, sa_type=Text)
+    intent_id: str | None = Field(default=None, sa_type=String(40))
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -156,5 +180,6 @@ BALANCES = _table(BalanceRow)
 AUDIT_EVENTS = _table(AuditEventRow)
 CANDLES = _table(CandleRow)
 LOCKS = _table(LockRow)
+SIGNALS = _table(SignalRow)
 
-ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS)
+ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS)
