@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cli.py
 	$(BIN)/python bench/bench_live.py
+	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_monitor.py
 
 clean:

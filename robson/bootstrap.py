@@ -121,6 +121,42 @@ class Container:
             stop_limit_offset_percent=s["execution.stop_limit_offset_percent"],
         )
 
+    @cached_property
+    def notifier(self):
+        """The configured notifier (webhook, Telegram), drained when the command ends; a no-op when none is set."""
+        s = self.settings
+        if not s["notify.webhook_url"] and not s["notify.telegram_chat_id"]:
+            from robson.application.notify import NullNotifier
+
+            return NullNotifier()
+        import atexit
+
+        from robson.adapters.notify import build_notifier
+
+        notifier = build_notifier(s)
+        if notifier.enabled:
+            atexit.register(notifier.close)  # a process exit never waits longer than notify.drain_seconds
+        return notifier
+
+    def notify(self, build, context=None) -> None:
+        """Send the notifications build() returns, after the state is saved; never raise, free when none is set.
+
+        With the command's (click/Typer) context, sending is drained when the command ends, bounded
+        by notify.drain_seconds; without it, at process exit.
+        """
+        notifier = self.notifier
+        if not notifier.enabled:
+            return
+        if context is not None and not getattr(self, "_drain_registered", False):
+            context.find_root().call_on_close(notifier.close)
+            self._drain_registered = True
+        try:
+            notifier.notify([n for n in build() if n is not None])
+        except Exception as e:  # a notification must never turn a saved trade into a failed command
+            from robson.adapters.notify import log_line
+
+            log_line(f"notify: could not build a notification ({type(e).__name__})")
+
     def keys_present(self) -> bool:
         return api_keys(self.settings) is not None
 

@@ -83,6 +83,81 @@ def _market(value: Any) -> str:
     return text
 
 
+def _url(value: Any) -> str:
+    from urllib.parse import urlsplit
+
+    text = _text(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # Shown redacted: a webhook URL may hold a secret.
+        raise ValueError(f"must be an http:// or https:// URL, got {redact_url(text)!r}")
+    return text
+
+
+def _optional_url(value: Any) -> str | None:
+    return None if value in (None, "") else _url(value)
+
+
+def _notify_events(value: Any) -> str:
+    from robson.application.notify import EVENT_KINDS
+
+    names = value if isinstance(value, list | tuple) else str(value).replace(" ", "").split(",")
+    wanted = {str(n).strip().lower() for n in names if str(n).strip()}
+    if wanted in ({"all"}, {"none"}):
+        return wanted.pop()
+    unknown = sorted(wanted - set(EVENT_KINDS))
+    if unknown or not wanted:
+        raise ValueError(f"unknown event {', '.join(unknown) or '(none given)'}: use 'all', 'none' or a list of "
+                         f"{', '.join(EVENT_KINDS)}")
+    return ",".join(k for k in EVENT_KINDS if k in wanted)
+
+
+def redact_url(url: str) -> str:
+    """Return url with everything after the host hidden (paths and queries of webhooks often hold secrets)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<redacted>"
+    if not parts.scheme or not host:
+        return "<redacted>"
+    hidden = "/<redacted>" if (parts.path not in ("", "/") or parts.query or parts.fragment or parts.username) else ""
+    return f"{parts.scheme}://{host}{port}{hidden}"
+
+
+def _names(value: Any) -> list[str]:
+    """A YAML list or comma-separated text of names, e.g. BTCUSDT,ETHUSDT."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",") if isinstance(value, str) else None
+    if items is None:
+        raise ValueError(f"must be a list or comma-separated names, got {value!r}")
+    names = [str(item).strip() for item in items if str(item).strip()]
+    if not names:
+        raise ValueError("must name at least one")
+    return list(dict.fromkeys(names))
+
+
+def _symbols(value: Any) -> list[str]:
+    return [name.upper() for name in _names(value)]
+
+
+def _optional_names(value: Any) -> list[str] | None:
+    return None if value in (None, "", []) else [name.lower() for name in _names(value)]
+
+
+def _optional_asset(value: Any) -> str | None:
+    return None if value in (None, "") else _text(value).upper()
+
+
+def _workers(value: Any) -> int:
+    number = _int(value)
+    if not 1 <= number <= 32:
+        raise ValueError(f"must be from 1 to 32, got {value!r}")
+    return number
+
+
 def parse_time(value: Any) -> datetime:
     """Parse an ISO-8601 time ('2021-06-01T12:00', '2021-06-01 12:00Z'); naive means UTC."""
     if isinstance(value, datetime):
@@ -149,11 +224,24 @@ FIELDS: tuple[Field, ...] = (
     Field("paper.balances", _balances, {"USDT": Decimal("1000")}, "starting paper wallet"),
     Field("paper.slippage_percent", _decimal, Decimal("0.05"), "paper market orders fill this much worse than the price"),
     Field("execution.stop_limit_offset_percent", _positive_decimal, Decimal("0.5"), "limit of the protective stop-limit order this far beyond its stop, so it still fills in a fast move"),
+    Field("scan.symbols", _symbols, ["BTCUSDT", "ETHUSDT"], "symbols `robson scan` looks at when --symbols and --quote are not given"),
+    Field("scan.quote", _optional_asset, None, "when set, scan every symbol quoted in this asset (e.g. USDT) instead of scan.symbols"),
+    Field("scan.strategies", _optional_names, None, "strategies `robson scan` runs; default: every strategy with a scan section"),
+    Field("scan.max_workers", _workers, 4, "symbols fetched at once (within the exchange's request-weight limit)"),
     Field("binance.base_url", _optional_text, None, "REST base URL (testnet or a local server); default: Binance mainnet"),
     Field("binance.key_file", _optional_text, None, "file holding 'API_KEY' and 'API_SECRET' lines; must be mode 0600"),
     Field("binance.timeout_seconds", _positive_decimal, Decimal("10"), "give up on a Binance request after this many seconds"),
     Field("binance.recv_window_ms", _int, 5000, "how long a signed request stays valid on Binance's side (1..60000 ms)"),
     Field("binance.exchange_info_ttl_seconds", _int, 3600, "reuse symbol filters this long before asking Binance again"),
+    Field("notify.webhook_url", _optional_url, None, "POST a JSON document for each event to this URL (shown redacted: it may hold a secret)"),
+    Field("notify.telegram_chat_id", _optional_text, None, "Telegram chat to message; the bot token comes from ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file"),
+    Field("notify.telegram_base_url", _url, "https://api.telegram.org", "Telegram Bot API base URL (a local server in tests)"),
+    Field("notify.telegram_token_file", _optional_text, None, "file holding a 'TELEGRAM_BOT_TOKEN=...' line; must be mode 0600 (may be binance.key_file)"),
+    Field("notify.events", _notify_events, "all", "events to send: all, none, or a list of intent_created, executed, stop_moved, closed, halted, monitor_error"),
+    Field("notify.timeout_seconds", _positive_decimal, Decimal("5"), "give up on one delivery attempt after this many seconds"),
+    Field("notify.retries", _int, 2, "attempts after the first when a receiver fails or times out"),
+    Field("notify.retry_backoff_seconds", _decimal, Decimal("1"), "wait before the first retry, doubled before each next one"),
+    Field("notify.drain_seconds", _decimal, Decimal("10"), "when a command ends, wait at most this long for notifications still being sent"),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -167,7 +255,8 @@ ENV_ALIASES = {
     "ROBSON_STRATEGIES_DIR": "strategies_dir",
     "ROBSON_LIVE_TRADING": "execution.live_trading_enabled",
 }
-NOT_SETTINGS = {"ROBSON_CONFIG", "ROBSON_DEBUG"}
+TELEGRAM_TOKEN_ENV = "ROBSON_TELEGRAM_BOT_TOKEN"  # a secret: read on demand, never a setting
+NOT_SETTINGS = {"ROBSON_CONFIG", "ROBSON_DEBUG", TELEGRAM_TOKEN_ENV}
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,28 +458,59 @@ def api_keys(settings: Settings, env: Mapping[str, str] | None = None) -> ApiKey
     key_file = settings["binance.key_file"]
     if not key_file:
         return None
-    path = Path(key_file).expanduser()
+    path, pairs = _secret_file("binance.key_file", key_file)
+    if not pairs.get("API_KEY") or not pairs.get("API_SECRET"):
+        raise ConfigError(f"binance.key_file {path} must hold API_KEY=... and API_SECRET=... lines")
+    return ApiKeys(pairs["API_KEY"], pairs["API_SECRET"], f"file {path}")
+
+
+def _secret_file(field_name: str, file_name: str) -> tuple[Path, dict[str, str]]:
+    """Read NAME=value lines from a 0600 file; raise ConfigError naming the field, never a value."""
+    path = Path(file_name).expanduser()
     try:
         mode = path.stat().st_mode
     except OSError:
-        raise ConfigError(f"binance.key_file {path} does not exist") from None
+        raise ConfigError(f"{field_name} {path} does not exist") from None
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"binance.key_file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
+            f"{field_name} {path} is readable by others (mode {stat.S_IMODE(mode):04o}); run chmod 600 {path}"
         )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         reason = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
-        raise ConfigError(f"binance.key_file {path}: cannot read: {reason}") from None
+        raise ConfigError(f"{field_name} {path}: cannot read: {reason}") from None
     pairs = {}
     for line in text.splitlines():
         name, sep, value = line.partition("=")
         if sep:
             pairs[name.strip().upper()] = value.strip()
-    if not pairs.get("API_KEY") or not pairs.get("API_SECRET"):
-        raise ConfigError(f"binance.key_file {path} must hold API_KEY=... and API_SECRET=... lines")
-    return ApiKeys(pairs["API_KEY"], pairs["API_SECRET"], f"file {path}")
+    return path, pairs
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramToken:
+    token: str
+    source: str
+
+    def __repr__(self) -> str:  # never shows the token in a traceback or log
+        return f"TelegramToken(source={self.source!r}, token=<redacted>)"
+
+    __str__ = __repr__
+
+
+def telegram_token(settings: Settings, env: Mapping[str, str] | None = None) -> TelegramToken | None:
+    """Return the Telegram bot token from ROBSON_TELEGRAM_BOT_TOKEN or the 0600 token file; None when absent."""
+    env = os.environ if env is None else env
+    if env.get(TELEGRAM_TOKEN_ENV):
+        return TelegramToken(env[TELEGRAM_TOKEN_ENV].strip(), "environment")
+    token_file = settings["notify.telegram_token_file"]
+    if not token_file:
+        return None
+    path, pairs = _secret_file("notify.telegram_token_file", token_file)
+    if not pairs.get("TELEGRAM_BOT_TOKEN"):
+        raise ConfigError(f"notify.telegram_token_file {path} must hold a TELEGRAM_BOT_TOKEN=... line")
+    return TelegramToken(pairs["TELEGRAM_BOT_TOKEN"], f"file {path}")
 
 
 def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) -> list[dict[str, str]]:
@@ -400,8 +520,12 @@ def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) 
         value = settings.values[f.name]
         if f.name == "database" and value:
             value = settings.database_url_redacted if "://" in value else value
+        if f.name in ("notify.webhook_url", "notify.telegram_base_url") and value:
+            value = redact_url(value)
         if isinstance(value, dict):
             shown = ", ".join(f"{k}={v}" for k, v in value.items())
+        elif isinstance(value, list):
+            shown = ",".join(value)
         elif isinstance(value, datetime):
             shown = value.isoformat()
         else:
@@ -413,4 +537,11 @@ def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) 
     except ConfigError as e:
         state = f"invalid: {e.message}"
     rows.append({"name": "binance.api_key", "value": state, "source": "BINANCE_API_KEY / key file", "help": "never shown"})
+    try:
+        token = telegram_token(settings, env)
+        state = f"set ({token.source}), redacted" if token else "not set"
+    except ConfigError as e:
+        state = f"invalid: {e.message}"
+    rows.append({"name": "notify.telegram_bot_token", "value": state,
+                 "source": f"{TELEGRAM_TOKEN_ENV} / token file", "help": "never shown"})
     return rows

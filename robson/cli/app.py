@@ -111,6 +111,7 @@ def container(ctx: typer.Context):
 def _register() -> None:
     from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, reconcile_cmd, strategy_cmd, trade_cmd
     from robson.cli import monitor_cmd, report_cmd
+    from robson.cli import scan_cmd, signals_cmd
 
     app.add_typer(plan_cmd.app, name="plan")
     trade_cmd.register(app)
@@ -122,6 +123,8 @@ def _register() -> None:
     app.add_typer(data_cmd.app, name="data")
     monitor_cmd.register(app)
     report_cmd.register(app)
+    scan_cmd.register(app)
+    app.add_typer(signals_cmd.app, name="signals")
 
 
 _register()

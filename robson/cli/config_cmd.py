@@ -85,6 +85,8 @@ def init_command(
         value = f.default
         if isinstance(value, dict):
             rendered = "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
+        elif isinstance(value, list):
+            rendered = "[" + ", ".join(value) + "]"
         elif value is None:
             rendered = "null"
         elif isinstance(value, bool):

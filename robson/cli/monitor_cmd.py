@@ -52,6 +52,33 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
         log(f"monitor: {problem.operation_id}: {problem.message}")
 
 
+def with_live_operations(c, paper_report):
+    """Check the ACTIVE live operations on Binance and merge them into the tick's report.
+
+    Binance (keys, network) is touched only when a live operation exists, so a paper-only
+    database never needs either; without keys each live operation is an error of its own.
+    """
+    from robson.application.monitor_live import live_monitor_once, live_operations, merge_reports, unwatched
+
+    live = live_operations(c.store)
+    if not live:
+        return paper_report
+    if not c.keys_present():
+        return merge_reports(paper_report, unwatched(
+            live, "live operation: its stop on Binance was not checked: set BINANCE_API_KEY and BINANCE_API_SECRET "
+                  "(or binance.key_file)", paper_report.at))
+    try:
+        report = live_monitor_once(store=c.store, exchange=c.binance, market=c.binance_market, account=c.account,
+                                   strategy_for=c.strategy_or_none)
+    except RobsonError as e:  # Binance unreachable before any operation was looked at
+        return merge_reports(paper_report, unwatched(live, f"live operation: its stop on Binance was not checked: {e}",
+                                                     paper_report.at))
+    for check in report.checks:
+        for note in check.notes:
+            log(f"monitor: {check.operation.id}: {note}")
+    return merge_reports(paper_report, report)
+
+
 def _stop_on_signals(stop: threading.Event) -> dict:
     """Turn Ctrl-C and SIGTERM into a request to stop after the tick in progress; return the old handlers."""
     previous = {}
@@ -90,15 +117,24 @@ def monitor_command(
 
     def tick():
         settle_pending(c)  # an execution interrupted by a crash is finished (or failed) before it is watched
-        return monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
-                            strategy_for=c.strategy_or_none)
+        report = monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
+                              strategy_for=c.strategy_or_none)
+        return with_live_operations(c, report)
 
     def on_report(report) -> None:
+        from robson.application.notify import events_from_monitor_report
+
         errors.append(len(report.errors))
         _render(report, as_json, stream=not once)
+        c.notify(lambda: events_from_monitor_report(report), ctx)  # the tick's state is saved; sending is queued
 
     def on_error(error: RobsonError) -> None:
+        from datetime import UTC, datetime
+
+        from robson.application.notify import event_monitor_error
+
         log(f"monitor: tick failed: {error}" + (f" ({error.hint})" if error.hint else ""))
+        c.notify(lambda: [event_monitor_error(f"tick failed: {error}", datetime.now(UTC))], ctx)
 
     if once:
         run_monitor(tick, store=c.store, on_report=on_report, interval=None, sleep=lambda _: None,

@@ -102,9 +102,19 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
     if venue.exchange is None:
         raise InvalidInput(f"operation {operation_id} is live: {venue.unavailable.replace('started on Binance: ', '')}")
     closed = close_operation(operation_id, store=c.store, exchange=venue.exchange, clock=venue.market)
+    c.notify(lambda: _closed_by_hand_events(c, closed), ctx)
     emit(as_json, operation_doc(closed), lambda: console().print(
         f"Closed {closed.id} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
         f"{fmt(closed.realized_pnl, 2)} {closed.quote_asset} ({fmt(r_multiple(closed), 2)} R)."))
+
+
+def _closed_by_hand_events(c, closed) -> list:
+    """Return the close's notification, and a halt if this loss crossed a limit."""
+    from robson.application.monitor import loss_halts
+    from robson.application.notify import event_closed, events_halted
+
+    at = closed.closed_at or closed.updated_at
+    return [event_closed(closed, by="hand"), *events_halted(loss_halts(c.store, c.account, at), at)]
 
 
 @app.command("show")
@@ -187,6 +197,9 @@ def modify(
     result = modify_operation(operation_id, stop=new_stop, target=new_target, allow_loosen=allow_loosen,
                               store=c.store, market=c.market, book=c.paper, account=c.account, clock=c.clock,
                               strategy_for=c.strategy_or_none)
+    from robson.application.notify import events_from_modification
+
+    c.notify(lambda: events_from_modification(result), ctx)
     before, op = result.before, result.operation
     doc = {
         "operation": operation_doc(op),

@@ -126,4 +126,4 @@ def styled_verdict(verdict: str):
 
 def log(message: str) -> None:
     """Write a progress or log line to stderr."""
-    err_console().print(message, markup=False)
+    err_console().print(message, markup=False, soft_wrap=True)  # one log line stays one line (grep, cron mail)

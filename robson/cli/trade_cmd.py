@@ -122,6 +122,9 @@ def execute_command(
         out.print(f"\nNext: robson operation status {op.id}")
 
     emit(as_json, doc, render)
+    from robson.application.notify import event_executed
+
+    c.notify(lambda: [event_executed(result)], ctx)
 
 
 def register(app: typer.Typer) -> None:

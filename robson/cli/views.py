@@ -269,3 +269,77 @@ def performance_doc(p) -> dict[str, Any]:
         "periods": [{"period": x.period, "trades": x.trades, "wins": x.wins, "losses": x.losses, "pnl": x.pnl,
                      "r": _rounded(x.r, _RATIO)} for x in p.periods],
     }
+
+
+# --- scan signals ----------------------------------------------------------------------
+
+
+def signal_doc(signal) -> dict[str, Any]:
+    """A scan signal: key, status, confidence, why it was found and decided, the values at its candle."""
+    return {
+        "id": signal.id,
+        "status": signal.status,
+        "strategy": signal.strategy,
+        "pattern": signal.pattern,
+        "symbol": signal.symbol,
+        "timeframe": signal.timeframe,
+        "side": signal.side,
+        "candle_open": _ms_time(signal.candle_open_time),
+        "confidence": signal.confidence,
+        "reason": signal.reason,
+        "resolution": signal.resolution,
+        "values": dict(signal.values),
+        "intent_id": signal.intent_id,
+        "detected_at": signal.detected_at,
+        "updated_at": signal.updated_at,
+    }
+
+
+def scan_report_doc(report) -> dict[str, Any]:
+    """One scan: what it looked at, recorded, decided, entered, skipped, and what failed."""
+    def brief(signal) -> dict[str, Any]:
+        return {"id": signal.id, "strategy": signal.strategy, "pattern": signal.pattern, "symbol": signal.symbol,
+                "timeframe": signal.timeframe, "candle_open": _ms_time(signal.candle_open_time)}
+
+    return {
+        "at": report.at,
+        "market": report.market,
+        "strategies": list(report.strategies),
+        "symbols": list(report.symbols),
+        "timeframe": report.timeframe,
+        "entry": report.entries_enabled,
+        "scanned": report.scanned,
+        "detected": [signal_doc(s) for s in report.detected],
+        "already_recorded": [brief(s) for s in report.already_recorded],
+        "resolved": [brief(s) | {"status": s.status, "resolution": s.resolution} for s in report.resolved],
+        "entries": [{"signal_id": e.signal.id, "intent_id": e.intent.id, "symbol": e.intent.symbol,
+                     "strategy": e.intent.strategy, "status": e.intent.status,
+                     "verdict": e.verdict, "problem": e.problem} for e in report.entries],
+        "skipped": [brief(s.signal) | {"reason": s.reason} for s in report.skipped],
+        "failures": [{"symbol": f.symbol, "timeframe": f.timeframe, "strategies": list(f.strategies),
+                      "message": f.message} for f in report.failures],
+    }
+
+
+def scan_summary(report) -> str:
+    """One line for cron mail and logs: what the scan found, decided and entered."""
+    from robson.domain.signals import SignalStatus
+
+    def plural(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
+    parts = [f"{plural(report.scanned, 'pair')} scanned", plural(len(report.detected), "new signal")]
+    decided = [f"{report.count(status)} {status.value.lower()}" for status in
+               (SignalStatus.CONFIRMED, SignalStatus.INVALIDATED, SignalStatus.EXPIRED) if report.count(status)]
+    parts += decided
+    if report.entries_enabled or report.entries:
+        parts.append(plural(len(report.entries), "intent"))
+    if report.skipped:
+        parts.append(f"{len(report.skipped)} skipped")
+    if report.failures:
+        parts.append(plural(len(report.failures), "failure"))
+    details = [f"{s.id} {s.strategy} {s.symbol} {s.pattern}" for s in report.detected]
+    details += [f"{e.intent.id} {e.intent.status.value} from {e.signal.id}" for e in report.entries]
+    details += [f"{s.signal.id} skipped: {s.reason}" for s in report.skipped]
+    return (f"scan {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)
+            + (f" ({'; '.join(details)})" if details else ""))

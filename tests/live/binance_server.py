@@ -149,6 +149,7 @@ class Fault:
     release: threading.Event | None = None
     max_seconds: float = 0.0
     retry_after: int = 0
+    action: Callable[[], None] | None = None
     applied: threading.Event = field(default_factory=threading.Event, repr=False)  # set when it takes effect
 
     @classmethod
@@ -176,6 +177,11 @@ class Fault:
     def rate_limited(cls, status: int = 429, retry_after: int = 60) -> Fault:
         """Refuse with 429 (too much weight) or 418 (IP banned), -1003 and a Retry-After header."""
         return cls("rate_limited", status=status, code=-1003, retry_after=retry_after, after_processing=False)
+
+    @classmethod
+    def first(cls, action: Callable[[], None]) -> Fault:
+        """Run action (e.g. move the price) just before the request is processed: a race won by the market."""
+        return cls("first", action=action, after_processing=False)
 
     @classmethod
     def error(cls, code: int, msg: str, status: int = 400) -> Fault:
@@ -1035,6 +1041,28 @@ class BinanceTestServer:
         with self._lock:
             self._exchange.market_fill_caps[symbol] = Decimal(str(max_qty))
 
+    def cancel_by_hand(self, client_order_id: str, status: str = "CANCELED") -> None:
+        """End an open order (its whole OCO) outside robson, as a trader on Binance's website (or an expiry) would."""
+        with self._lock:
+            exchange = self._exchange
+            order = next(o for o in reversed(exchange.orders) if o.client_order_id == client_order_id and o.is_open)
+            legs = [order]
+            if order.order_list_id != -1:
+                order_list = next(lst for lst in exchange.lists if lst.order_list_id == order.order_list_id)
+                order_list.done, legs = True, order_list.legs
+            for leg in legs:
+                if leg.is_open:
+                    exchange._close(leg, status)
+
+    def forget_order(self, client_order_id: str) -> None:
+        """Drop an order from the book, as Binance does with old cancelled orders: queries answer -2013."""
+        with self._lock:
+            self._exchange.orders = [o for o in self._exchange.orders if o.client_order_id != client_order_id]
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        """The orders still open, oldest first."""
+        return [order for order in self.orders() if order["status"] in OPEN_STATUSES]
+
     def use_notional_filter(self, min_notional: str = "5") -> None:
         """Serve today's NOTIONAL filter instead of the 2021 MIN_NOTIONAL, and enforce it."""
         with self._lock:
@@ -1152,6 +1180,9 @@ class BinanceTestServer:
             return None
         if fault.kind == "hold":
             self._hold(fault)
+            return self._process(request, route, params, pairs)
+        if fault.kind == "first" and fault.action is not None:
+            fault.action()
             return self._process(request, route, params, pairs)
         return self._fault_reply(fault)
 

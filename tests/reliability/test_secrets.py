@@ -21,8 +21,11 @@ from tests.reliability.helpers import (
 
 KEY = "CANARYKEY7f3a9c2e41d0b5e8"
 SECRET = "CANARYSECRETd1f09a77c3e6"
-CANARIES = (KEY, SECRET)
+TELEGRAM_TOKEN = "5550001:CANARYTELEGRAMb7c6d5e4"
+CANARIES = (KEY, SECRET, TELEGRAM_TOKEN)
 LIVE = {"execution": {"live_trading_enabled": True}}
+# Telegram on a closed loopback port: every notification fails at once and is logged, token scrubbed.
+NOTIFY = {"notify": {"telegram_chat_id": "-100777", "telegram_base_url": "http://127.0.0.1:9", "retries": 0}}
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,8 @@ def files_under(root: Path) -> Iterator[Path]:
 
 
 def write_key_file(path: Path, mode: int, content: bytes | None = None) -> Path:
-    path.write_bytes(content if content is not None else f"API_KEY={KEY}\nAPI_SECRET={SECRET}\n".encode())
+    keys = f"API_KEY={KEY}\nAPI_SECRET={SECRET}\nTELEGRAM_BOT_TOKEN={TELEGRAM_TOKEN}\n"
+    path.write_bytes(content if content is not None else keys.encode())
     path.chmod(mode)
     return path
 
@@ -66,13 +70,15 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     """Plan, validate, execute (dry-run and LIVE), show config and hit every error path with the keys set."""
     tmp = tmp_path_factory.mktemp("secrets")
     journey = Journey(tmp=tmp, db=tmp / "robson.db")
-    settings = {**BIG_ACCOUNT, **LIVE}  # room for a second open position
+    settings = {**BIG_ACCOUNT, **LIVE, **NOTIFY}  # room for a second open position
     settings["binance"] = {"base_url": "http://127.0.0.1:9"}  # never a real exchange: a closed loopback port
-    keys: dict[str, str | None] = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET}
+    keys: dict[str, str | None] = {"BINANCE_API_KEY": KEY, "BINANCE_API_SECRET": SECRET,
+                                   "ROBSON_TELEGRAM_BOT_TOKEN": TELEGRAM_TOKEN}
     if request.param == "key file":
         key_file = write_key_file(tmp / "binance.keys", 0o600)
         journey.holds_canaries.add(key_file)
         settings["binance"] = {**settings["binance"], "key_file": str(key_file)}
+        settings["notify"] = {**settings["notify"], "telegram_token_file": str(key_file)}
         keys = {}
     config = write_config(tmp / "robson.yaml", settings)
     env = runner_env(ROBSON_DB=str(journey.db), ROBSON_CONFIG=str(config), **keys)
@@ -86,6 +92,7 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     run("validate", "validate", dry)
     run("execute", "execute", dry, "--json")
     run("operation status", "operation", "status")
+    run("monitor --once", "monitor", "--once")
     run("operation status --json", "operation", "status", "--json")
     run("plan list --json", "plan", "list", "--json")
     run("plan show", "plan", "show", dry)
@@ -115,7 +122,7 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 EXPECTED_EXIT = {
-    "plan": 0, "validate": 0, "execute": 0, "operation status": 0, "operation status --json": 0,
+    "plan": 0, "validate": 0, "execute": 0, "operation status": 0, "monitor --once": 0, "operation status --json": 0,
     "plan list --json": 0, "plan show": 0, "execute --live": 3, "execute --live --json": 3, "config show": 0,
     "config show --json": 0, "config check": 0, "bad config (YAML)": 2, "bad config (keys pasted in)": 2,
     "internal error": 1,
@@ -137,6 +144,15 @@ def test_config_show_says_the_keys_are_set_but_never_shows_them(journey: Journey
 
     assert '"set (' in shown and "redacted" in shown
     assert found(shown) == []
+
+
+def test_the_telegram_token_is_used_and_its_failures_are_logged_without_it(journey: Journey) -> None:
+    executed = journey.runs["execute"]
+    shown = journey.runs["config show --json"].stdout
+
+    assert "notify: executed to telegram http://127.0.0.1:9 not delivered after 1 attempt" in executed.stderr
+    assert '"notify.telegram_bot_token": {\n      "value": "set (' in shown
+    assert found(executed.stdout + executed.stderr + shown) == []
 
 
 def test_no_canary_in_the_stdout_or_stderr_of_any_command(journey: Journey) -> None:

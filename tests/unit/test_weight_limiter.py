@@ -78,3 +78,24 @@ def test_the_budget_comes_from_exchange_info(monkeypatch: pytest.MonkeyPatch) ->
     BinanceMarket(gateway).symbols()
 
     assert gateway.limiter.limit == 6000
+
+
+def test_threads_acquiring_at_once_lose_no_weight() -> None:
+    import threading
+
+    weights, clock = limiter(limit=1_000_000)
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        start.wait()
+        for _ in range(500):
+            weights.acquire(2)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert weights._used == 8 * 500 * 2
+    assert clock.slept == []

@@ -6,6 +6,7 @@ Placing an order is never retried blindly. When its answer is lost (timeout, dro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -41,9 +42,20 @@ _STATUSES = {
 }
 
 
+_STOP_SUFFIX = re.compile(r"S(\d*)$")
+
+
 def leg_ids(stop_client_id: str) -> tuple[str, str]:
-    """Return the client ids of an OCO's take-profit leg and of the order list, derived from the stop's id."""
-    return stop_client_id[:-1] + "T", stop_client_id[:-1] + "L"
+    """Return the client ids of an OCO's take-profit leg and of the order list, derived from the stop's id.
+
+    A re-placed stop carries a generation (`-S2`); its legs keep it (`-T2`, `-L2`) so that no two
+    generations share a client id.
+    """
+    match = _STOP_SUFFIX.search(stop_client_id)
+    if match is None:
+        return stop_client_id[:-1] + "T", stop_client_id[:-1] + "L"
+    head, generation = stop_client_id[:match.start()], match.group(1)
+    return f"{head}T{generation}", f"{head}L{generation}"
 
 
 class BinanceExchange:
@@ -91,7 +103,9 @@ class BinanceExchange:
         if raw.get("orderListId", -1) != -1:
             target_id, _ = leg_ids(client_order_id)
             target = self._query(symbol, target_id)
-        return self._order(raw, target_leg=target, fills=self._fills(symbol, raw))
+        # When the take-profit leg filled, its trades carry the fill's commission, not the stop leg's.
+        filled = target if target is not None and target.get("status") == "FILLED" else raw
+        return self._order(raw, target_leg=target, fills=self._fills(symbol, filled))
 
     def _query(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
         try:

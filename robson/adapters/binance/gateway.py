@@ -9,6 +9,7 @@ Every call goes through `BinanceGateway.call`, which
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class WeightLimiter:
         self._used = 0
         self.blocked_until: float | None = None
         self.waited_seconds = 0.0
+        self._lock = threading.Lock()  # the scan fetches many symbols on worker threads
 
     def _roll(self) -> None:
         minute = int(self._now() // 60)
@@ -81,24 +83,29 @@ class WeightLimiter:
 
     def acquire(self, weight: int) -> None:
         """Wait until weight fits in this minute's budget; raise RateLimited while Binance asked us to back off."""
-        if self.blocked_until is not None and self._now() < self.blocked_until:
-            raise _rate_limited(self.blocked_until - self._now(), banned=False)
-        self._roll()
-        if self._used + weight > self.limit * WEIGHT_SAFETY:
-            pause = (self._minute + 1) * 60 - self._now() + 0.05
-            self.waited_seconds += pause
-            self._sleep(pause)
-            self._roll()
-        self._used += weight
+        while True:
+            with self._lock:
+                if self.blocked_until is not None and self._now() < self.blocked_until:
+                    raise _rate_limited(self.blocked_until - self._now(), banned=False)
+                self._roll()
+                # A fresh minute takes any request, or one heavier than the whole budget would wait forever.
+                if self._used + weight <= self.limit * WEIGHT_SAFETY or self._used == 0:
+                    self._used += weight
+                    return
+                pause = (self._minute + 1) * 60 - self._now() + 0.05
+                self.waited_seconds += pause
+            self._sleep(pause)  # outside the lock: other threads see the same full minute and wait too
 
     def observe(self, used_weight: int | None) -> None:
         """Adopt the server's count (it includes other programs on this IP)."""
         if used_weight is not None:
-            self._roll()
-            self._used = max(self._used, used_weight)
+            with self._lock:
+                self._roll()
+                self._used = max(self._used, used_weight)
 
     def back_off(self, retry_after: float) -> None:
-        self.blocked_until = self._now() + retry_after
+        with self._lock:
+            self.blocked_until = self._now() + retry_after
 
 
 def _rate_limited(retry_after: float | None, *, banned: bool) -> RateLimited:
@@ -124,7 +131,9 @@ class BinanceGateway:
         self.limiter = limiter or WeightLimiter(now=wall_clock, sleep=sleep)
         self._sleep = sleep
         self._wall_clock = wall_clock
-        self._client: Any = None
+        # One python-binance Client per thread: a Client keeps its last response (read for the weight
+        # header) on itself, so threads sharing one would read each other's.
+        self._local = threading.local()
         self._offset_ms: int | None = None
 
     def __repr__(self) -> str:  # never the keys
@@ -136,16 +145,19 @@ class BinanceGateway:
 
     @property
     def client(self) -> Any:
-        """The python-binance Client: built once, no ping, with a request timeout."""
-        if self._client is None:
+        """This thread's python-binance Client: built once, no ping, with a request timeout."""
+        client = getattr(self._local, "client", None)
+        if client is None:
             from binance.client import Client
 
             key, secret = (self._keys.key, self._keys.secret) if self._keys else (None, None)
             client = Client(key, secret, ping=False, requests_params={"timeout": self.timeout_seconds})
             client.API_URL = self.base_url + "/api"
             client.REQUEST_RECVWINDOW = self.recv_window_ms
-            self._client = client
-        return self._client
+            if self._offset_ms is not None:
+                client.timestamp_offset = self._offset_ms
+            self._local.client = client
+        return client
 
     # --- time ------------------------------------------------------------------------------
 
@@ -183,7 +195,10 @@ class BinanceGateway:
             attempt += 1
             self.limiter.acquire(weight)
             try:
-                answer = request(self.client)
+                client = self.client
+                if self._offset_ms is not None:
+                    client.timestamp_offset = self._offset_ms  # a resync on another thread applies here too
+                answer = request(client)
                 self._observe_weight()
                 return answer
             except Exception as e:  # translate everything python-binance / requests can raise
@@ -206,7 +221,7 @@ class BinanceGateway:
             raise error
 
     def _observe_weight(self) -> None:
-        response = getattr(self._client, "response", None)
+        response = getattr(getattr(self._local, "client", None), "response", None)
         header = response.headers.get("X-MBX-USED-WEIGHT-1M") if response is not None else None
         if header and header.isdigit():
             self.limiter.observe(int(header))

@@ -1,0 +1,246 @@
+"""Deliver notifications to a webhook and to Telegram without ever holding up or failing trading.
+
+`Dispatcher.notify` only queues; one daemon worker thread sends each notification to each sink
+with a per-attempt timeout and retries with doubling backoff (temporary failures only), and
+logs a give-up as one stderr line. `close()` waits for the queue at most `drain_seconds`; what
+is still unsent then is dropped with one line (the daemon thread dies with the process).
+Secrets (the bot token, a webhook URL's path) never reach a log line: messages are scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from robson.application.notify import EVENT_KINDS, Notification, Notifier, NullNotifier
+from robson.config import Settings, redact_url, telegram_token
+from robson.errors import ConfigError
+
+Post = Callable[[str, dict[str, Any], float], None]
+
+
+class DeliveryFailed(Exception):
+    """One attempt failed; `temporary` says whether trying again may help. Never leaves this module."""
+
+    def __init__(self, reason: str, *, temporary: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.temporary = temporary
+
+
+def log_line(message: str) -> None:
+    """Write one line to stderr; a closed stream (a test runner's, after the command) is ignored."""
+    try:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+    except (ValueError, OSError):
+        pass
+
+
+def post_json(url: str, body: dict[str, Any], timeout: float) -> None:
+    """POST body as JSON; raise DeliveryFailed (temporary for timeouts, refused connections, 429 and 5XX)."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    class _NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:  # a redirect could carry the token away
+            return None
+
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json", "User-Agent": "robson"})
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            response.read(65536)
+    except urllib.error.HTTPError as e:
+        e.close()
+        raise DeliveryFailed(f"HTTP {e.code}", temporary=e.code == 429 or e.code >= 500) from None
+    except (TimeoutError, socket.timeout):
+        raise DeliveryFailed(f"no answer within {timeout:g} s", temporary=True) from None
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, TimeoutError | socket.timeout):
+            raise DeliveryFailed(f"no answer within {timeout:g} s", temporary=True) from None
+        text = getattr(reason, "strerror", None) or type(reason).__name__
+        raise DeliveryFailed(f"cannot connect: {text}", temporary=True) from None
+    except (OSError, ValueError) as e:  # connection reset mid-answer, a malformed URL: no text that may hold the URL
+        raise DeliveryFailed(type(e).__name__, temporary=isinstance(e, OSError)) from None
+
+
+class Sink(Protocol):
+    name: str  # for log lines: never holds a secret
+
+    def send(self, notification: Notification, timeout: float) -> None: ...
+
+
+class WebhookSink:
+    """POST each notification's JSON document to a URL."""
+
+    def __init__(self, url: str, *, post: Post = post_json) -> None:
+        self._url = url
+        self._post = post
+        self.name = f"webhook {redact_url(url)}"
+        self.secrets = (url,) if self.name != f"webhook {url}" else ()  # a bare scheme://host holds no secret
+
+    def send(self, notification: Notification, timeout: float) -> None:
+        """Deliver one notification; raise DeliveryFailed."""
+        self._post(self._url, notification.to_document(), timeout)
+
+    def __repr__(self) -> str:
+        return f"WebhookSink({self.name!r})"
+
+
+class TelegramSink:
+    """Send each notification as a Telegram message (Bot API sendMessage, plain text)."""
+
+    def __init__(self, token: str, chat_id: str, *, base_url: str = "https://api.telegram.org",
+                 post: Post = post_json) -> None:
+        self._token = token
+        self._chat_id = chat_id
+        self._base_url = base_url.rstrip("/")
+        self._post = post
+        self.name = f"telegram {redact_url(base_url)}"
+        self.secrets = (token,)
+
+    def send(self, notification: Notification, timeout: float) -> None:
+        """Deliver one notification; raise DeliveryFailed."""
+        text = f"{notification.title}\n{notification.text}"[:4096]  # Telegram's message limit
+        body = {"chat_id": self._chat_id, "text": text, "disable_web_page_preview": True}
+        self._post(f"{self._base_url}/bot{self._token}/sendMessage", body, timeout)
+
+    def __repr__(self) -> str:
+        return f"TelegramSink({self.name!r}, token=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    sink: Sink
+    notification: Notification
+
+
+_STOP = object()
+
+
+class Dispatcher:
+    """Queue notifications and send them from one background thread with timeout, retries and backoff."""
+
+    enabled = True
+
+    def __init__(self, sinks: Sequence[Sink], *, kinds: Iterable[str] = EVENT_KINDS, timeout_seconds: float = 5.0,
+                 retries: int = 2, backoff_seconds: float = 1.0, drain_seconds: float = 10.0,
+                 sleep: Callable[[float], object] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+                 log: Callable[[str], None] = log_line) -> None:
+        self.sinks = tuple(sinks)
+        self.kinds = frozenset(kinds)
+        self.timeout_seconds = timeout_seconds
+        self.retries = retries
+        self.backoff_seconds = backoff_seconds
+        self.drain_seconds = drain_seconds
+        self._sleep, self._monotonic, self._log = sleep, monotonic, log
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._secrets = tuple(s for sink in self.sinks for s in getattr(sink, "secrets", ()) if s)
+
+    def notify(self, notifications: Iterable[Notification]) -> None:
+        """Queue the notifications whose kind is selected; return at once, never raise."""
+        jobs = [_Job(sink, n) for n in notifications if n is not None and n.kind.value in self.kinds
+                for sink in self.sinks]
+        if not jobs:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._worker is None:
+                self._worker = threading.Thread(target=self._run, name="robson-notify", daemon=True)
+                self._worker.start()
+            for job in jobs:
+                self._queue.put(job)
+
+    def close(self) -> None:
+        """Wait at most drain_seconds for queued notifications, then drop the rest with one log line."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            worker = self._worker
+            if worker is None:
+                return
+            self._queue.put(_STOP)
+        worker.join(self.drain_seconds)
+        if worker.is_alive():
+            # Counted from the queue, plus the one being sent now.
+            left = sum(1 for job in list(self._queue.queue) if job is not _STOP) + 1
+            self._log(f"notify: {left} notification(s) not delivered within {self.drain_seconds:g} s; dropped")
+
+    def deliver(self, sink: Sink, notification: Notification) -> bool:
+        """Send one notification to one sink with retries; log a give-up; return whether it arrived."""
+        attempts = self.retries + 1
+        for attempt in range(attempts):
+            try:
+                sink.send(notification, self.timeout_seconds)
+                return True
+            except DeliveryFailed as e:
+                reason, temporary = e.reason, e.temporary
+            except Exception as e:  # a bug in a sink must not kill the worker, nor print its locals
+                reason, temporary = f"internal error ({type(e).__name__})", False
+            if not temporary or attempt == attempts - 1:
+                tried = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                self._log(self._scrub(f"notify: {notification.kind.value} to {sink.name} not delivered "
+                                      f"after {tried}: {reason}"))
+                return False
+            self._sleep(self.backoff_seconds * 2 ** attempt)
+        return False
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            self.deliver(job.sink, job.notification)
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+
+def build_notifier(settings: Settings, env: Mapping[str, str] | None = None,
+                   log: Callable[[str], None] = log_line) -> Notifier:
+    """Return a Dispatcher over the configured sinks, or a NullNotifier when none is (or notify.events is none).
+
+    A misconfigured sink (no bot token, a bad token file) is left out with one log line: notifying
+    must never stop a command.
+    """
+    kinds = () if settings["notify.events"] == "none" else (
+        EVENT_KINDS if settings["notify.events"] == "all" else tuple(settings["notify.events"].split(",")))
+    sinks: list[Sink] = []
+    if settings["notify.webhook_url"]:
+        sinks.append(WebhookSink(settings["notify.webhook_url"]))
+    chat_id = settings["notify.telegram_chat_id"]
+    if chat_id:
+        try:
+            token = telegram_token(settings, env)
+        except ConfigError as e:
+            log(f"notify: Telegram left out: {e.message}")
+            token = None
+        else:
+            if token is None:
+                log("notify: Telegram left out: notify.telegram_chat_id is set but no bot token "
+                    "(set ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file)")
+        if token is not None:
+            sinks.append(TelegramSink(token.token, chat_id, base_url=settings["notify.telegram_base_url"]))
+    if not sinks or not kinds:
+        return NullNotifier()
+    return Dispatcher(sinks, kinds=kinds, timeout_seconds=float(settings["notify.timeout_seconds"]),
+                      retries=settings["notify.retries"], backoff_seconds=float(settings["notify.retry_backoff_seconds"]),
+                      drain_seconds=float(settings["notify.drain_seconds"]), log=log)

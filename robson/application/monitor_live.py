@@ -1,0 +1,497 @@
+"""Use case: the stop monitor for LIVE operations, where the exchange-side protective order is the truth.
+
+Each tick, for every ACTIVE live operation:
+1. an exit at market already sent (an ORDER_SENT record for the `-X` id) is finished first;
+2. the protective order — the latest generation of the intent's stop id (`-S`, `-S1`, `-S2` …), as
+   mirrored in the orders table or as last sent (ORDER_SENT) — is looked up by client id. FILLED
+   closes the operation at the exchange's fill and fees (stop leg or OCO target leg);
+   PARTIALLY_FILLED is watched; CANCELED/EXPIRED/REJECTED or unknown to the exchange is placed
+   again at once under the next generation, or the position is exited at market if it cannot be;
+3. a due time exit cancels the stop and exits at market;
+4. trailing: the candles closed since the last check move the stop (robson.domain.monitoring).
+   The operation's new stop is written first — it says what the exchange should hold — then the
+   order is cancelled and replaced (Binance spot locks the base asset under the resting stop, so
+   the new one cannot be placed first). Candles never close a live operation.
+
+Every send is stamped (ORDER_SENT) and every order looked up before it is sent, so a crash at any
+step is finished by the next tick without a second protective order; the position is without a
+stop only between a cancel and the place that follows it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from robson.application.execute import safe_to_send, stop_limit_price
+from robson.application.monitor import (
+    MonitorReport,
+    OperationCheck,
+    Problem,
+    StrategyFor,
+    _examined,
+    fetch_candles,
+    loss_halts,
+)
+from robson.application.plan import Account
+from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.domain.intent import TradingIntent
+from robson.domain.market import Candle, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
+from robson.domain.money import fmt
+from robson.domain.monitoring import Exit, MonitorSettings, StopMove, WalkResult, time_exit_deadline, walk_candles
+from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
+from robson.domain.orders import (
+    OPEN_STATUSES,
+    AuditEvent,
+    AuditKind,
+    Order,
+    OrderRole,
+    OrderStatus,
+    client_order_id,
+    fee_in_quote,
+)
+from robson.domain.strategy import Strategy
+from robson.errors import AnswerLost, ExchangeError, InsufficientBalance, MarketDataError, OrderRejected, RobsonError
+
+# Closes are reported on the 5m candle of the fill, like the paper walk's finest timeframe.
+REPORT_TIMEFRAME = "5m"
+GONE_STATUSES = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeClock:
+    """The exchange's own clock: live candles close on it and a lost order's recvWindow is judged by it."""
+
+    exchange: Exchange
+
+    def now(self) -> datetime:
+        return ms_to_datetime(self.exchange.send_stamp())
+
+
+class _Changed(Exception):
+    """The operation changed in the store while it was being checked."""
+
+
+class _Closed(Exception):
+    """The operation was closed during its check; carries the check to report."""
+
+    def __init__(self, check: OperationCheck) -> None:
+        super().__init__(check.operation.id)
+        self.check = check
+
+
+# --- which order protects an operation ---------------------------------------------------------
+
+
+def stop_generation(intent_id: str, order_id: str) -> int | None:
+    """Return the generation of one of the intent's stop ids (`-S` is 0, `-S2` is 2), None for another id."""
+    prefix = client_order_id(intent_id, OrderRole.STOP)
+    if not order_id.startswith(prefix):
+        return None
+    rest = order_id[len(prefix):]
+    if rest == "":
+        return 0
+    return int(rest) if rest.isdigit() else None
+
+
+def protective_order_id(store: Store, intent_id: str) -> str:
+    """Return the client id of the intent's current protective order: its latest stop generation, stored or sent."""
+    with store.read() as session:
+        ids = [order.client_order_id for order in session.orders_for_intent(intent_id)]
+        ids += [e.data.get("client_order_id") or "" for e in session.audit_trail(intent_id=intent_id)
+                if e.kind is AuditKind.ORDER_SENT]
+    generations = [g for g in (stop_generation(intent_id, i) for i in ids) if g is not None]
+    return client_order_id(intent_id, OrderRole.STOP, max(generations, default=0))
+
+
+def live_operations(store: Store) -> list[Operation]:
+    """Return the ACTIVE operations whose orders are on a real exchange (one query)."""
+    with store.read() as session:
+        return [op for op in session.list_operations(OperationStatus.ACTIVE) if op.mode != "paper"]
+
+
+# --- one tick ---------------------------------------------------------------------------------
+
+
+def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, account: Account,
+                      strategy_for: StrategyFor, clock: Clock | None = None) -> MonitorReport:
+    """Check every ACTIVE live operation once against its protective order on the exchange."""
+    clock = clock or ExchangeClock(exchange)
+    now = clock.now()
+    operations = live_operations(store)
+    strategies = {op.id: strategy_for(op.strategy) for op in operations}
+    candles = _candles_for_trailing(operations, strategies, market, now)
+    checks: list[OperationCheck] = []
+    skipped: list[Problem] = []
+    errors: list[Problem] = []
+    for op in operations:
+        try:
+            watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                           strategy=strategies[op.id], candles=candles.get(op.symbol), now=now)
+            checks.append(watch.run())
+        except _Changed:
+            skipped.append(Problem(op.id, "changed by another command during the check; checked next tick"))
+        except RobsonError as e:
+            errors.append(Problem(op.id, str(e) + (f" ({e.hint})" if e.hint else "")))
+    halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
+    return MonitorReport(now, tuple(checks), tuple(skipped), tuple(errors), tuple(halts))
+
+
+def _candles_for_trailing(operations: list[Operation], strategies: dict[str, Strategy | None], market: MarketData,
+                          now: datetime) -> dict[str, tuple[str, list[Candle]] | MarketDataError]:
+    """Fetch candles once per symbol, only for symbols with a trailing operation."""
+    trailing = [op for op in operations if strategies[op.id] is not None and strategies[op.id].trails]
+    fetched: dict[str, tuple[str, list[Candle]] | MarketDataError] = {}
+    for symbol in sorted({op.symbol for op in trailing}):
+        since = min(op.last_checked_at or op.opened_at for op in trailing if op.symbol == symbol)
+        try:
+            fetched[symbol] = fetch_candles(market, symbol, since, now)
+        except MarketDataError as e:
+            fetched[symbol] = e
+    return fetched
+
+
+def unwatched(operations: Iterable[Operation], reason: str, at: datetime) -> MonitorReport:
+    """Return a report with an error for each live operation that could not be checked at all."""
+    return MonitorReport(at, (), errors=tuple(Problem(op.id, reason) for op in operations))
+
+
+def merge_reports(paper: MonitorReport, live: MonitorReport) -> MonitorReport:
+    """Return one report for a tick: the paper checks, then the live ones (no longer 'skipped' by the paper monitor)."""
+    covered = ({c.operation.id for c in live.checks} | {p.operation_id for p in live.skipped}
+               | {p.operation_id for p in live.errors})
+    skipped = tuple(p for p in paper.skipped if p.operation_id not in covered) + live.skipped
+    # The later of the two loss checks saw every close of this tick.
+    halts = live.halts if live.closed else paper.halts
+    return MonitorReport(paper.at, paper.checks + live.checks, skipped, paper.errors + live.errors, halts)
+
+
+# --- one operation ------------------------------------------------------------------------------
+
+
+class _Watch:
+    """One live operation's check: what the exchange shows, and what robson does about it."""
+
+    def __init__(self, op: Operation, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
+                 clock: Clock, strategy: Strategy | None, candles: tuple[str, list[Candle]] | MarketDataError | None,
+                 now: datetime) -> None:
+        self.before = self.op = op
+        self.store, self.exchange, self.market, self.account, self.clock = store, exchange, market, account, clock
+        self.strategy, self.candles, self.now = strategy, candles, now
+        self.notes: list[str] = []
+        self.moves: tuple[StopMove, ...] = ()
+        self.timeframe, self.examined = "", 0
+        with store.read() as session:
+            self.intent: TradingIntent = session.get_intent(op.intent_id)
+        self.info: SymbolInfo = market.symbol_info(op.symbol)
+        self.exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
+
+    def run(self) -> OperationCheck:
+        try:
+            self._check()
+        except _Closed as closed:
+            return closed.check
+        return self._report(None)
+
+    def _check(self) -> None:
+        exit_sent = self._last_send(self.exit_id)
+        if exit_sent is not None:  # an exit at market was sent before (a crash, or a lost answer): finish it
+            reason = CloseReason(exit_sent.data.get("reason", CloseReason.MANUAL.value))
+            self._exit_at_market(reason, exit_sent.data.get("why", "an exit at market was already sent"))
+        order_id = protective_order_id(self.store, self.op.intent_id)
+        order = self._look_up(order_id)
+        if order is not None and order.status is OrderStatus.FILLED:
+            self._close_filled(order)
+        deadline = self._time_exit_deadline()
+        if deadline is not None and self.now >= deadline:
+            if order is not None and order.status in OPEN_STATUSES:
+                self._cancel(order)
+            self._exit_at_market(CloseReason.TIME_EXIT, f"time exit due at {deadline:%Y-%m-%d %H:%M} UTC")
+        if order is None or order.status in GONE_STATUSES:
+            order = self._replace_vanished(order_id, order)
+        if order.status is OrderStatus.PARTIALLY_FILLED:
+            self.notes.append(f"{order_id} is partially filled ({fmt(order.filled_quantity)} of "
+                              f"{fmt(order.quantity)}): watching it")
+            return
+        self._trail(order.client_order_id)
+        if not self._matches(order):  # a move written by this tick or by one that crashed before replacing
+            self._replace(order)
+
+    # --- reading the exchange -----------------------------------------------------------------
+
+    def _look_up(self, order_id: str) -> Order | None:
+        """Return the order as the exchange shows it (mirrored into the store), None if it never arrived."""
+        order = self.exchange.get_order(self.op.symbol, order_id)
+        stored = self._stored(order_id)
+        if order is None:
+            if not stored:
+                # Sent but not seen: an earlier send may still arrive; raise AnswerLost until it no longer can.
+                safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
+            return None
+        if stored:
+            self._mirror(order)
+        else:  # placed by a run that stopped before writing it down: adopt it
+            self._adopt(order, "found on the exchange after an interrupted check", previous=None)
+        return order
+
+    def _matches(self, order: Order) -> bool:
+        return order.stop_price == self.op.stop and order.target_price == self.op.target
+
+    def _time_exit_deadline(self) -> datetime | None:
+        if self.strategy is None or self.strategy.time_exit is None:
+            return None
+        return time_exit_deadline(self.op.opened_at, self.strategy.timeframe, self.strategy.time_exit)
+
+    # --- replacing the protective order ---------------------------------------------------------
+
+    def _replace_vanished(self, order_id: str, order: Order | None) -> Order:
+        """Place the stop again under the next generation; exit at market if it cannot be placed."""
+        state = "unknown to" if order is None else f"{order.status.value} on"
+        why = f"{order_id} was {state} {self.exchange.name.capitalize()}"
+        if self._moving(order_id):
+            why = f"{order_id} was cancelled to move the stop"
+        elif order is None and self._last_send(order_id) is not None and not self._stored(order_id):
+            # Sent, never seen, and Binance can no longer accept it (checked in _look_up): send it once more.
+            return self._place(stop_generation(self.op.intent_id, order_id) or 0, f"{order_id} never reached "
+                               f"{self.exchange.name.capitalize()}", self.op.quantity, previous=order_id)
+        filled = order.filled_quantity if order is not None else Decimal(0)
+        quantity = self.info.round_quantity(self.op.quantity - filled)
+        if filled:
+            why += f" after filling {fmt(filled)}; the rest ({fmt(quantity)}) is protected"
+        generation = (stop_generation(self.op.intent_id, order_id) or 0) + 1
+        return self._place(generation, why, quantity, previous=order_id)
+
+    def _replace(self, order: Order) -> None:
+        """Cancel the open protective order and place the stop the operation now says."""
+        old_id = order.client_order_id
+        self._cancel(order)
+        generation = (stop_generation(self.op.intent_id, old_id) or 0) + 1
+        self._place(generation, f"stop moved {fmt(order.stop_price)} → {fmt(self.op.stop)}: {old_id} cancelled",
+                    self.op.quantity, previous=old_id)
+
+    def _cancel(self, order: Order) -> Order | None:
+        """Cancel an open protective order; close instead if it filled meanwhile; raise if it is still open."""
+        order_id = order.client_order_id
+        try:
+            after = self.exchange.cancel_order(self.op.symbol, order_id)
+        except OrderRejected:  # -2011 or no longer open: it may have filled meanwhile, so look it up
+            after = self.exchange.get_order(self.op.symbol, order_id)
+        if after is None:
+            return None
+        if after.status is OrderStatus.FILLED:
+            self._close_filled(after)
+        if after.status in OPEN_STATUSES:
+            raise ExchangeError(f"cancelling {order_id} did not take: {self.exchange.name} still shows it "
+                                f"{after.status.value}; the next check tries again")
+        self._mirror(after)
+        return after
+
+    def _place(self, generation: int, why: str, quantity: Decimal, *, previous: str) -> Order:
+        """Place the operation's stop (OCO with its target) under this generation's id, looking it up first."""
+        op, info = self.op, self.info
+        order_id = client_order_id(op.intent_id, OrderRole.STOP, generation)
+        placed = self.exchange.get_order(op.symbol, order_id)
+        if placed is None:
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
+            price = self.market.last_price(op.symbol).price
+            if (price - op.stop) * op.side.sign <= 0:
+                self._exit_at_market(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
+                                     f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
+            if op.target is not None and (price - op.target) * op.side.sign >= 0:
+                self._exit_at_market(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
+                                     f"target {fmt(op.target)}")
+            limit = stop_limit_price(op.side, op.stop, info.round_price, self.account.stop_limit_offset_percent)
+            self._record_send(order_id, f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} limit "
+                              f"{fmt(limit)}" + (f", target {fmt(op.target)}" if op.target else "")
+                              + f" ({order_id}): {why}")
+            try:
+                placed = self.exchange.place_stop_order(op.symbol, op.side.opposite, quantity, op.stop, limit, order_id,
+                                                        target_price=op.target, intent_id=op.intent_id)
+            except AnswerLost:
+                raise  # it may exist: never exit on a guess; the next check looks it up
+            except (OrderRejected, InsufficientBalance) as e:
+                self._exit_at_market(CloseReason.STOP_PLACEMENT_FAILED,
+                                     f"{why}; the new stop {order_id} was refused: {e}")
+        self._adopt(placed, why, previous=previous)
+        return placed
+
+    def _adopt(self, placed: Order, why: str, *, previous: str | None) -> None:
+        """Mirror a protective order the exchange holds and audit it once (STOP_PLACED)."""
+        order_id, op = placed.client_order_id, self.op
+        target = f", target {fmt(placed.target_price)}" if placed.target_price else ""
+        message = (f"stop re-placed: {why}; now {order_id} {placed.type.value} {fmt(placed.quantity)} "
+                   f"@ {fmt(placed.stop_price)}{target}")
+        with self.store.transaction() as tx:
+            self._mirror_in(tx, placed)
+            if not any(e.kind is AuditKind.STOP_PLACED and e.data.get("client_order_id") == order_id
+                       for e in tx.audit_trail(intent_id=op.intent_id)):
+                tx.record(AuditEvent(at=self.clock.now(), kind=AuditKind.STOP_PLACED, intent_id=op.intent_id,
+                                     operation_id=op.id, message=message,
+                                     data={"client_order_id": order_id, "replaces": previous}))
+        self.notes.append(message)
+
+    # --- trailing -------------------------------------------------------------------------------
+
+    def _trail(self, order_id: str) -> None:
+        """Move the stop over the candles closed since the last check and write it, before the order is replaced."""
+        op = self.op
+        if self.strategy is None or not self.strategy.trails:
+            self._write(dataclasses.replace(op, last_checked_at=self.now), [], order_id)
+            return
+        if isinstance(self.candles, MarketDataError) or self.candles is None:
+            self.notes.append(f"no candles, so the stop was not trailed this time: {self.candles}")
+            return
+        self.timeframe, candles = self.candles
+        settings = MonitorSettings(timeframe=self.timeframe, fee_rate=self.account.fee_rate,
+                                   tick_size=self.info.tick_size, trailing=True)
+        # Only the exchange's fill closes a live operation: walk without the target, and walk on past a candle
+        # that touched the stop (its fill, if any, is the exchange's to report).
+        walked, moves = dataclasses.replace(op, target=None), []
+        while True:
+            result = walk_candles(walked, candles, settings, now=self.now)
+            moves += result.moves
+            walked = dataclasses.replace(walked, stop=result.stop, last_checked_at=result.last_checked_at)
+            if result.exit is None:
+                break
+        self.moves = tuple(moves)
+        self.examined = _examined(op, candles, self.timeframe, WalkResult(self.moves, None, walked.stop,
+                                                                          walked.last_checked_at))
+        updated = dataclasses.replace(op, stop=walked.stop, last_checked_at=walked.last_checked_at)
+        if moves:
+            updated = dataclasses.replace(updated, updated_at=self.now)
+        self._write(updated, moves, order_id)
+
+    def _write(self, updated: Operation, moves: list[StopMove], order_id: str) -> None:
+        if updated == self.op:
+            return
+        op = self.op
+        next_id = client_order_id(op.intent_id, OrderRole.STOP, (stop_generation(op.intent_id, order_id) or 0) + 1)
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            for move in moves:
+                tx.record(AuditEvent(
+                    at=move.at, kind=AuditKind.STOP_MOVED, intent_id=op.intent_id, operation_id=op.id,
+                    message=f"stop moved {fmt(move.old_stop)} → {fmt(move.new_stop)} ({move.reason}: best price "
+                            f"{fmt(move.best_price)}); {order_id} is replaced by {next_id}",
+                    data={"old_stop": fmt(move.old_stop), "new_stop": fmt(move.new_stop), "reason": move.reason,
+                          "best_price": fmt(move.best_price), "candle_open_time": move.candle_open_time,
+                          "client_order_id": order_id, "new_client_order_id": next_id},
+                ))
+            tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+        self.op = updated
+
+    # --- closing ----------------------------------------------------------------------------------
+
+    def _stop_reason(self, stop: Decimal | None) -> CloseReason:
+        trailed = stop is not None and (stop - self.op.initial_stop) * self.op.side.sign > 0
+        return CloseReason.TRAILING if trailed and self.strategy is not None and self.strategy.trails else (
+            CloseReason.STOP)
+
+    def _close_filled(self, order: Order) -> None:
+        """Close at the protective order's fill: the target leg if it filled at or beyond the target, else the stop."""
+        # A LIMIT_MAKER take-profit never fills worse than its price; the stop leg sits on the other side of it.
+        sign = self.op.side.sign
+        at_target = (order.target_price is not None and order.average_price is not None
+                     and (order.average_price - order.target_price) * sign >= 0)
+        if at_target:
+            self._close(order, CloseReason.TARGET, order.target_price, "target leg", "")
+        else:
+            self._close(order, self._stop_reason(order.stop_price), order.stop_price, "stop", "")
+
+    def _exit_at_market(self, reason: CloseReason, why: str) -> None:
+        """Sell (buy back) the position at market under the EXIT id, looking it up first, and close."""
+        op = self.op
+        order = self.exchange.get_order(op.symbol, self.exit_id)
+        if order is None:
+            safe_to_send(self.store, self.exchange, self.intent, self.exit_id, "exit order")
+            self._record_send(self.exit_id, f"exit MARKET {op.side.opposite.value} {fmt(op.quantity)} {op.symbol} "
+                              f"({self.exit_id}): {why}", reason=reason.value, why=why)
+            try:
+                order = self.exchange.place_market_order(op.symbol, op.side.opposite, op.quantity, self.exit_id,
+                                                         intent_id=op.intent_id)
+            except (OrderRejected, InsufficientBalance) as e:
+                raise ExchangeError(f"{why}; the exit at market failed too ({e}): operation {op.id} has no stop on "
+                                    f"{self.exchange.name}", hint="look at the position on Binance and close it there"
+                                    ) from None
+        if not order.filled_quantity:
+            raise ExchangeError(f"the exit {self.exit_id} is {order.status.value} with nothing filled")
+        self._close(order, reason, None, "exit MARKET", why)
+
+    def _close(self, order: Order, reason: CloseReason, trigger: Decimal | None, what: str, why: str) -> None:
+        op = self.op
+        fee = fee_in_quote(order, self.info)
+        closed = op.close(exit_price=order.average_price, exit_fee=fee, reason=reason, at=order.updated_at)
+        r = r_multiple(closed)
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            self._mirror_in(tx, order)
+            tx.update_operation(closed, expected_status=OperationStatus.ACTIVE)
+            tx.record(AuditEvent(
+                at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+                message=f"{what} {order.side.value} {fmt(order.filled_quantity)} filled @ {fmt(order.average_price)} "
+                        f"fee {fmt(fee)} {op.quote_asset} ({order.client_order_id})",
+                data={"client_order_id": order.client_order_id},
+            ))
+            tx.record(AuditEvent(
+                at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
+                message=f"closed by the monitor: {reason.value} @ {fmt(closed.exit_price)} fee {fmt(fee)}, "
+                        f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}"
+                        + (f" ({fmt(r, 2)} R)" if r is not None else "") + (f" — {why}" if why else ""),
+                data={"reason": reason.value, "price": fmt(closed.exit_price), "fee": fmt(fee),
+                      "realized_pnl": fmt(closed.realized_pnl), "client_order_id": order.client_order_id},
+            ))
+        self.op = closed
+        length = timeframe_ms(REPORT_TIMEFRAME)
+        exit_ = Exit(at=closed.closed_at, price=closed.exit_price, trigger_price=trigger or closed.exit_price, fee=fee,
+                     reason=reason, candle_open_time=datetime_to_ms(closed.closed_at) // length * length)
+        if why:
+            self.notes.append(why)
+        raise _Closed(self._report(exit_))
+
+    # --- records ------------------------------------------------------------------------------------
+
+    def _report(self, exit_: Exit | None) -> OperationCheck:
+        return OperationCheck(self.before, self.op, self.timeframe or "exchange", self.examined, self.moves, exit_,
+                              tuple(self.notes))
+
+    def _mirror(self, order: Order) -> None:
+        with self.store.transaction() as tx:
+            self._mirror_in(tx, order)
+
+    def _mirror_in(self, tx, order: Order) -> None:
+        """Keep the store's copy of an exchange order up to date, tied to this intent and operation."""
+        order = dataclasses.replace(order, intent_id=self.op.intent_id, operation_id=self.op.id)
+        stored = tx.get_order(order.client_order_id)
+        if stored is None:
+            tx.add_order(order)
+        elif stored != order:
+            tx.update_order(order)
+
+    def _stored(self, order_id: str) -> bool:
+        with self.store.read() as session:
+            return session.get_order(order_id) is not None
+
+    def _moving(self, order_id: str) -> bool:
+        """True when a stop move named order_id as the order to replace (so robson cancelled it)."""
+        with self.store.read() as session:
+            return any(e.kind is AuditKind.STOP_MOVED and e.data.get("client_order_id") == order_id
+                       and e.data.get("new_client_order_id") for e in session.audit_trail(intent_id=self.op.intent_id))
+
+    def _last_send(self, order_id: str) -> AuditEvent | None:
+        with self.store.read() as session:
+            sends = [e for e in session.audit_trail(intent_id=self.op.intent_id)
+                     if e.kind is AuditKind.ORDER_SENT and e.data.get("client_order_id") == order_id]
+        return sends[-1] if sends else None
+
+    def _record_send(self, order_id: str, message: str, **extra: str) -> None:
+        """Record the send with the exchange's clock, just before it goes out (execute's lookup rule)."""
+        with self.store.transaction() as tx:
+            tx.record(AuditEvent(at=self.clock.now(), kind=AuditKind.ORDER_SENT, intent_id=self.op.intent_id,
+                                 operation_id=self.op.id, message=message,
+                                 data={"client_order_id": order_id, "send_stamp": self.exchange.send_stamp(), **extra}))
+

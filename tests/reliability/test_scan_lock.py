@@ -1,0 +1,85 @@
+"""`robson scan` as cron runs it: two at once record each signal once; a SIGKILLed scan leaves no stale lock."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.helpers import ROBSON, process_env, run_robson, write_config
+
+pytestmark = pytest.mark.slow
+
+AS_OF = "2021-06-22T01:15"  # Rescue Forces detects on the 01:00 candle of BTCUSDT
+SCAN = ["--as-of", AS_OF, "scan", "--symbols", "BTCUSDT", "--json"]
+
+# Loaded by the child python through PYTHONPATH; never part of robson: SIGKILL the scan as it records a signal.
+KILL_HOOK = '''\
+import os
+import signal
+
+if os.environ.get("KILL_ON_ADD_SIGNAL"):
+    from robson.adapters.store.session import SqlSession
+
+    def _killing(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    SqlSession.add_signal = _killing
+'''
+
+
+def signal_keys(db: Path) -> list[tuple]:
+    with closing(sqlite3.connect(db)) as connection:
+        return connection.execute(
+            "SELECT strategy, pattern, symbol, timeframe, candle_open_time FROM signals ORDER BY 1, 2, 3, 4, 5"
+        ).fetchall()
+
+
+def lock_rows(db: Path) -> list[tuple]:
+    with closing(sqlite3.connect(db)) as connection:
+        return connection.execute("SELECT name, pid FROM locks").fetchall()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    config = write_config(tmp_path / "robson.yaml", {})
+    return process_env(ROBSON_DB=str(tmp_path / "robson.db"), ROBSON_CONFIG=str(config))
+
+
+def test_two_scans_at_once_record_each_signal_once(tmp_path: Path, env: dict[str, str]) -> None:
+    children = [subprocess.Popen([str(ROBSON), *SCAN], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(child.wait(timeout=120), *child.communicate()) for child in children]
+
+    codes = sorted(code for code, _, _ in results)
+    assert codes in ([0, 0], [0, 4]), results
+    for code, stdout, stderr in results:
+        if code == 4:
+            assert "robson scan is already running" in stderr and stdout == ""
+    detected = [s["id"] for code, stdout, _ in results if code == 0 for s in json.loads(stdout)["detected"]]
+    assert len(detected) == 1
+    keys = signal_keys(tmp_path / "robson.db")
+    assert len(keys) == len(set(keys)) == 1
+    assert lock_rows(tmp_path / "robson.db") == []
+
+
+def test_a_scan_killed_mid_run_leaves_no_stale_lock(tmp_path: Path, env: dict[str, str]) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_HOOK, encoding="utf-8")
+
+    killed = run_robson(SCAN, {**env, "PYTHONPATH": str(hook), "KILL_ON_ADD_SIGNAL": "1"}, cwd=tmp_path)
+    left = lock_rows(tmp_path / "robson.db")
+    rerun = run_robson(SCAN, env, cwd=tmp_path)
+
+    assert killed.returncode == -signal.SIGKILL
+    assert [name for name, _ in left] == ["scan"]  # the dead process's row is still there ...
+    assert rerun.returncode == 0, rerun.stderr  # ... and the next scan takes it over at once
+    assert len(json.loads(rerun.stdout)["detected"]) == 1
+    assert len(signal_keys(tmp_path / "robson.db")) == 1
+    assert lock_rows(tmp_path / "robson.db") == []
