@@ -138,8 +138,7 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
         active = session.list_operations(OperationStatus.ACTIVE)
     skipped = [Problem(op.id, "live operation: its exchange-side stop is watched by the live monitor")
                for op in active if op.mode != "paper"]
-    checks: list[OperationCheck] = []
-    quiet: list[OperationCheck] = []  # only the last-check time moved: written together below
+    walks: list[_Walk] = []
     errors: list[Problem] = []
     fetched: dict[str, tuple[str, list[Candle]] | RobsonError] = {}
     infos: dict[str, SymbolInfo] = {}
@@ -158,40 +157,50 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
             continue
         timeframe, candles = found
         try:
-            check = check_operation(op, candles, timeframe, store=store, market=market, book=exchange,
-                                    account=account, strategy=strategy_for(op.strategy), now=now, defer_quiet=True,
-                                    info=infos[op.symbol])
-        except _Changed:
-            skipped.append(Problem(op.id, "changed by another command during the check; checked next tick"))
+            walks.append(_walk(op, candles, timeframe, market=market, book=exchange, strategy=strategy_for(op.strategy),
+                               now=now, info=infos[op.symbol]))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e)))
-        else:
-            (quiet if check.operation.last_checked_at != op.last_checked_at and not check.moves
-             and check.exit is None else checks).append(check)
-    checks += _save_quiet(store, quiet, skipped)
-    checks.sort(key=lambda c: (c.before.opened_at, c.before.id))
+    checks = _save_walks(store, walks, exchange, account, skipped, errors)
     halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
     return MonitorReport(now, tuple(checks), tuple(skipped), tuple(errors), tuple(halts))
 
 
-def _save_quiet(store: Store, quiet: list[OperationCheck], skipped: list[Problem]) -> list[OperationCheck]:
-    """Store the new last-check times of operations where nothing else happened, in one transaction.
+CHANGED_MEANWHILE = "changed by another command during the check; checked next tick"
 
-    Most operations see nothing on most ticks; one write for all of them instead of a transaction
-    each keeps a tick over a thousand operations fast. Each is still compared with what was read,
-    so a stop moved by hand meanwhile is never overwritten (it is checked next tick instead).
+
+def _save_walks(store: Store, walks: list[_Walk], book: PaperBook, account: Account, skipped: list[Problem],
+                errors: list[Problem]) -> list[OperationCheck]:
+    """Write every operation's walk in one transaction; if one write fails, write each in its own.
+
+    One transaction for the whole tick keeps a thousand operations fast and is all-or-nothing, so
+    a crash leaves the stored last-check times to resume from. An operation whose write fails
+    (its paper order in an unexpected state) must not hold back the others: the batch is rolled
+    back and each operation is written alone, the failing one reported. An operation changed by
+    another command since it was read is never overwritten: it is checked next tick.
     """
-    if not quiet:
-        return []
-    saved = []
-    with store.transaction() as tx:
-        for check in quiet:
-            if tx.get_operation(check.before.id) != check.before:
-                skipped.append(Problem(check.before.id, "changed by another command during the check; checked next tick"))
-                continue
-            tx.update_operation(check.operation, expected_status=OperationStatus.ACTIVE)
-            saved.append(check)
-    return saved
+    pending = [w for w in walks if w.changed]
+    checks = [w.check for w in walks if not w.changed]
+    changed: list[Problem] = []
+    try:
+        with store.transaction() as tx:
+            for walk in pending:
+                try:
+                    checks.append(_save(tx, walk, book, account))
+                except _Changed:
+                    changed.append(Problem(walk.before.id, CHANGED_MEANWHILE))
+    except RobsonError:
+        checks, changed = [w.check for w in walks if not w.changed], []
+        for walk in pending:
+            try:
+                with store.transaction() as tx:
+                    checks.append(_save(tx, walk, book, account))
+            except _Changed:
+                changed.append(Problem(walk.before.id, CHANGED_MEANWHILE))
+            except RobsonError as e:
+                errors.append(Problem(walk.before.id, str(e)))
+    skipped.extend(changed)
+    return sorted(checks, key=lambda c: (c.before.opened_at, c.before.id))
 
 
 def _since(op: Operation) -> datetime:
@@ -224,38 +233,69 @@ def monitor_settings(op: Operation, strategy: Strategy | None, timeframe: str, b
                            tick_size=tick_size, trailing=strategy is not None and strategy.trails, time_exit=rule)
 
 
-def check_operation(op: Operation, candles: Sequence[Candle], timeframe: str, *, store: Store, market: MarketData,
-                    book: PaperBook, account: Account, strategy: Strategy | None, now: datetime,
-                    defer_quiet: bool = False, info: SymbolInfo | None = None) -> OperationCheck:
-    """Walk one paper operation and persist the result in one transaction; raise _Changed if it moved meanwhile.
+@dataclass(frozen=True, slots=True)
+class _Walk:
+    """One operation walked over its new candles, not yet written."""
 
-    With defer_quiet, a walk that only advanced the last-check time is returned unsaved (see _save_quiet).
-    """
+    before: Operation
+    after: Operation
+    result: WalkResult
+    timeframe: str
+    examined: int
+    info: SymbolInfo
+
+    @property
+    def changed(self) -> bool:
+        return self.after != self.before
+
+    @property
+    def check(self) -> OperationCheck:
+        return OperationCheck(self.before, self.after, self.timeframe, self.examined, self.result.moves,
+                              self.result.exit)
+
+
+def _walk(op: Operation, candles: Sequence[Candle], timeframe: str, *, market: MarketData, book: PaperBook,
+          strategy: Strategy | None, now: datetime, info: SymbolInfo | None = None) -> _Walk:
+    """Walk one paper operation over its candles (no writes)."""
     info = info or market.symbol_info(op.symbol)
     result = walk_candles(op, candles, monitor_settings(op, strategy, timeframe, book, info.tick_size), now=now)
-    examined = _examined(op, candles, timeframe, result)
     if not result.moves and result.exit is None and result.last_checked_at == op.last_checked_at:
-        return OperationCheck(op, op, timeframe, 0, (), None)  # nothing new: write nothing
+        return _Walk(op, op, result, timeframe, 0, info)  # nothing new: write nothing
     updated = apply_walk(op, result)
-    if defer_quiet and not result.moves and result.exit is None:
-        return OperationCheck(op, updated, timeframe, examined, (), None)
     if result.moves and result.exit is None:
         updated = dataclasses.replace(updated, updated_at=now)
+    return _Walk(op, updated, result, timeframe, _examined(op, candles, timeframe, result), info)
+
+
+def _save(tx: StoreSession, walk: _Walk, book: PaperBook, account: Account) -> OperationCheck:
+    """Write one walk: stop moves, the repriced paper stop, any exit; raise _Changed if the operation moved meanwhile."""
+    op, result, updated = walk.before, walk.result, walk.after
+    if tx.get_operation(op.id) != op:
+        raise _Changed(op.id)
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
-    with store.transaction() as tx:
-        if tx.get_operation(op.id) != op:
-            raise _Changed(op.id)
+    order = None
+    if result.moves or result.exit is not None:
         for move in result.moves:
             tx.record(_stop_moved(op, move, stop_id))
         order = tx.get_order(stop_id)
-        if result.moves and order is not None and order.status in OPEN_STATUSES:
-            order = book.reprice_stop(tx, stop_id, stop_price=result.stop, target_price=op.target, at=result.moves[-1].at,
-                              limit_price=stop_limit_price(op.side, result.stop, info.round_price,
-                                                           account.stop_limit_offset_percent))
-        if result.exit is not None:
-            updated = _settle_exit(tx, book, op, updated, result.exit, order, stop_id)
-        tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
-    return OperationCheck(op, updated, timeframe, examined, result.moves, result.exit)
+    if result.moves and order is not None and order.status in OPEN_STATUSES:
+        order = book.reprice_stop(tx, stop_id, stop_price=result.stop, target_price=op.target, at=result.moves[-1].at,
+                                  limit_price=stop_limit_price(op.side, result.stop, walk.info.round_price,
+                                                               account.stop_limit_offset_percent))
+    if result.exit is not None:
+        updated = _settle_exit(tx, book, op, updated, result.exit, order, stop_id)
+    tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+    return OperationCheck(op, updated, walk.timeframe, walk.examined, result.moves, result.exit)
+
+
+def check_operation(op: Operation, candles: Sequence[Candle], timeframe: str, *, store: Store, market: MarketData,
+                    book: PaperBook, account: Account, strategy: Strategy | None, now: datetime) -> OperationCheck:
+    """Walk one paper operation and persist the result in one transaction; raise _Changed if it moved meanwhile."""
+    walk = _walk(op, candles, timeframe, market=market, book=book, strategy=strategy, now=now)
+    if not walk.changed:
+        return walk.check
+    with store.transaction() as tx:
+        return _save(tx, walk, book, account)
 
 
 def _examined(op: Operation, candles: Sequence[Candle], timeframe: str, result: WalkResult) -> int:

@@ -276,18 +276,44 @@ def test_a_crash_mid_tick_resumes_from_the_stored_last_check(store, market, book
     with pytest.raises(RuntimeError):
         tick(store, market, CrashingBook(book, crash_on="rb-pl-00000002-S"))
 
-    # The first operation was closed in full; the second is untouched, its last check where it was.
-    assert stored(store, first.id)[0].status is OperationStatus.CLOSED
-    untouched, orders, _ = stored(store, second.id)
-    assert (untouched.status, untouched.last_checked_at) == (OperationStatus.ACTIVE, at(1))
-    assert orders["rb-pl-00000002-S"].status is OrderStatus.NEW
-    assert balances(store)["BTC"] == (D("0"), D("2"))
+    # The tick's writes are one transaction: both operations are untouched, their last checks where they were.
+    for op, last_check in ((first, at(0)), (second, at(1))):
+        untouched, orders, _ = stored(store, op.id)
+        assert (untouched.status, untouched.last_checked_at or untouched.opened_at) == (OperationStatus.ACTIVE,
+                                                                                        last_check)
+        assert orders[f"rb-{op.intent_id}-S"].status is OrderStatus.NEW
+    assert balances(store)["BTC"] == (D("0"), D("4"))
 
     report = tick(store, market, book)
 
-    assert [c.operation.id for c in report.closed] == [second.id]
-    assert stored(store, second.id)[0].exit_price == D("95")
+    assert [c.operation.id for c in report.closed] == [first.id, second.id]
+    assert [stored(store, op.id)[0].exit_price for op in (first, second)] == [D("95"), D("95")]
     assert balances(store) == {"USDT": (D("979.220"), D("0")), "BTC": (D("0"), D("0"))}  # 1000 − 2 × 10.39
+
+
+class RefusingBook(CrashingBook):
+    """The paper book, refusing to settle the given order (its state is not what the monitor expects)."""
+
+    def settle_stop(self, tx, client_order_id, **kwargs):
+        if client_order_id == self._crash_on:
+            raise OrderRejected(f"order {client_order_id} cannot be filled: it is CANCELED")
+        return self._book.settle_stop(tx, client_order_id, **kwargs)
+
+
+def test_one_operation_failing_to_settle_does_not_hold_back_the_others(store, market, book):
+    first = open_operation(store, market, book, intent_id="pl-00000001")
+    market.clock = at(1)
+    second = open_operation(store, market, book, intent_id="pl-00000002")
+    market.bars = [bar(0, "100", "101", "99", "100"), bar(1, "100", "101", "94", "96")]
+    market.clock = at(10)
+
+    report = tick(store, market, RefusingBook(book, crash_on="rb-pl-00000001-S"))
+
+    assert [c.operation.id for c in report.closed] == [second.id]
+    assert [(p.operation_id, p.message) for p in report.errors] == [
+        (first.id, "order rb-pl-00000001-S cannot be filled: it is CANCELED")]
+    assert stored(store, first.id)[0].status is OperationStatus.ACTIVE
+    assert stored(store, second.id)[0].status is OperationStatus.CLOSED
 
 
 def test_one_candle_fetch_per_symbol_whatever_the_number_of_operations(store, market, book):
