@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from robson.domain.money import fmt
-from robson.domain.operation import Operation, r_multiple
+from robson.domain.operation import Operation, OperationStatus, r_multiple
 
 if TYPE_CHECKING:  # only for annotations: the builders read attributes, nothing else
     from robson.application.execute import ExecutionResult
@@ -172,6 +172,16 @@ def events_from_modification(modification: Modification) -> list[Notification]:
     if op.stop != before.stop:
         events.append(event_stop_moved(op, before.stop, op.stop, op.updated_at, "manual"))
     return events
+
+
+def events_executed(result: ExecutionResult) -> list[Notification]:
+    """Return 'executed', and 'closed' too when the stop could not be placed and the position was exited."""
+    executed = event_executed(result)
+    if executed is None:
+        return []
+    if result.operation.status is OperationStatus.CLOSED:
+        return [executed, event_closed(result.operation, by="execute: the stop could not be placed")]
+    return [executed]
 
 
 def event_executed(result: ExecutionResult) -> Notification | None:

@@ -14,7 +14,7 @@ from robson.cli.app import container
 from robson.cli.output import JsonOption, console, log, print_json, table, to_jsonable
 from robson.cli.views import monitor_report_doc, monitor_summary
 from robson.domain.money import fmt
-from robson.errors import InvalidInput, RobsonError
+from robson.errors import AlreadyRunning, InvalidInput, RobsonError
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 
@@ -128,17 +128,26 @@ def monitor_command(
         _render(report, as_json, stream=not once)
         c.notify(lambda: events_from_monitor_report(report), ctx)  # the tick's state is saved; sending is queued
 
-    def on_error(error: RobsonError) -> None:
+    def notify_error(error: RobsonError) -> None:
         from datetime import UTC, datetime
 
         from robson.application.notify import event_monitor_error
 
-        log(f"monitor: tick failed: {error}" + (f" ({error.hint})" if error.hint else ""))
         c.notify(lambda: [event_monitor_error(f"tick failed: {error}", datetime.now(UTC))], ctx)
 
+    def on_error(error: RobsonError) -> None:
+        log(f"monitor: tick failed: {error}" + (f" ({error.hint})" if error.hint else ""))
+        notify_error(error)
+
     if once:
-        run_monitor(tick, store=c.store, on_report=on_report, interval=None, sleep=lambda _: None,
-                    stopping=lambda: True)
+        try:
+            run_monitor(tick, store=c.store, on_report=on_report, interval=None, sleep=lambda _: None,
+                        stopping=lambda: True)
+        except AlreadyRunning:
+            raise  # another monitor is watching: nothing failed
+        except RobsonError as e:
+            notify_error(e)  # the whole tick failed (database busy, a bug): the trader hears of it
+            raise
         if errors and errors[-1]:
             raise RobsonError(f"{errors[-1]} operation(s) could not be checked (see above)",
                               hint="the others were checked; run robson monitor --once again once fixed")

@@ -122,9 +122,9 @@ def execute_command(
         out.print(f"\nNext: robson operation status {op.id}")
 
     emit(as_json, doc, render)
-    from robson.application.notify import event_executed
+    from robson.application.notify import events_executed
 
-    c.notify(lambda: [event_executed(result)], ctx)
+    c.notify(lambda: events_executed(result), ctx)
 
 
 def register(app: typer.Typer) -> None:

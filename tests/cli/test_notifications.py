@@ -120,6 +120,23 @@ def test_closing_and_moving_the_stop_by_hand_are_sent(robson, webhook):
     assert (closed["reason"], closed["closed_by"]) == ("manual", "hand")
 
 
+def test_a_monitor_tick_that_fails_as_a_whole_sends_monitor_error_and_exits_1(robson, webhook, monkeypatch):
+    from robson.application import monitor
+    from robson.errors import StoreError
+
+    def broken(**_):
+        raise StoreError("database error: disk I/O error")
+
+    monkeypatch.setattr(monitor, "monitor_once", broken)
+
+    result = robson("monitor", "--once")
+
+    assert result.exit_code == 1
+    assert "disk I/O error" in result.stderr
+    assert kinds(webhook) == ["monitor_error"]
+    assert "tick failed: database error: disk I/O error" in webhook.received[0].body["text"]
+
+
 def test_only_the_configured_events_are_sent(robson, webhook, monkeypatch):
     monkeypatch.setenv("ROBSON_NOTIFY__EVENTS", "closed")
     open_position(robson, "2021-06-01T12:00", "--stop", "36000", "--target", "37500")

@@ -6,6 +6,8 @@ so no test sleeps; a hanging receiver is released when the test ends.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import threading
 import time
@@ -26,6 +28,7 @@ from robson.application.notify import (
     EventKind,
     NullNotifier,
     event_executed,
+    events_executed,
     event_intent_from_signal,
     events_from_monitor_report,
 )
@@ -415,6 +418,18 @@ def test_bad_notify_settings_are_refused_naming_the_field(value):
 
     assert "notify." in raised.value.message
     assert "/x" not in raised.value.message  # a URL is shown redacted even when refused
+
+
+def test_an_execution_whose_stop_could_not_be_placed_sends_executed_and_closed():
+    intent = make_intent(status=IntentStatus.EXECUTED)
+    exited = dataclasses.replace(closed_operation(), close_reason=CloseReason.STOP_PLACEMENT_FAILED)
+
+    sent = events_executed(ExecutionResult(intent, exited, []))
+
+    assert [n.kind.value for n in sent] == ["executed", "closed"]
+    assert sent[1].data["reason"] == "stop_placement_failed"
+    assert sent[1].data["closed_by"] == "execute: the stop could not be placed"
+    assert events_executed(ExecutionResult(intent, operation(), [], already_executed=True)) == []
 
 
 def test_an_event_key_is_stable_for_the_same_event():
