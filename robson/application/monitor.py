@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -20,7 +21,7 @@ from typing import Protocol
 
 from robson.application.execute import stop_limit_price
 from robson.application.plan import Account
-from robson.application.ports import Clock, MarketData, Store, StoreSession
+from robson.application.ports import Clock, Exchange, MarketData, Store, StoreSession
 from robson.application.validate import day_start, month_start, next_month
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT
 from robson.domain.market import Candle, Side, SymbolInfo, datetime_to_ms, timeframe_ms
@@ -43,6 +44,8 @@ from robson.domain.strategy import Strategy
 from robson.errors import IllegalTransition, InvalidInput, MarketDataError, NotFound, Refused, RobsonError
 
 MONITOR_LOCK = "monitor"
+# How long `operation close` / `modify` wait for a monitor tick checking the same operation (seconds).
+OPERATION_LOCK_WAIT_SECONDS = 30
 # Finest first: 5m candles catch a wick between checks; coarser ones when a market lacks 5m.
 WALK_TIMEFRAMES = ("5m", "15m", "1h")
 
@@ -110,7 +113,7 @@ class Halt:
 class MonitorReport:
     at: datetime
     checks: tuple[OperationCheck, ...]
-    skipped: tuple[Problem, ...] = ()  # not walked here (live) or changed meanwhile
+    skipped: tuple[Problem, ...] = ()  # changed, or being changed, by another command meanwhile
     errors: tuple[Problem, ...] = ()
     halts: tuple[Halt, ...] = ()
 
@@ -127,6 +130,15 @@ class _Changed(Exception):
     """The operation changed in the store while it was being checked."""
 
 
+def operation_lock(store: Store, operation_id: str, *, wait_seconds: float) -> AbstractContextManager[None]:
+    """Hold one operation's lock (monitor check, close, modify); raise AlreadyRunning if busy past wait_seconds.
+
+    Never the monitor's own lock ("monitor"), which a loop holds for days.
+    """
+    return store.lock(f"operation:{operation_id}", what=f"another command on operation {operation_id}",
+                      wait_seconds=wait_seconds)
+
+
 # --- one tick -------------------------------------------------------------------------------
 
 
@@ -136,8 +148,7 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
     now = clock.now()
     with store.read() as session:
         active = session.list_operations(OperationStatus.ACTIVE)
-    skipped = [Problem(op.id, "live operation: its exchange-side stop is watched by the live monitor")
-               for op in active if op.mode != "paper"]
+    skipped: list[Problem] = []  # live operations are not skipped here: monitor_live.py watches them
     walks: list[_Walk] = []
     errors: list[Problem] = []
     fetched: dict[str, tuple[str, list[Candle]] | RobsonError] = {}
@@ -427,10 +438,12 @@ def remaining_risk(op: Operation, stop: Decimal) -> Decimal:
 
 
 def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,
-                     store: Store, market: MarketData, book: PaperBook, account: Account, clock: Clock,
-                     strategy_for: StrategyFor) -> Modification:
-    """Move an ACTIVE paper operation's stop and/or target and amend its protective order.
+                     store: Store, market: MarketData, book: PaperBook | None, account: Account, clock: Clock,
+                     strategy_for: StrategyFor, exchange: Exchange | None = None) -> Modification:
+    """Move an ACTIVE operation's stop and/or target and amend (paper) or replace (live) its protective order.
 
+    A live operation needs exchange (and market) to be Binance's; paper needs book. Waits up to
+    OPERATION_LOCK_WAIT_SECONDS for a monitor check of the same operation (AlreadyRunning past it).
     Raise InvalidInput (bad price or side, nothing asked), IllegalTransition (not ACTIVE, closed
     while catching up, changed meanwhile) or Refused (loosening without allow_loosen, or a
     loosened stop risking more than the strategy's max).
@@ -439,13 +452,28 @@ def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal
         raise InvalidInput("nothing to modify: give --stop P, --target P or both")
     with store.read() as session:
         op = session.get_operation(session.resolve_operation_id(operation_id))
-        intent = session.get_intent(op.intent_id)
     if op.status is not OperationStatus.ACTIVE:
         raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be modified")
-    if op.mode != "paper":
-        raise InvalidInput(f"operation {op.id} is live: this version moves only paper stops",
-                           hint="move the stop on Binance, or close the operation")
-    strategy = strategy_for(op.strategy)
+    with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
+        if op.mode != "paper":
+            if exchange is None:
+                raise InvalidInput(f"operation {op.id} is live: moving its stop needs Binance")
+            from robson.application.monitor_live import modify_live  # the live monitor builds on this module
+
+            return modify_live(op.id, stop=stop, target=target, allow_loosen=allow_loosen, store=store,
+                               exchange=exchange, market=market, account=account,
+                               strategy=strategy_for(op.strategy))
+        if book is None:
+            raise InvalidInput(f"operation {op.id} is a paper operation: moving its stop needs the paper book")
+        return _modify_paper(op.id, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
+                             book=book, account=account, clock=clock, strategy=strategy_for(op.strategy))
+
+
+def _modify_paper(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,
+                  store: Store, market: MarketData, book: PaperBook, account: Account, clock: Clock,
+                  strategy: Strategy | None) -> Modification:
+    with store.read() as session:
+        op = session.get_operation(operation_id)
     now = clock.now()
     # Catch up first, so a wick since the last check is judged against the stop as it stood then.
     timeframe, candles = fetch_candles(market, op.symbol, _since(op), now)
@@ -454,14 +482,50 @@ def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal
                                  strategy=strategy, now=now)
     except _Changed:
         caught = None
+    op = still_active(store, op.id)
+    change = new_levels(op, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
+                        account=account, strategy=strategy, now=now)
+    updated, price, risk, risk_percent, info = change
+    if updated == dataclasses.replace(op, updated_at=now):
+        return Modification(op, op, price, risk, risk_percent, None, caught)
+    stop_id = client_order_id(op.intent_id, OrderRole.STOP)
+    with store.transaction() as tx:
+        if tx.get_operation(op.id) != op:
+            raise IllegalTransition(f"operation {op.id} changed while it was being modified (the monitor moved or "
+                                    "closed it)", hint="look at it with robson operation show, then try again")
+        order = tx.get_order(stop_id)
+        if order is not None and order.status in OPEN_STATUSES:
+            order = book.reprice_stop(tx, stop_id, stop_price=updated.stop, target_price=updated.target, at=now,
+                                      limit_price=stop_limit_price(op.side, updated.stop, info.round_price,
+                                                                   account.stop_limit_offset_percent))
+        tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+        for event in manual_moves(op, updated, price, stop_id, now):
+            tx.record(event)
+    return Modification(op, updated, price, risk, risk_percent, order, caught)
+
+
+def still_active(store: Store, operation_id: str) -> Operation:
+    """Return the operation as stored; raise IllegalTransition if it closed (while catching up)."""
     with store.read() as session:
-        op = session.get_operation(op.id)
+        op = session.get_operation(operation_id)
     if op.status is not OperationStatus.ACTIVE:
         raise IllegalTransition(
             f"operation {op.id} closed at its {op.close_reason.value if op.close_reason else 'exit'} "
             f"@ {fmt(op.exit_price)} on {op.closed_at:%Y-%m-%d %H:%M} UTC before this change: nothing to modify",
             hint=f"see robson operation show {op.id}",
         )
+    return op
+
+
+def new_levels(op: Operation, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool, store: Store,
+               market: MarketData, account: Account, strategy: Strategy | None,
+               now: datetime) -> tuple[Operation, Decimal, Decimal, Decimal, SymbolInfo]:
+    """Return (the operation with the new stop/target, price, risk, risk %, symbol info) after the domain rules.
+
+    Raise InvalidInput for a price on the wrong side, Refused for a loosening not allowed or too risky.
+    """
+    with store.read() as session:
+        intent = session.get_intent(op.intent_id)
     info = market.symbol_info(op.symbol)
     price = market.last_price(op.symbol).price
     new_stop = op.stop if stop is None else modify_stop(op, stop, price=price, allow_loosen=allow_loosen,
@@ -472,22 +536,7 @@ def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal
     if risk > remaining_risk(op, op.stop):
         _check_loosened_risk(op, new_stop, risk, risk_percent, intent.capital, account, strategy, info.round_price)
     updated = dataclasses.replace(op, stop=new_stop, target=new_target, updated_at=now)
-    if updated == dataclasses.replace(op, updated_at=now):
-        return Modification(op, op, price, risk, risk_percent, None, caught)
-    stop_id = client_order_id(op.intent_id, OrderRole.STOP)
-    with store.transaction() as tx:
-        if tx.get_operation(op.id) != op:
-            raise IllegalTransition(f"operation {op.id} changed while it was being modified (the monitor moved or "
-                                    "closed it)", hint="look at it with robson operation show, then try again")
-        order = tx.get_order(stop_id)
-        if order is not None and order.status in OPEN_STATUSES:
-            order = book.reprice_stop(tx, stop_id, stop_price=new_stop, target_price=new_target, at=now,
-                                      limit_price=stop_limit_price(op.side, new_stop, info.round_price,
-                                                                   account.stop_limit_offset_percent))
-        tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
-        for event in _manual_moves(op, updated, price, stop_id, now):
-            tx.record(event)
-    return Modification(op, updated, price, risk, risk_percent, order, caught)
+    return updated, price, risk, risk_percent, info
 
 
 def _check_loosened_risk(op: Operation, new_stop: Decimal, risk: Decimal, risk_percent: Decimal, capital: Decimal,
@@ -506,23 +555,27 @@ def _check_loosened_risk(op: Operation, new_stop: Decimal, risk: Decimal, risk_p
     )
 
 
-def _manual_moves(before: Operation, after: Operation, price: Decimal, stop_id: str, at: datetime) -> list[AuditEvent]:
+def manual_moves(before: Operation, after: Operation, price: Decimal, stop_id: str, at: datetime,
+                 new_stop_id: str | None = None) -> list[AuditEvent]:
+    """Return the STOP_MOVED records of a change by hand; live ones name the order that replaces stop_id."""
+    replaced = {} if new_stop_id is None else {"new_client_order_id": new_stop_id}
+    then = "" if new_stop_id is None else f"; {stop_id} is replaced by {new_stop_id}"
     events = []
     if after.stop != before.stop:
         loosened = (after.stop - before.stop) * before.side.sign < 0
         events.append(AuditEvent(
             at=at, kind=AuditKind.STOP_MOVED, intent_id=before.intent_id, operation_id=before.id,
             message=f"stop moved {fmt(before.stop)} → {fmt(after.stop)} (by hand{', loosened' if loosened else ''}; "
-                    f"price {fmt(price)})",
+                    f"price {fmt(price)}){then}",
             data={"old_stop": fmt(before.stop), "new_stop": fmt(after.stop), "reason": "manual",
-                  "loosened": loosened, "price": fmt(price), "client_order_id": stop_id},
+                  "loosened": loosened, "price": fmt(price), "client_order_id": stop_id, **replaced},
         ))
     if after.target != before.target:
         # No audit kind of its own: the protective OCO is amended, so it sits with the stop moves.
         events.append(AuditEvent(
             at=at, kind=AuditKind.STOP_MOVED, intent_id=before.intent_id, operation_id=before.id,
-            message=f"target moved {fmt(before.target)} → {fmt(after.target)} (by hand; price {fmt(price)})",
+            message=f"target moved {fmt(before.target)} → {fmt(after.target)} (by hand; price {fmt(price)}){then}",
             data={"old_target": fmt(before.target), "new_target": fmt(after.target), "reason": "manual",
-                  "price": fmt(price), "client_order_id": stop_id},
+                  "price": fmt(price), "client_order_id": stop_id, **replaced},
         ))
     return events

@@ -16,6 +16,11 @@ Each tick, for every ACTIVE live operation:
 Every send is stamped (ORDER_SENT) and every order looked up before it is sent, so a crash at any
 step is finished by the next tick without a second protective order; the position is without a
 stop only between a cancel and the place that follows it.
+
+Each operation is checked under its own lock (`operation_lock`), which `operation close` and
+`operation modify` take too: a busy operation is skipped for this tick, never raced. When a
+protective order filled in part before it vanished or was replaced, the close averages every
+generation's fills (quantity-weighted, fees summed) and an exit at market sells only what is held.
 """
 
 from __future__ import annotations
@@ -28,13 +33,19 @@ from decimal import Decimal
 
 from robson.application.execute import safe_to_send, stop_limit_price
 from robson.application.monitor import (
+    Modification,
     MonitorReport,
     OperationCheck,
     Problem,
     StrategyFor,
     _examined,
+    _stop_moved,
     fetch_candles,
     loss_halts,
+    manual_moves,
+    new_levels,
+    operation_lock,
+    still_active,
 )
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
@@ -54,11 +65,22 @@ from robson.domain.orders import (
     fee_in_quote,
 )
 from robson.domain.strategy import Strategy
-from robson.errors import AnswerLost, ExchangeError, InsufficientBalance, MarketDataError, OrderRejected, RobsonError
+from robson.errors import (
+    AlreadyRunning,
+    AnswerLost,
+    ExchangeError,
+    IllegalTransition,
+    InsufficientBalance,
+    MarketDataError,
+    OrderRejected,
+    RobsonError,
+)
 
 # Closes are reported on the 5m candle of the fill, like the paper walk's finest timeframe.
 REPORT_TIMEFRAME = "5m"
 GONE_STATUSES = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+BUSY = "being changed by another command; checked next tick"
+CHANGED = "changed by another command during the check; checked next tick"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +151,103 @@ def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, a
     errors: list[Problem] = []
     for op in operations:
         try:
-            watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
-                           strategy=strategies[op.id], candles=candles.get(op.symbol), now=now)
-            checks.append(watch.run())
+            # `operation close` / `modify` hold this lock while they change the operation: never race them.
+            with operation_lock(store, op.id, wait_seconds=0):
+                with store.read() as session:
+                    current = session.get_operation(op.id)
+                if current != op:  # closed or modified since the tick listed it
+                    skipped.append(Problem(op.id, CHANGED))
+                    continue
+                watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                               strategy=strategies[op.id], candles=candles.get(op.symbol), now=now)
+                checks.append(watch.run())
+        except AlreadyRunning:
+            skipped.append(Problem(op.id, BUSY))
         except _Changed:
-            skipped.append(Problem(op.id, "changed by another command during the check; checked next tick"))
+            skipped.append(Problem(op.id, CHANGED))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e) + (f" ({e.hint})" if e.hint else "")))
     halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
     return MonitorReport(now, tuple(checks), tuple(skipped), tuple(errors), tuple(halts))
+
+
+def check_live_operation(op: Operation, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
+                         strategy: Strategy | None, clock: Clock | None = None) -> OperationCheck:
+    """Check one ACTIVE live operation now; the caller holds its operation_lock. Raise RobsonError if it fails."""
+    clock = clock or ExchangeClock(exchange)
+    now = clock.now()
+    candles = _candles_for_trailing([op], {op.id: strategy}, market, now)
+    try:
+        return _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                      strategy=strategy, candles=candles.get(op.symbol), now=now).run()
+    except _Changed:
+        raise RobsonError(f"operation {op.id} changed while it was being checked", hint="try again") from None
+
+
+def close_live_by_hand(op: Operation, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
+                       strategy: Strategy | None, clock: Clock | None = None) -> Operation:
+    """Close a live operation at market: cancel its protective order (whatever generation), sell what is held.
+
+    If the protective order filled meanwhile, the operation closes at that fill (stop or target) and
+    nothing more is sold. The caller holds the operation_lock. Raise AnswerLost while an earlier send
+    could still arrive, ExchangeError if the exit fails.
+    """
+    clock = clock or ExchangeClock(exchange)
+    watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                   strategy=strategy, candles=None, now=clock.now(), closer="by hand")
+    try:
+        watch.close_by_hand()
+    except _Closed as closed:
+        return closed.check.operation
+    except _Changed:
+        raise RobsonError(f"operation {op.id} changed while it was being closed", hint="try again") from None
+    raise AssertionError("close_by_hand always closes")  # pragma: no cover
+
+
+def modify_live(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool, store: Store,
+                exchange: Exchange, market: MarketData, account: Account, strategy: Strategy | None,
+                clock: Clock | None = None) -> Modification:
+    """Move a live operation's stop/target and replace its protective order; the caller holds its operation_lock.
+
+    The exchange is checked first (a fill closes the operation: IllegalTransition). The new levels
+    are written with a STOP_MOVED record naming the order's next generation, then one check cancels
+    and replaces the order. If the replace fails the change stays written and the error is raised:
+    the next monitor tick finishes the replace from the same records, never doubling the order.
+    """
+    clock = clock or ExchangeClock(exchange)
+    with store.read() as session:
+        op = session.get_operation(operation_id)
+    caught = check_live_operation(op, store=store, exchange=exchange, market=market, account=account,
+                                  strategy=strategy, clock=clock)
+    op = still_active(store, op.id)
+    now = clock.now()
+    updated, price, risk, risk_percent, _ = new_levels(op, stop=stop, target=target, allow_loosen=allow_loosen,
+                                                       store=store, market=market, account=account,
+                                                       strategy=strategy, now=now)
+    if updated == dataclasses.replace(op, updated_at=now):
+        return Modification(op, op, price, risk, risk_percent, None, caught)
+    order_id = protective_order_id(store, op.intent_id)
+    next_id = client_order_id(op.intent_id, OrderRole.STOP, (stop_generation(op.intent_id, order_id) or 0) + 1)
+    with store.transaction() as tx:
+        if tx.get_operation(op.id) != op:
+            raise IllegalTransition(f"operation {op.id} changed while it was being modified",
+                                    hint="look at it with robson operation show, then try again")
+        tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+        for event in manual_moves(op, updated, price, order_id, now, new_stop_id=next_id):
+            tx.record(event)
+    try:
+        check_live_operation(updated, store=store, exchange=exchange, market=market, account=account,
+                             strategy=strategy, clock=clock)
+    except RobsonError as e:
+        raise ExchangeError(f"the new levels of {op.id} are saved, but replacing {order_id} on "
+                            f"{exchange.name.capitalize()} failed: {e}",
+                            hint="the next `robson monitor` tick finishes the replace; nothing is placed twice"
+                            ) from None
+    order_id = protective_order_id(store, op.intent_id)
+    with store.read() as session:
+        after = session.get_operation(op.id)  # closed if the price was already through the new stop
+        order = session.get_order(order_id)
+    return Modification(op, after, price, risk, risk_percent, order, caught)
 
 
 def _candles_for_trailing(operations: list[Operation], strategies: dict[str, Strategy | None], market: MarketData,
@@ -160,10 +270,8 @@ def unwatched(operations: Iterable[Operation], reason: str, at: datetime) -> Mon
 
 
 def merge_reports(paper: MonitorReport, live: MonitorReport) -> MonitorReport:
-    """Return one report for a tick: the paper checks, then the live ones (no longer 'skipped' by the paper monitor)."""
-    covered = ({c.operation.id for c in live.checks} | {p.operation_id for p in live.skipped}
-               | {p.operation_id for p in live.errors})
-    skipped = tuple(p for p in paper.skipped if p.operation_id not in covered) + live.skipped
+    """Return one report for a tick: the paper checks, then the live ones."""
+    skipped = paper.skipped + live.skipped
     # The later of the two loss checks saw every close of this tick.
     halts = live.halts if live.closed else paper.halts
     return MonitorReport(paper.at, paper.checks + live.checks, skipped, paper.errors + live.errors, halts)
@@ -177,8 +285,9 @@ class _Watch:
 
     def __init__(self, op: Operation, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
                  clock: Clock, strategy: Strategy | None, candles: tuple[str, list[Candle]] | MarketDataError | None,
-                 now: datetime) -> None:
+                 now: datetime, closer: str = "by the monitor") -> None:
         self.before = self.op = op
+        self.closer = closer
         self.store, self.exchange, self.market, self.account, self.clock = store, exchange, market, account, clock
         self.strategy, self.candles, self.now = strategy, candles, now
         self.notes: list[str] = []
@@ -196,11 +305,24 @@ class _Watch:
             return closed.check
         return self._report(None)
 
-    def _check(self) -> None:
+    def close_by_hand(self) -> None:
+        """Close now (raises _Closed): at the protective order's fill if it filled, else cancel it and exit."""
+        self._finish_exit()
+        order = self._look_up(protective_order_id(self.store, self.op.intent_id))
+        if order is not None and order.status is OrderStatus.FILLED:
+            self._close_filled(order)
+        if order is not None and order.status in OPEN_STATUSES:
+            self._cancel(order)
+        self._exit_at_market(CloseReason.MANUAL, "closed by hand")
+
+    def _finish_exit(self) -> None:
         exit_sent = self._last_send(self.exit_id)
         if exit_sent is not None:  # an exit at market was sent before (a crash, or a lost answer): finish it
             reason = CloseReason(exit_sent.data.get("reason", CloseReason.MANUAL.value))
             self._exit_at_market(reason, exit_sent.data.get("why", "an exit at market was already sent"))
+
+    def _check(self) -> None:
+        self._finish_exit()
         order_id = protective_order_id(self.store, self.op.intent_id)
         order = self._look_up(order_id)
         if order is not None and order.status is OrderStatus.FILLED:
@@ -256,9 +378,9 @@ class _Watch:
         elif order is None and self._last_send(order_id) is not None and not self._stored(order_id):
             # Sent, never seen, and Binance can no longer accept it (checked in _look_up): send it once more.
             return self._place(stop_generation(self.op.intent_id, order_id) or 0, f"{order_id} never reached "
-                               f"{self.exchange.name.capitalize()}", self.op.quantity, previous=order_id)
+                               f"{self.exchange.name.capitalize()}", self._held(), previous=order_id)
         filled = order.filled_quantity if order is not None else Decimal(0)
-        quantity = self.info.round_quantity(self.op.quantity - filled)
+        quantity = self._held()
         if filled:
             why += f" after filling {fmt(filled)}; the rest ({fmt(quantity)}) is protected"
         generation = (stop_generation(self.op.intent_id, order_id) or 0) + 1
@@ -270,7 +392,7 @@ class _Watch:
         self._cancel(order)
         generation = (stop_generation(self.op.intent_id, old_id) or 0) + 1
         self._place(generation, f"stop moved {fmt(order.stop_price)} → {fmt(self.op.stop)}: {old_id} cancelled",
-                    self.op.quantity, previous=old_id)
+                    self._held(), previous=old_id)
 
     def _cancel(self, order: Order) -> Order | None:
         """Cancel an open protective order; close instead if it filled meanwhile; raise if it is still open."""
@@ -373,14 +495,9 @@ class _Watch:
             if tx.get_operation(op.id) != op:
                 raise _Changed(op.id)
             for move in moves:
-                tx.record(AuditEvent(
-                    at=move.at, kind=AuditKind.STOP_MOVED, intent_id=op.intent_id, operation_id=op.id,
-                    message=f"stop moved {fmt(move.old_stop)} → {fmt(move.new_stop)} ({move.reason}: best price "
-                            f"{fmt(move.best_price)}); {order_id} is replaced by {next_id}",
-                    data={"old_stop": fmt(move.old_stop), "new_stop": fmt(move.new_stop), "reason": move.reason,
-                          "best_price": fmt(move.best_price), "candle_open_time": move.candle_open_time,
-                          "client_order_id": order_id, "new_client_order_id": next_id},
-                ))
+                event = _stop_moved(op, move, order_id)  # the paper monitor's record, plus the replacing order
+                tx.record(dataclasses.replace(event, message=f"{event.message}; {order_id} is replaced by {next_id}",
+                                              data=event.data | {"new_client_order_id": next_id}))
             tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
         self.op = updated
 
@@ -408,10 +525,11 @@ class _Watch:
         order = self.exchange.get_order(op.symbol, self.exit_id)
         if order is None:
             safe_to_send(self.store, self.exchange, self.intent, self.exit_id, "exit order")
-            self._record_send(self.exit_id, f"exit MARKET {op.side.opposite.value} {fmt(op.quantity)} {op.symbol} "
+            quantity = self._held()  # what earlier protective orders did not already sell
+            self._record_send(self.exit_id, f"exit MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
                               f"({self.exit_id}): {why}", reason=reason.value, why=why)
             try:
-                order = self.exchange.place_market_order(op.symbol, op.side.opposite, op.quantity, self.exit_id,
+                order = self.exchange.place_market_order(op.symbol, op.side.opposite, quantity, self.exit_id,
                                                          intent_id=op.intent_id)
             except (OrderRejected, InsufficientBalance) as e:
                 raise ExchangeError(f"{why}; the exit at market failed too ({e}): operation {op.id} has no stop on "
@@ -423,8 +541,17 @@ class _Watch:
 
     def _close(self, order: Order, reason: CloseReason, trigger: Decimal | None, what: str, why: str) -> None:
         op = self.op
-        fee = fee_in_quote(order, self.info)
-        closed = op.close(exit_price=order.average_price, exit_fee=fee, reason=reason, at=order.updated_at)
+        earlier = self._partly_filled(besides=order.client_order_id)
+        fills = [*earlier, order]
+        sold = sum((o.filled_quantity for o in fills), Decimal(0))
+        # Every generation's fills: the close price is their quantity-weighted average, the fee their sum.
+        price = sum((o.filled_quantity * o.average_price for o in fills), Decimal(0)) / sold
+        fee = sum((fee_in_quote(o, self.info) for o in fills), Decimal(0))
+        closed = op.close(exit_price=price, exit_fee=fee, reason=reason, at=order.updated_at)
+        if earlier:
+            why = "; ".join(filter(None, [why, "with earlier partial fills " + ", ".join(
+                f"{fmt(o.filled_quantity)} @ {fmt(o.average_price)} ({o.client_order_id})" for o in earlier)
+                + f": {fmt(sold)} sold at an average of {fmt(price)}"]))
         r = r_multiple(closed)
         with self.store.transaction() as tx:
             if tx.get_operation(op.id) != op:
@@ -434,12 +561,12 @@ class _Watch:
             tx.record(AuditEvent(
                 at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
                 message=f"{what} {order.side.value} {fmt(order.filled_quantity)} filled @ {fmt(order.average_price)} "
-                        f"fee {fmt(fee)} {op.quote_asset} ({order.client_order_id})",
+                        f"fee {fmt(fee_in_quote(order, self.info))} {op.quote_asset} ({order.client_order_id})",
                 data={"client_order_id": order.client_order_id},
             ))
             tx.record(AuditEvent(
                 at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
-                message=f"closed by the monitor: {reason.value} @ {fmt(closed.exit_price)} fee {fmt(fee)}, "
+                message=f"closed {self.closer}: {reason.value} @ {fmt(closed.exit_price)} fee {fmt(fee)}, "
                         f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}"
                         + (f" ({fmt(r, 2)} R)" if r is not None else "") + (f" — {why}" if why else ""),
                 data={"reason": reason.value, "price": fmt(closed.exit_price), "fee": fmt(fee),
@@ -471,6 +598,18 @@ class _Watch:
             tx.add_order(order)
         elif stored != order:
             tx.update_order(order)
+
+    def _partly_filled(self, besides: str | None = None) -> list[Order]:
+        """Return the stored protective orders (any generation, either OCO leg) that sold part of the position."""
+        with self.store.read() as session:
+            orders = session.orders_for_intent(self.op.intent_id)
+        return [o for o in orders if o.client_order_id != besides and o.filled_quantity > 0
+                and stop_generation(self.op.intent_id, o.client_order_id) is not None]
+
+    def _held(self) -> Decimal:
+        """Return the quantity still held: the operation's, less what protective orders sold, on the LOT_SIZE step."""
+        sold = sum((o.filled_quantity for o in self._partly_filled()), Decimal(0))
+        return self.info.round_quantity(self.op.quantity - sold)
 
     def _stored(self, order_id: str) -> bool:
         with self.store.read() as session:

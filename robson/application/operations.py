@@ -1,4 +1,4 @@
-"""Use cases on operations: status with live P&L, and closing by hand at market."""
+"""Use cases on operations: status with live P&L, and closing by hand at market (paper or live)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from robson.application.execute import record_send, safe_to_send
+from robson.application.monitor import OPERATION_LOCK_WAIT_SECONDS, StrategyFor, operation_lock
+from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.money import fmt
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
@@ -53,14 +55,40 @@ def _intent(store: Store, intent_id: str):
         return session.get_intent(intent_id)
 
 
-def close_operation(operation_id: str, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
-    """Close an ACTIVE operation at market: cancel its stop, exit, record realized P&L."""
+def close_operation(operation_id: str, *, store: Store, exchange: Exchange, clock: Clock,
+                    market: MarketData | None = None, account: Account | None = None,
+                    strategy_for: StrategyFor | None = None) -> Operation:
+    """Close an ACTIVE operation at market: cancel its stop, exit, record realized P&L.
+
+    A live operation needs market and account (and strategy_for, to tell a trailed stop): its
+    protective order is whatever generation the monitor last placed, and if it filled meanwhile the
+    operation closes at that fill instead of selling again. Waits up to OPERATION_LOCK_WAIT_SECONDS
+    for a monitor check of the same operation; raise AlreadyRunning past that, IllegalTransition if
+    the operation is not ACTIVE or not on this exchange.
+    """
     with store.read() as session:
         op = session.get_operation(session.resolve_operation_id(operation_id))
-    if op.status is not OperationStatus.ACTIVE:
-        raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be closed")
-    if (op.mode == "paper") != (exchange.name == "paper"):
-        raise IllegalTransition(f"operation {op.id} is a {op.mode} operation; it cannot be closed on {exchange.name}")
+    with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
+        with store.read() as session:
+            op = session.get_operation(op.id)  # as it is now that no monitor check is changing it
+        if op.status is not OperationStatus.ACTIVE:
+            raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be closed")
+        if (op.mode == "paper") != (exchange.name == "paper"):
+            raise IllegalTransition(f"operation {op.id} is a {op.mode} operation; it cannot be closed on "
+                                    f"{exchange.name}")
+        if op.mode != "paper":
+            from robson.application.monitor_live import close_live_by_hand  # only live closes need it
+
+            if market is None or account is None:
+                raise TypeError("closing a live operation needs its market and account")
+            strategy = strategy_for(op.strategy) if strategy_for is not None else None
+            return close_live_by_hand(op, store=store, exchange=exchange, market=market, account=account,
+                                      strategy=strategy)
+        return _close_paper(op, store=store, exchange=exchange, clock=clock)
+
+
+def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
+    """Cancel the paper stop (it keeps its one id: the paper book reprices it in place) and exit at market."""
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
     stop = exchange.get_order(op.symbol, stop_id)
     if stop is not None and stop.status is OrderStatus.FILLED:

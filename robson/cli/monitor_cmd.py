@@ -97,10 +97,12 @@ def monitor_command(
                                                    show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Watch ACTIVE paper operations: stop before target, trailing stops, time exits, on closed candles.
+    """Watch ACTIVE operations: stops, targets, trailing stops and time exits, paper and live.
 
-    Candles closed since each operation's last check are walked (5m), so a wick between checks is not
-    missed. One monitor per database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or
+    Paper: the candles closed since each operation's last check are walked (5m), so a wick between
+    checks is not missed; stop before target. Live: the protective order on Binance is the truth; a
+    fill closes at Binance's price, a vanished stop is placed again (or the position exited), a
+    trailed stop is cancelled and replaced. One monitor per database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or
     SIGTERM after the tick in progress; --json prints one document (one line per tick in a loop).
 
     Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)

@@ -11,7 +11,7 @@ from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
 from robson.cli.views import audit_event_doc, operation_doc, operation_view_doc, order_doc
 from robson.domain.money import fmt, parse_decimal
-from robson.domain.operation import OperationStatus, r_multiple
+from robson.domain.operation import CloseReason, OperationStatus, r_multiple
 from robson.errors import InvalidInput
 
 app = typer.Typer(help="Open positions: status with P&L, list, show the audit trail, modify the stop or target, close by hand.\n\nExample: robson operation status --json", no_args_is_help=True, rich_markup_mode=None)
@@ -101,10 +101,14 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
     venue = c.venue("paper" if mode == "paper" else "binance")
     if venue.exchange is None:
         raise InvalidInput(f"operation {operation_id} is live: {venue.unavailable.replace('started on Binance: ', '')}")
-    closed = close_operation(operation_id, store=c.store, exchange=venue.exchange, clock=venue.market)
+    closed = close_operation(operation_id, store=c.store, exchange=venue.exchange, clock=venue.market,
+                             market=venue.market, account=c.account, strategy_for=c.strategy_or_none)
     c.notify(lambda: _closed_by_hand_events(c, closed), ctx)
+    # A live stop (or target) that filled before this close closed the position itself: say so.
+    how = "" if closed.close_reason is CloseReason.MANUAL else (
+        f" by its {closed.close_reason.value} order on Binance, which filled before this close")
     emit(as_json, operation_doc(closed), lambda: console().print(
-        f"Closed {closed.id} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
+        f"Closed {closed.id}{how} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
         f"{fmt(closed.realized_pnl, 2)} {closed.quote_asset} ({fmt(r_multiple(closed), 2)} R)."))
 
 
@@ -114,7 +118,8 @@ def _closed_by_hand_events(c, closed) -> list:
     from robson.application.notify import event_closed, events_halted
 
     at = closed.closed_at or closed.updated_at
-    return [event_closed(closed, by="hand"), *events_halted(loss_halts(c.store, c.account, at), at)]
+    by = "hand" if closed.close_reason is CloseReason.MANUAL else "its protective order, before the close by hand"
+    return [event_closed(closed, by=by), *events_halted(loss_halts(c.store, c.account, at), at)]
 
 
 @app.command("show")
@@ -178,10 +183,12 @@ def modify(
     allow_loosen: Annotated[bool, typer.Option("--allow-loosen", help="Allow moving the stop away from profit (risk is re-checked).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Move the stop and/or target of an ACTIVE paper operation and amend its protective order.
+    """Move the stop and/or target of an ACTIVE operation and amend its protective order.
 
-    The monitor first catches up on the candles since the last check. A stop only moves toward
-    profit unless --allow-loosen; a loosened stop must still pass the risk-per-trade guard (exit 3).
+    The monitor first catches up (paper: the candles since the last check; live: the order on
+    Binance). A stop only moves toward profit unless --allow-loosen; a loosened stop must still pass
+    the risk-per-trade guard (exit 3). A live stop is replaced on Binance by cancel-and-replace; if
+    that fails, the change is kept and the next `robson monitor` tick finishes it (exit 1).
 
     Example: robson operation modify op-1c2d --stop 35250
     """
@@ -194,9 +201,18 @@ def modify(
         raise InvalidInput("nothing to modify: give --stop P, --target P or both")
     c = container(ctx)
     settle_pending(c)
+    with c.store.read() as session:
+        mode = session.get_operation(session.resolve_operation_id(operation_id)).mode
+    if mode == "paper":
+        market, book, exchange, clock = c.market, c.paper, None, c.clock
+    else:  # a live stop is replaced on Binance: its keys and live trading must be on
+        venue = c.venue("binance")
+        if venue.exchange is None:
+            raise InvalidInput(f"operation {operation_id} is live: {venue.unavailable.replace('started on Binance: ', '')}")
+        market, book, exchange, clock = c.binance_market, None, c.binance, c.binance_market
     result = modify_operation(operation_id, stop=new_stop, target=new_target, allow_loosen=allow_loosen,
-                              store=c.store, market=c.market, book=c.paper, account=c.account, clock=c.clock,
-                              strategy_for=c.strategy_or_none)
+                              store=c.store, market=market, book=book, account=c.account, clock=clock,
+                              strategy_for=c.strategy_or_none, exchange=exchange)
     from robson.application.notify import events_from_modification
 
     c.notify(lambda: events_from_modification(result), ctx)
@@ -221,7 +237,8 @@ def modify(
         if op.target != before.target:
             out.print(f"Target of {op.id} moved {fmt(before.target)} → {fmt(op.target)}.")
         if result.order is not None:
-            out.print(f"Protective order {result.order.client_order_id} amended: stop {fmt(result.order.stop_price)} "
+            done = "amended" if result.order.exchange == "paper" else "placed on Binance (the old one cancelled)"
+            out.print(f"Protective order {result.order.client_order_id} {done}: stop {fmt(result.order.stop_price)} "
                       f"limit {fmt(result.order.price)}" + (f", target {fmt(result.order.target_price)}"
                                                             if result.order.target_price else "") + ".")
 

@@ -198,6 +198,7 @@ def monitor_check_doc(check) -> dict[str, Any]:
         "realized_pnl": op.realized_pnl,
         "realized_r": _rounded(r_multiple(op), _CENT_4),
         "quote_asset": op.quote_asset,
+        "notes": list(check.notes),  # what else happened (live: a stop re-placed, a partial fill watched)
     }
 
 

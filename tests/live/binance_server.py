@@ -359,6 +359,8 @@ class _Exchange:
         self.lists: list[_OrderList] = []
         self.trades: list[_Trade] = []
         self.candles: dict[tuple[str, str], list[list[Any]]] = {}
+        # Candles made at request time from the server's clock: (how many, the row for an open time).
+        self.kline_series: dict[tuple[str, str], tuple[int, Callable[[int], list[Any]]]] = {}
         self.market_fill_caps: dict[str, Decimal] = {}
         self._order_ids = itertools.count(1)
         self._list_ids = itertools.count(1)
@@ -442,9 +444,18 @@ class _Exchange:
             raise ApiError(-1120, "Invalid interval.")
         limit = min(self._integer(params, "limit") or 500, 1000)
         start, end = self._integer(params, "startTime"), self._integer(params, "endTime")
-        rows = [row for row in self.candles.get((info["symbol"], interval), [])
+        rows = [row for row in self._kline_rows(info["symbol"], interval)
                 if (start is None or row[0] >= start) and (end is None or row[0] <= end)]
         return rows[:limit] if start is not None else rows[-limit:]
+
+    def _kline_rows(self, symbol: str, interval: str) -> list[list[Any]]:
+        """The candles set for (symbol, interval), or a series ending with the candle forming now, as Binance's does."""
+        if (symbol, interval) not in self.kline_series:
+            return self.candles.get((symbol, interval), [])
+        count, row_at = self.kline_series[(symbol, interval)]
+        step = KLINE_INTERVALS_MS[interval]
+        forming = self._now() // step * step
+        return [kline_row(row_at(forming - back * step), step) for back in range(count - 1, -1, -1)]
 
     # --- account ---------------------------------------------------------------------------
 
@@ -793,6 +804,17 @@ class _Exchange:
         self._activate(order)
 
 
+def kline_row(row: list[Any], step: int) -> list[Any]:
+    """Return Binance's 12-field kline row for a short [open_time_ms, open, high, low, close, volume] one."""
+    if len(row) >= 12:
+        return list(row)
+
+    def text(value: Any) -> str:
+        return _s(Decimal(str(value)))
+
+    return [int(row[0]), *map(text, row[1:6]), int(row[0]) + step - 1, text(0), 0, text(0), text(0), "0"]
+
+
 def _price_fits(f: dict[str, Any], price: Decimal) -> bool:
     low, high, tick = Decimal(f["minPrice"]), Decimal(f["maxPrice"]), Decimal(f["tickSize"])
     return (not low or price >= low) and (not high or price <= high) and (not tick or (price - low) % tick == 0)
@@ -1026,15 +1048,19 @@ class BinanceTestServer:
     def set_klines(self, symbol: str, interval: str, rows: list[list[Any]]) -> None:
         """Serve these candles: Binance's 12-field rows, or [open_time_ms, open, high, low, close, volume]."""
         step = KLINE_INTERVALS_MS[interval]
-
-        def text(value: Any) -> str:
-            return _s(Decimal(str(value)))
-
-        full = [list(row) if len(row) >= 12 else
-                [int(row[0]), *map(text, row[1:6]), int(row[0]) + step - 1, text(0), 0, text(0), text(0), "0"]
-                for row in rows]
+        full = [kline_row(row, step) for row in rows]
         with self._lock:
+            self._exchange.kline_series.pop((symbol, interval), None)
             self._exchange.candles[(symbol, interval)] = sorted(full, key=lambda row: row[0])
+
+    def serve_kline_series(self, symbol: str, interval: str, row_at: Callable[[int], list[Any]],
+                           count: int = 300) -> None:
+        """Serve `count` candles made at each request, the last one forming on the server's clock (never stale).
+
+        row_at(open_time_ms) returns [open_time_ms, open, high, low, close, volume]; set_klines replaces the series.
+        """
+        with self._lock:
+            self._exchange.kline_series[(symbol, interval)] = (count, row_at)
 
     def limit_next_market_fill(self, symbol: str, max_qty: Decimal | str) -> None:
         """Let the next MARKET order on symbol fill at most max_qty; the rest EXPIRES."""
@@ -1053,6 +1079,16 @@ class BinanceTestServer:
             for leg in legs:
                 if leg.is_open:
                     exchange._close(leg, status)
+
+    def fill_partly(self, client_order_id: str, quantity: Decimal | str, price: Decimal | str | None = None) -> None:
+        """Trigger an open order and fill only `quantity` of it at price (default its limit), as a thin book would."""
+        with self._lock:
+            exchange = self._exchange
+            order = next(o for o in reversed(exchange.orders) if o.client_order_id == client_order_id and o.is_open)
+            if order.is_conditional and not order.triggered:
+                exchange._trigger(order)  # an OCO's other leg expires
+            fill_price = order.price if price is None else Decimal(str(price))
+            exchange._fill(order, Decimal(str(quantity)), fill_price, is_maker=False)
 
     def forget_order(self, client_order_id: str) -> None:
         """Drop an order from the book, as Binance does with old cancelled orders: queries answer -2013."""

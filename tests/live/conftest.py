@@ -22,15 +22,18 @@ START_USDT = Decimal("10000")
 
 
 def seed_candles(server: BinanceTestServer, symbol: str, interval: str, price: Decimal, count: int = 300) -> None:
-    """Serve `count` flat-ish candles ending with the last one closed on the server's clock."""
+    """Serve `count` flat-ish closed candles that follow the server's clock, so they never go stale mid-test.
+
+    They are made at each request (plus the candle still forming, as Binance serves it): candles seeded
+    once at the fixture's time went stale when the wall clock crossed a 15m boundary during a test.
+    """
     step = KLINE_INTERVALS_MS[interval]
-    last_open = server.server_time_ms() // step * step - step
-    rows = []
-    for index in range(count):
-        open_time = last_open - (count - 1 - index) * step
-        wiggle = Decimal(index % 7) * 10
-        rows.append([open_time, price - wiggle, price + 50, price - 80 - wiggle, price, Decimal("12.5")])
-    server.set_klines(symbol, interval, rows)
+
+    def row_at(open_time: int) -> list[object]:
+        wiggle = Decimal(open_time // step % 7) * 10
+        return [open_time, price - wiggle, price + 50, price - 80 - wiggle, price, Decimal("12.5")]
+
+    server.serve_kline_series(symbol, interval, row_at, count=count + 1)
 
 
 @dataclass

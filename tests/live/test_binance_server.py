@@ -109,6 +109,43 @@ def test_klines_between_start_and_end_respect_the_limit(server, client):
     assert [row[0] for row in latest] == [8 * hour, 9 * hour]
 
 
+def test_a_kline_series_follows_the_server_clock_so_seeded_candles_never_go_stale(server, client):
+    from tests.live.conftest import seed_candles
+
+    step = 900_000
+    seed_candles(server, "BTCUSDT", "15m", Decimal("30000"), count=5)
+
+    before = client.get_klines(symbol="BTCUSDT", interval="15m")
+    server.clock_offset_ms += step  # the clock crosses a 15m boundary mid-test
+    after = client.get_klines(symbol="BTCUSDT", interval="15m")
+
+    forming = server.server_time_ms() // step * step
+    assert [row[0] for row in after] == [forming - back * step for back in range(5, -1, -1)]
+    assert [row[0] for row in before] == [row[0] - step for row in after]
+    assert after[-2] == before[-1]  # the same candle, whenever it is asked for
+
+
+def test_set_klines_replaces_a_series(server, client):
+    from tests.live.conftest import seed_candles
+
+    seed_candles(server, "BTCUSDT", "1h", Decimal("30000"))
+    server.set_klines("BTCUSDT", "1h", [[0, 1, 2, 0.5, 1.5, 3]])
+
+    assert [row[0] for row in client.get_klines(symbol="BTCUSDT", interval="1h")] == [0]
+
+
+def test_an_order_filled_partly_by_hand_stays_open_for_the_rest(server, client):
+    server.set_balance("BTC", "1")
+    client.create_order(symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT", timeInForce="GTC", quantity="0.5",
+                        stopPrice="29000", price="28900", newClientOrderId="stop-1")
+
+    server.fill_partly("stop-1", "0.2", "28950")
+
+    order = client.get_order(symbol="BTCUSDT", origClientOrderId="stop-1")
+    assert (order["status"], order["executedQty"], order["cummulativeQuoteQty"]) == (
+        "PARTIALLY_FILLED", "0.20000000", "5790.00000000")
+
+
 def test_klines_with_an_unknown_interval_are_refused(client):
     assert refusal(client.get_klines, symbol="BTCUSDT", interval="7m").code == -1120
 
