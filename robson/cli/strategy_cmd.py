@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
-from robson.domain.conditions import ConfirmRule, IndicatorSpec, ScanDefinition, Setup
-from robson.domain.market import Side
 from robson.domain.money import fmt
-from robson.domain.strategy import Strategy
+
+if TYPE_CHECKING:  # strategies are parsed by the commands that load them; --help stays fast
+    from robson.domain.conditions import IndicatorSpec, ScanDefinition, Setup
+    from robson.domain.strategy import Strategy
 
 app = typer.Typer(help="Strategies: bundled ones and your own YAML files.\n\nExample: robson strategy show all-in", no_args_is_help=True, rich_markup_mode=None)
 
@@ -37,6 +38,8 @@ def strategy_doc(s: Strategy) -> dict[str, Any]:
 
 def scan_doc(scan: ScanDefinition) -> dict[str, Any]:
     """Return a scan section as JSON-ready data with every condition in readable form."""
+    from robson.domain.conditions import ConfirmRule
+
     return {
         "candles_needed": scan.candles_needed,
         "indicators": [
@@ -70,6 +73,9 @@ def indicator_text(spec: IndicatorSpec) -> str:
 
 
 def confirm_text(setup: Setup) -> str:
+    from robson.domain.conditions import ConfirmRule
+    from robson.domain.market import Side
+
     window = f"{setup.window} closed candle{'s' if setup.window != 1 else ''}"
     if setup.confirm is ConfirmRule.CONDITION_HOLDS:
         return f"{setup.confirm_condition.describe()} still holds on the next close (else invalidated)"

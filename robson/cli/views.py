@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from robson.application.operations import OperationView
 from robson.domain.intent import TradingIntent
 from robson.domain.money import fmt
 from robson.domain.operation import Operation, r_multiple
 from robson.domain.orders import AuditEvent, Order
+
+if TYPE_CHECKING:  # the application layer (and what it imports) is loaded by the commands that run it
+    from robson.application.operations import OperationView
 
 _CENT_4 = Decimal("0.0001")
 _CENT_8 = Decimal("0.00000001")

@@ -26,10 +26,18 @@ _ZERO = Decimal("0")
 _SIGNAL_KEY = ("strategy", "pattern", "symbol", "timeframe", "candle_open_time")
 # Hot statements are built once with bound parameters, so SQLAlchemy reuses their compiled form
 # instead of building and hashing a new statement from every value (a monitor tick runs thousands).
-_GET_OPERATION = select(OPERATIONS).where(OPERATIONS.c.id == bindparam("key_"))
-_GET_ORDER = select(ORDERS).where(ORDERS.c.client_order_id == bindparam("key_"))
-_UPDATE_ORDER = update(ORDERS).where(ORDERS.c.client_order_id == bindparam("key_"))
-_GET_BALANCES = select(BALANCES).where(BALANCES.c.account == bindparam("key_")).order_by(BALANCES.c.asset)
+# Built on first use, not at import: a command that never reads an order does not pay for it.
+
+
+@cache
+def _statement(name: str):
+    key = bindparam("key_")
+    return {
+        "get_operation": lambda: select(OPERATIONS).where(OPERATIONS.c.id == key),
+        "get_order": lambda: select(ORDERS).where(ORDERS.c.client_order_id == key),
+        "update_order": lambda: update(ORDERS).where(ORDERS.c.client_order_id == key),
+        "get_balances": lambda: select(BALANCES).where(BALANCES.c.account == key).order_by(BALANCES.c.asset),
+    }[name]()
 
 
 @cache
@@ -100,7 +108,7 @@ class SqlSession:
 
     def get_operation(self, operation_id: str) -> Operation:
         """Return the operation by full ID; raise NotFound."""
-        row = self._connection.execute(_GET_OPERATION, {"key_": operation_id}).first()
+        row = self._connection.execute(_statement("get_operation"), {"key_": operation_id}).first()
         if row is None:
             raise NotFound(f"operation {operation_id} not found")
         return mapping.operation_from_row(row)
@@ -156,13 +164,13 @@ class SqlSession:
         self._require_writable()
         values = mapping.order_to_row(order)
         key = values.pop("client_order_id")
-        result = self._connection.execute(_UPDATE_ORDER, {**values, "key_": key})
+        result = self._connection.execute(_statement("update_order"), {**values, "key_": key})
         if result.rowcount == 0:
             raise NotFound(f"order {key} not found")
 
     def get_order(self, client_order_id: str) -> Order | None:
         """Return the order with this client id, or None."""
-        row = self._connection.execute(_GET_ORDER, {"key_": client_order_id}).first()
+        row = self._connection.execute(_statement("get_order"), {"key_": client_order_id}).first()
         return None if row is None else mapping.order_from_row(row)
 
     def orders_for_intent(self, intent_id: str) -> list[Order]:
@@ -176,7 +184,7 @@ class SqlSession:
 
     def get_balances(self, account: str) -> dict[str, Balance]:
         """Return the account's balances by asset (empty for an unknown account)."""
-        rows = self._connection.execute(_GET_BALANCES, {"key_": account})
+        rows = self._connection.execute(_statement("get_balances"), {"key_": account})
         return {row.asset: mapping.balance_from_row(row) for row in rows}
 
     def set_balance(self, account: str, balance: Balance) -> None:
