@@ -215,10 +215,14 @@ def _stale(candles: list[Candle], timeframe: str, now: datetime) -> str | None:
     expected = (datetime_to_ms(now) - CLOSE_GRACE_MS) // length * length - length
     if candles and candles[-1].open_time >= expected:
         return None
-    last = ms_to_datetime(candles[-1].open_time + length) if candles else None
-    when = f"{last:%Y-%m-%d %H:%M} UTC" if last else "never"
+    when = _utc(candles[-1].open_time + length) if candles else "never"
     return f"no fresh {timeframe} candle: the last one closed {when}, the latest should have closed " \
-           f"{ms_to_datetime(expected + length):%Y-%m-%d %H:%M} UTC"
+           f"{_utc(expected + length)}"
+
+
+def _utc(ms: int) -> str:
+    """Return the time ms (epoch milliseconds) as 'YYYY-MM-DD HH:MM UTC', as every message here writes it."""
+    return f"{ms_to_datetime(ms):%Y-%m-%d %H:%M} UTC"
 
 
 def _scan_one(strategy: Strategy, symbol: str, timeframe: str, candles: list[Candle], waiting: list[Signal], *,
@@ -276,7 +280,7 @@ def _resolution(decision: Decision) -> str:
     if decision.candle_open_time is None:
         return decision.reason
     values = ", ".join(f"{name} {'n/a' if value is None else fmt(value)}" for name, value in decision.values.items())
-    when = f"{ms_to_datetime(decision.candle_open_time):%Y-%m-%d %H:%M} UTC candle"
+    when = f"{_utc(decision.candle_open_time)} candle"
     return f"{decision.reason} ({when}" + (f": {values})" if values else ")")
 
 
@@ -294,8 +298,8 @@ def _enter(item: _Confirmed, *, request: ScanRequest, store: Store, market: Mark
         intent = plan(
             PlanRequest(side=signal.side, symbol=signal.symbol, strategy=strategy, timeframe=item.timeframe,
                         source=IntentSource.PATTERN, confidence=signal.confidence, signal_id=signal.id,
-                        note=f"scan: {signal.pattern} on the {ms_to_datetime(signal.candle_open_time):%Y-%m-%d %H:%M} "
-                             f"UTC {signal.timeframe} candle, confidence {fmt(signal.confidence)}"),
+                        note=f"scan: {signal.pattern} on the {_utc(signal.candle_open_time)} {signal.timeframe} "
+                             f"candle, confidence {fmt(signal.confidence)}"),
             store=store, market=market, exchange=exchange, account=account, clock=clock,
         )
     except (InvalidInput, Refused, MarketDataError, ExchangeError) as e:
@@ -321,8 +325,8 @@ def _entry_refusal(item: _Confirmed, request: ScanRequest, store: Store, now: da
     if not request.entries:
         return "--no-entry: detection only"
     if item.decision.candle_open_time != item.last_open_time:
-        when = ms_to_datetime(item.decision.candle_open_time or signal.candle_open_time)
-        return f"confirmed on the {when:%Y-%m-%d %H:%M} UTC candle, not the last closed one: too late to enter"
+        when = _utc(item.decision.candle_open_time or signal.candle_open_time)
+        return f"confirmed on the {when} candle, not the last closed one: too late to enter"
     if signal.confidence < rules.min_confidence:
         return f"confidence {fmt(signal.confidence)} < min {fmt(rules.min_confidence)}"
     with store.read() as session:

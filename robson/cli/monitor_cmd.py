@@ -43,7 +43,7 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
                 f"{op.quote_asset}")
             rows.append((op.id, f"{op.side.value} {op.symbol}", f"{check.candles} × {check.timeframe}", stop, result))
         out.print(table(None, ["id", "position", "new candles", "stop", "result"], rows))
-    out.print(monitor_summary(report))
+    out.print(monitor_summary(report), soft_wrap=True)  # one line, whatever COLUMNS says (cron logs, grep)
     for halt in report.halts:
         out.print(f"HALTED: {halt.message}")
     for problem in report.skipped:

@@ -9,6 +9,7 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, err_console, print_json, table
+from robson.cli.signals_cmd import candle_time
 from robson.cli.views import scan_report_doc, scan_summary
 from robson.domain.money import fmt
 from robson.errors import InvalidInput, NotFound, RobsonError
@@ -58,10 +59,10 @@ def _render_table(report) -> None:
     out = console()
     rows = []
     for s in report.detected:
-        rows.append((s.id, "DETECTED", s.strategy, s.symbol, s.timeframe, _when(s),
+        rows.append((s.id, "DETECTED", s.strategy, s.symbol, s.timeframe, candle_time(s),
                      fmt(s.confidence), s.reason))
     for s in report.resolved:
-        rows.append((s.id, s.status.value, s.strategy, s.symbol, s.timeframe, _when(s), fmt(s.confidence),
+        rows.append((s.id, s.status.value, s.strategy, s.symbol, s.timeframe, candle_time(s), fmt(s.confidence),
                      s.resolution or ""))
     if rows:
         out.print(table(f"Signals ({len(rows)})", ["id", "status", "strategy", "symbol", "tf", "candle (UTC)",
@@ -75,12 +76,6 @@ def _render_table(report) -> None:
     if report.skipped:
         out.print(table("Not entered", ["signal", "strategy", "symbol", "reason"],
                         [(s.signal.id, s.signal.strategy, s.signal.symbol, s.reason) for s in report.skipped]))
-
-
-def _when(signal) -> str:
-    from robson.domain.market import ms_to_datetime
-
-    return ms_to_datetime(signal.candle_open_time).strftime("%Y-%m-%d %H:%M")
 
 
 def _progress(enabled: bool):
@@ -157,9 +152,9 @@ def scan_command(
     else:
         if terminal:
             _render_table(report)
-        console().print(scan_summary(report))
+        console().print(scan_summary(report), soft_wrap=True)  # one line, however many ids it names
     if report.failed:
-        raise RobsonError(f"nothing could be scanned: every symbol failed ({len(report.failures)} failures)",
+        raise RobsonError("nothing could be scanned: every symbol failed",
                           hint="see the lines above; check the symbols and the market connection")
 
 

@@ -26,7 +26,8 @@ def parse_signal_status(value: str | None):
         raise InvalidInput(f"unknown status '{value}' (one of: {', '.join(s.value for s in SignalStatus)})") from None
 
 
-def _candle(signal) -> str:
+def candle_time(signal) -> str:
+    """Return the open time of signal's candle as 'YYYY-MM-DD HH:MM' (UTC)."""
     from robson.domain.market import ms_to_datetime
 
     return ms_to_datetime(signal.candle_open_time).strftime("%Y-%m-%d %H:%M")
@@ -50,7 +51,7 @@ def list_(
                                        symbol.strip().upper() if symbol else None)
 
     def render() -> None:
-        rows = [(s.id, s.status.value, s.strategy, s.pattern, f"{s.side.value} {s.symbol}", s.timeframe, _candle(s),
+        rows = [(s.id, s.status.value, s.strategy, s.pattern, f"{s.side.value} {s.symbol}", s.timeframe, candle_time(s),
                  fmt(s.confidence), s.intent_id) for s in signals]
         console().print(table(f"Signals ({len(signals)})", ["id", "status", "strategy", "setup", "signal", "tf",
                                                             "candle (UTC)", "confidence", "intent"], rows))
@@ -79,7 +80,7 @@ def show(ctx: typer.Context, signal_id: Annotated[str, typer.Argument(help="Sign
             ("strategy", signal.strategy),
             ("setup", signal.pattern),
             ("signal", f"{signal.side.value} {signal.symbol} on {signal.timeframe}"),
-            ("candle", f"{_candle(signal)} UTC (open)"),
+            ("candle", f"{candle_time(signal)} UTC (open)"),
             ("confidence", fmt(signal.confidence)),
             ("detected because", signal.reason),
             ("decided", signal.resolution or "not yet: waiting for the next closed candle"),

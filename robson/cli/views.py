@@ -343,6 +343,6 @@ def scan_summary(report) -> str:
         parts.append(plural(len(report.failures), "failure"))
     details = [f"{s.id} {s.strategy} {s.symbol} {s.pattern}" for s in report.detected]
     details += [f"{e.intent.id} {e.intent.status.value} from {e.signal.id}" for e in report.entries]
-    details += [f"{s.signal.id} skipped: {s.reason}" for s in report.skipped]
+    details += [f"{s.signal.id}: {s.reason}" for s in report.skipped]
     return (f"scan {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)
             + (f" ({'; '.join(details)})" if details else ""))

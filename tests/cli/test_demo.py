@@ -1,6 +1,7 @@
 """scripts/demo.sh, run once as a real subprocess of the installed `robson` script."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+IDS = re.compile(r"\b(pl|op|sg)-[0-9a-f]{8}\b")
+
+
+def comparable(text: str) -> list[str]:
+    """Return the lines with random ids masked and trailing spaces dropped."""
+    return [IDS.sub(r"\1-…", line).rstrip() for line in text.strip("\n").splitlines()]
+
+
+def readme_demo_block() -> str:
+    """Return the first fenced block of README.md that starts with a demo step."""
+    blocks, block = [], None
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith("```") and block is None:
+            block = []
+        elif line.startswith("```"):
+            blocks.append(block)
+            block = None
+        elif block is not None:
+            block.append(line)
+    return next("\n".join(b) for b in blocks if b and b[0].startswith("$ robson"))
 
 
 @pytest.mark.slow
@@ -16,6 +37,7 @@ def test_the_demo_script_walks_the_journey_on_the_installed_command(tmp_path):
     untouched = repo_demo_db.stat().st_mtime_ns if repo_demo_db.exists() else None
     (tmp_path / "empty.yaml").write_text("")
     env = {name: value for name, value in os.environ.items() if not name.startswith(("ROBSON_", "BINANCE_"))}
+    env.pop("COLUMNS", None)  # the script's own width, as README.md shows it
     env |= {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
         "ROBSON_DB": str(tmp_path / "demo.db"),
@@ -29,8 +51,11 @@ def test_the_demo_script_walks_the_journey_on_the_installed_command(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
-    for word in ("PENDING", "VALIDATED", "EXECUTED", "ACTIVE", "DRY-RUN", "Validation PASS"):
+    for word in ("1 new signal", "1 confirmed", "PENDING", "VALIDATED", "EXECUTED", "ACTIVE", "DRY-RUN",
+                 "Validation PASS", "1 stop move", "1 closed", "target @ 34424.23 P&L 13.04 USDT",
+                 "│ rescue-forces │ 1      │ 1/0/0  │ 100.0%"):
         assert word in result.stdout, word
+    assert comparable(result.stdout) == comparable(readme_demo_block())
     assert "\x1b[" not in result.stdout
     assert (tmp_path / "demo.db").exists()
     assert (repo_demo_db.stat().st_mtime_ns if repo_demo_db.exists() else None) == untouched
