@@ -99,3 +99,24 @@ def test_threads_acquiring_at_once_lose_no_weight() -> None:
 
     assert weights._used == 8 * 500 * 2
     assert clock.slept == []
+
+
+def test_an_answer_read_after_the_minute_turned_does_not_fill_the_new_minute() -> None:
+    weights, clock = limiter()
+    minute = weights.acquire(20)
+    clock.now += 60  # the answer arrives in the next minute, still counting the old one
+
+    weights.observe(1070, minute)
+    weights.acquire(20)
+
+    assert clock.slept == []
+
+
+def test_the_servers_count_for_this_minute_is_adopted() -> None:
+    weights, clock = limiter()
+    minute = weights.acquire(20)
+
+    weights.observe(1070, minute)
+    weights.acquire(20)
+
+    assert len(clock.slept) == 1  # 1070 + 20 > 1080: waits for the next minute

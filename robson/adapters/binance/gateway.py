@@ -81,8 +81,8 @@ class WeightLimiter:
         if minute != self._minute:
             self._minute, self._used = minute, 0
 
-    def acquire(self, weight: int) -> None:
-        """Wait until weight fits in this minute's budget; raise RateLimited while Binance asked us to back off."""
+    def acquire(self, weight: int) -> int:
+        """Wait until weight fits in this minute's budget and return that minute; raise RateLimited while backing off."""
         while True:
             with self._lock:
                 if self.blocked_until is not None and self._now() < self.blocked_until:
@@ -91,17 +91,22 @@ class WeightLimiter:
                 # A fresh minute takes any request, or one heavier than the whole budget would wait forever.
                 if self._used + weight <= self.limit * WEIGHT_SAFETY or self._used == 0:
                     self._used += weight
-                    return
+                    return self._minute
                 pause = (self._minute + 1) * 60 - self._now() + 0.05
                 self.waited_seconds += pause
             self._sleep(pause)  # outside the lock: other threads see the same full minute and wait too
 
-    def observe(self, used_weight: int | None) -> None:
-        """Adopt the server's count (it includes other programs on this IP)."""
+    def observe(self, used_weight: int | None, minute: int | None = None) -> None:
+        """Adopt the server's count (it includes other programs on this IP) for the minute the request went in.
+
+        An answer read after the minute turned counts the old minute: adopting it would make the
+        new minute look full and wait for nothing.
+        """
         if used_weight is not None:
             with self._lock:
                 self._roll()
-                self._used = max(self._used, used_weight)
+                if minute is None or minute == self._minute:
+                    self._used = max(self._used, used_weight)
 
     def back_off(self, retry_after: float) -> None:
         with self._lock:
@@ -134,6 +139,7 @@ class BinanceGateway:
         # One python-binance Client per thread: a Client keeps its last response (read for the weight
         # header) on itself, so threads sharing one would read each other's.
         self._local = threading.local()
+        self._sync_lock = threading.Lock()
         self._offset_ms: int | None = None
 
     def __repr__(self) -> str:  # never the keys
@@ -163,9 +169,14 @@ class BinanceGateway:
 
     def server_time_ms(self) -> int:
         """Return Binance's clock now (one request the first time, then local time plus the offset)."""
-        if self._offset_ms is None:
-            self.sync_clock()
+        self._ensure_synced()
         return int(self._wall_clock() * 1000) + (self._offset_ms or 0)
+
+    def _ensure_synced(self) -> None:
+        if self._offset_ms is None:
+            with self._sync_lock:  # scan threads starting together measure the offset once, not each
+                if self._offset_ms is None:
+                    self.sync_clock()
 
     def sync_clock(self) -> None:
         """Measure the offset between this machine's clock and Binance's, half a round trip corrected."""
@@ -187,22 +198,21 @@ class BinanceGateway:
             if self._keys is None:
                 raise ExchangeError("this needs Binance API keys",
                                     hint="set BINANCE_API_KEY and BINANCE_API_SECRET or binance.key_file")
-            if self._offset_ms is None:
-                self.sync_clock()
+            self._ensure_synced()
         resynced = False
         attempt = 0
         while True:
             attempt += 1
-            self.limiter.acquire(weight)
+            minute = self.limiter.acquire(weight)
             try:
                 client = self.client
                 if self._offset_ms is not None:
                     client.timestamp_offset = self._offset_ms  # a resync on another thread applies here too
                 answer = request(client)
-                self._observe_weight()
+                self._observe_weight(minute)
                 return answer
             except Exception as e:  # translate everything python-binance / requests can raise
-                self._observe_weight()
+                self._observe_weight(minute)
                 error = self._translate(e, idempotent=idempotent)
             if isinstance(error, BinanceRefusal) and error.failure.code == TIMESTAMP_OUTSIDE_WINDOW and not resynced:
                 # -1021 means the request was refused, not executed: resync once and send it again.
@@ -220,11 +230,11 @@ class BinanceGateway:
                 continue
             raise error
 
-    def _observe_weight(self) -> None:
+    def _observe_weight(self, minute: int) -> None:
         response = getattr(getattr(self._local, "client", None), "response", None)
         header = response.headers.get("X-MBX-USED-WEIGHT-1M") if response is not None else None
         if header and header.isdigit():
-            self.limiter.observe(int(header))
+            self.limiter.observe(int(header), minute)
 
     def _translate(self, error: Exception, *, idempotent: bool) -> ExchangeError:
         """Map a library exception to robson's hierarchy; messages never include keys or signatures."""
