@@ -361,7 +361,7 @@ class _Exchange:
         self.candles: dict[tuple[str, str], list[list[Any]]] = {}
         # Candles made at request time from the server's clock: (how many, the row for an open time).
         self.kline_series: dict[tuple[str, str], tuple[int, Callable[[int], list[Any]]]] = {}
-        self.market_fill_caps: dict[str, Decimal] = {}
+        self.market_fill_caps: dict[str, list[Decimal]] = {}  # per symbol, the caps of the next MARKET orders
         self._order_ids = itertools.count(1)
         self._list_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
@@ -616,7 +616,8 @@ class _Exchange:
         if self.free.get(asset, ZERO) < needed:
             raise ApiError(-2010, INSUFFICIENT_BALANCE)
         order.working_ms = order.time_ms
-        cap = self.market_fill_caps.pop(order.symbol, None)
+        caps = self.market_fill_caps.get(order.symbol) or [None]
+        cap = caps.pop(0)
         filled = order.quantity if cap is None else min(order.quantity, cap)
         if filled:
             self._fill(order, filled, market, is_maker=False)
@@ -972,6 +973,8 @@ class BinanceTestServer:
         self._stopping = threading.Event()
         self._http: _HttpServer | None = None
         self._thread: threading.Thread | None = None
+        self._in_flight: dict[str, int] = {}
+        self.peak_in_flight: dict[str, int] = {}  # path -> most requests to it being handled at once
 
     def __repr__(self) -> str:  # never the secret
         return f"BinanceTestServer(base_url={self.base_url!r})"
@@ -1041,6 +1044,11 @@ class BinanceTestServer:
         with self._lock:
             self._exchange.set_price(symbol, Decimal(str(price)))
 
+    def set_ticker_price(self, symbol: str, price: Decimal | str) -> None:
+        """Set only the last price the ticker reports, matching no resting order (a trade the book left behind)."""
+        with self._lock:
+            self._exchange.prices[symbol] = Decimal(str(price))
+
     def price(self, symbol: str) -> Decimal:
         with self._lock:
             return self._exchange.prices[symbol]
@@ -1062,10 +1070,10 @@ class BinanceTestServer:
         with self._lock:
             self._exchange.kline_series[(symbol, interval)] = (count, row_at)
 
-    def limit_next_market_fill(self, symbol: str, max_qty: Decimal | str) -> None:
-        """Let the next MARKET order on symbol fill at most max_qty; the rest EXPIRES."""
+    def limit_next_market_fill(self, symbol: str, max_qty: Decimal | str, times: int = 1) -> None:
+        """Let the next `times` MARKET orders on symbol fill at most max_qty each; the rest of each EXPIRES."""
         with self._lock:
-            self._exchange.market_fill_caps[symbol] = Decimal(str(max_qty))
+            self._exchange.market_fill_caps[symbol] = [Decimal(str(max_qty))] * times
 
     def cancel_by_hand(self, client_order_id: str, status: str = "CANCELED") -> None:
         """End an open order (its whole OCO) outside robson, as a trader on Binance's website (or an expiry) would."""
@@ -1099,6 +1107,33 @@ class BinanceTestServer:
         """The orders still open, oldest first."""
         return [order for order in self.orders() if order["status"] in OPEN_STATUSES]
 
+    def add_symbol(self, symbol: str, base: str, price: Decimal | str, *, lot_step: str = "0.00100000",
+                   delisted: bool = False) -> None:
+        """List another USDT spot symbol with BTCUSDT's filters (its own lot step) and a last price.
+
+        delisted: exchangeInfo still lists it, but every other endpoint answers -1121 "Invalid symbol.",
+        as Binance does for a symbol delisted since the client read exchangeInfo.
+        """
+        import copy
+
+        with self._lock:
+            entry = copy.deepcopy(self._exchange.symbols["BTCUSDT"])
+            entry["symbol"], entry["baseAsset"] = symbol, base
+            for f in entry["filters"]:
+                if f["filterType"] == "LOT_SIZE":
+                    f["minQty"] = f["stepSize"] = _s(Decimal(lot_step))
+            self._exchange.info["symbols"].append(entry)
+            if not delisted:
+                self._exchange.symbols[symbol] = entry
+                self._exchange.prices[symbol] = Decimal(str(price))
+
+    def set_weight_limit(self, per_minute: int) -> None:
+        """Serve (and enforce) this REQUEST_WEIGHT per minute in exchangeInfo instead of 1200."""
+        with self._lock:
+            for limit in self._exchange.info["rateLimits"]:
+                if limit["rateLimitType"] == "REQUEST_WEIGHT":
+                    limit["limit"] = per_minute
+
     def use_notional_filter(self, min_notional: str = "5") -> None:
         """Serve today's NOTIONAL filter instead of the 2021 MIN_NOTIONAL, and enforce it."""
         with self._lock:
@@ -1112,6 +1147,11 @@ class BinanceTestServer:
         """Apply fault to the next `times` requests matching method and path (None matches any)."""
         with self._lock:
             self._faults.append(_Injected(fault, method and method.upper(), path, times))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet applied (the outage is over)."""
+        with self._lock:
+            self._faults.clear()
 
     @property
     def used_weight(self) -> int:
@@ -1178,6 +1218,9 @@ class BinanceTestServer:
     def _dispatch(self, request: _Request) -> _Reply | None:
         """Answer one request: weight, faults, authentication, the endpoint; None means drop the socket."""
         started = time.perf_counter()
+        with self._lock:
+            flying = self._in_flight[request.path] = self._in_flight.get(request.path, 0) + 1
+            self.peak_in_flight[request.path] = max(self.peak_in_flight.get(request.path, 0), flying)
         pairs = parse_qsl(request.query, keep_blank_values=True) + parse_qsl(request.body, keep_blank_values=True)
         params = dict(pairs)
         route = ROUTES.get((request.method, request.path))
@@ -1205,6 +1248,7 @@ class BinanceTestServer:
         finally:  # before the answer is written, so a test that got its answer sees the record
             recorded = {name: value for name, value in params.items() if name != "signature"}
             with self._lock:
+                self._in_flight[request.path] -= 1
                 self.requests.append(RecordedRequest(request.method, request.path, recorded,
                                                      None if reply is None else reply.status))
                 self.handling_seconds += time.perf_counter() - started

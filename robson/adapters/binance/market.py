@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -31,6 +32,8 @@ class BinanceMarket:
         self._monotonic = monotonic
         self._info: dict[str, SymbolInfo] | None = None
         self._info_loaded_at = 0.0
+        # The scan's worker threads all start by asking for filters: one of them loads, the others wait.
+        self._info_lock = threading.Lock()
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -38,6 +41,10 @@ class BinanceMarket:
     # --- exchangeInfo ----------------------------------------------------------------------
 
     def _exchange_info(self) -> dict[str, SymbolInfo]:
+        with self._info_lock:
+            return self._load_exchange_info()
+
+    def _load_exchange_info(self) -> dict[str, SymbolInfo]:
         if self._info is None or self._monotonic() - self._info_loaded_at > self._ttl:
             raw = self._gateway.call(lambda c: c.get_exchange_info(), weight=WEIGHT_EXCHANGE_INFO)
             self._info = {entry["symbol"]: SymbolInfo.from_exchange_info(entry) for entry in raw.get("symbols", [])}
