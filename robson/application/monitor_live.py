@@ -1,12 +1,17 @@
 """Use case: the stop monitor for LIVE operations, where the exchange-side protective order is the truth.
 
 Each tick, for every ACTIVE live operation:
-1. an exit at market already sent (an ORDER_SENT record for the `-X` id) is finished first;
+1. an exit at market already begun (an ORDER_SENT record for an exit generation `-X`, `-X1` …) is
+   finished first: the stop protecting a rest the book did not take is cancelled and the rest sold;
 2. the protective order — the latest generation of the intent's stop id (`-S`, `-S1`, `-S2` …), as
    mirrored in the orders table or as last sent (ORDER_SENT) — is looked up by client id. FILLED
    closes the operation at the exchange's fill and fees (stop leg or OCO target leg);
-   PARTIALLY_FILLED is watched; CANCELED/EXPIRED/REJECTED or unknown to the exchange is placed
-   again at once under the next generation, or the position is exited at market if it cannot be;
+   PARTIALLY_FILLED is watched, unless it is the target leg (Binance then expired the stop leg: the
+   rest of the OCO is cancelled and what is held gets a new stop); CANCELED/EXPIRED/REJECTED or
+   unknown to the exchange is placed again at once under the next generation, or the position is
+   exited at market if it cannot be;
+   An open stop-limit the last price reached or passed its limit (one price per symbol per tick) can
+   no longer fill: it is cancelled and the position exited at market;
 3. a due time exit cancels the stop and exits at market;
 4. trailing: the candles closed since the last check move the stop (robson.domain.monitoring).
    The operation's new stop is written first — it says what the exchange should hold — then the
@@ -21,6 +26,8 @@ Each operation is checked under its own lock (`operation_lock`), which `operatio
 `operation modify` take too: a busy operation is skipped for this tick, never raced. When a
 protective order filled in part before it vanished or was replaced, the close averages every
 generation's fills (quantity-weighted, fees summed) and an exit at market sells only what is held.
+An exit the book fills only in part never closes the operation: the next exit generation sells the
+rest at once (MAX_EXIT_SENDS per check), then what is still held gets a stop and is reported as an error.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NoReturn
 
 from robson.application.execute import safe_to_send, stop_limit_price
 from robson.application.monitor import (
@@ -63,6 +71,7 @@ from robson.domain.orders import (
     OrderStatus,
     client_order_id,
     fee_in_quote,
+    order_generation,
 )
 from robson.domain.strategy import Strategy
 from robson.errors import (
@@ -79,6 +88,8 @@ from robson.errors import (
 # Closes are reported on the 5m candle of the fill, like the paper walk's finest timeframe.
 REPORT_TIMEFRAME = "5m"
 GONE_STATUSES = frozenset({OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED})
+# An exit at market the book fills only in part is followed at once by the next generation, this many sends per check.
+MAX_EXIT_SENDS = 3
 BUSY = "being changed by another command; checked next tick"
 CHANGED = "changed by another command during the check; checked next tick"
 
@@ -91,6 +102,26 @@ class ExchangeClock:
 
     def now(self) -> datetime:
         return ms_to_datetime(self.exchange.send_stamp())
+
+
+class _LastPrices:
+    """The last price of each symbol, asked of the market at most once per tick and only when needed."""
+
+    def __init__(self, market: MarketData) -> None:
+        self.market = market
+        self.seen: dict[str, Decimal | RobsonError] = {}
+
+    def of(self, symbol: str) -> Decimal:
+        """Return the symbol's last price this tick; raise the RobsonError its first request raised."""
+        if symbol not in self.seen:
+            try:
+                self.seen[symbol] = self.market.last_price(symbol).price
+            except RobsonError as e:
+                self.seen[symbol] = e
+        value = self.seen[symbol]
+        if isinstance(value, RobsonError):
+            raise value
+        return value
 
 
 class _Changed(Exception):
@@ -110,23 +141,22 @@ class _Closed(Exception):
 
 def stop_generation(intent_id: str, order_id: str) -> int | None:
     """Return the generation of one of the intent's stop ids (`-S` is 0, `-S2` is 2), None for another id."""
-    prefix = client_order_id(intent_id, OrderRole.STOP)
-    if not order_id.startswith(prefix):
-        return None
-    rest = order_id[len(prefix):]
-    if rest == "":
-        return 0
-    return int(rest) if rest.isdigit() else None
+    return order_generation(intent_id, OrderRole.STOP, order_id)
 
 
-def protective_order_id(store: Store, intent_id: str) -> str:
-    """Return the client id of the intent's current protective order: its latest stop generation, stored or sent."""
+def latest_order_id(store: Store, intent_id: str, role: OrderRole) -> str:
+    """Return the client id of the intent's latest generation of role (stop or exit), stored or sent."""
     with store.read() as session:
         ids = [order.client_order_id for order in session.orders_for_intent(intent_id)]
         ids += [e.data.get("client_order_id") or "" for e in session.audit_trail(intent_id=intent_id)
                 if e.kind is AuditKind.ORDER_SENT]
-    generations = [g for g in (stop_generation(intent_id, i) for i in ids) if g is not None]
-    return client_order_id(intent_id, OrderRole.STOP, max(generations, default=0))
+    generations = [g for g in (order_generation(intent_id, role, i) for i in ids) if g is not None]
+    return client_order_id(intent_id, role, max(generations, default=0))
+
+
+def protective_order_id(store: Store, intent_id: str) -> str:
+    """Return the client id of the intent's current protective order: its latest stop generation, stored or sent."""
+    return latest_order_id(store, intent_id, OrderRole.STOP)
 
 
 def live_operations(store: Store) -> list[Operation]:
@@ -146,6 +176,7 @@ def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, a
     operations = live_operations(store)
     strategies = {op.id: strategy_for(op.strategy) for op in operations}
     candles = _candles_for_trailing(operations, strategies, market, now)
+    prices = _LastPrices(market)  # one price request per symbol per tick, shared by its operations
     checks: list[OperationCheck] = []
     skipped: list[Problem] = []
     errors: list[Problem] = []
@@ -159,7 +190,7 @@ def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, a
                     skipped.append(Problem(op.id, CHANGED))
                     continue
                 watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
-                               strategy=strategies[op.id], candles=candles.get(op.symbol), now=now)
+                               strategy=strategies[op.id], candles=candles.get(op.symbol), now=now, prices=prices)
                 checks.append(watch.run())
         except AlreadyRunning:
             skipped.append(Problem(op.id, BUSY))
@@ -190,7 +221,8 @@ def close_live_by_hand(op: Operation, *, store: Store, exchange: Exchange, marke
 
     If the protective order filled meanwhile, the operation closes at that fill (stop or target) and
     nothing more is sold. The caller holds the operation_lock. Raise AnswerLost while an earlier send
-    could still arrive, ExchangeError if the exit fails.
+    could still arrive, ExchangeError if the exit fails or sells only part (the rest then has a stop
+    and the operation stays ACTIVE).
     """
     clock = clock or ExchangeClock(exchange)
     watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
@@ -285,18 +317,19 @@ class _Watch:
 
     def __init__(self, op: Operation, *, store: Store, exchange: Exchange, market: MarketData, account: Account,
                  clock: Clock, strategy: Strategy | None, candles: tuple[str, list[Candle]] | MarketDataError | None,
-                 now: datetime, closer: str = "by the monitor") -> None:
+                 now: datetime, closer: str = "by the monitor", prices: _LastPrices | None = None) -> None:
         self.before = self.op = op
         self.closer = closer
         self.store, self.exchange, self.market, self.account, self.clock = store, exchange, market, account, clock
         self.strategy, self.candles, self.now = strategy, candles, now
+        self.prices = prices or _LastPrices(market)
+        self.exiting = False  # set while selling at market: a stop that cannot protect the rest is then an error
         self.notes: list[str] = []
         self.moves: tuple[StopMove, ...] = ()
         self.timeframe, self.examined = "", 0
         with store.read() as session:
             self.intent: TradingIntent = session.get_intent(op.intent_id)
         self.info: SymbolInfo = market.symbol_info(op.symbol)
-        self.exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
 
     def run(self) -> OperationCheck:
         try:
@@ -306,20 +339,34 @@ class _Watch:
         return self._report(None)
 
     def close_by_hand(self) -> None:
-        """Close now (raises _Closed): at the protective order's fill if it filled, else cancel it and exit."""
+        """Close now (raises _Closed): at the protective order's fill if it filled, else cancel it and exit.
+
+        Raise ExchangeError when the book takes only part: the rest then has a stop and stays ACTIVE.
+        """
         self._finish_exit()
+        self._end_protection()
+        self._exit_at_market(CloseReason.MANUAL, "closed by hand")
+
+    def _end_protection(self) -> None:
+        """Cancel the open protective order before an exit at market; close at its fill if it filled."""
         order = self._look_up(protective_order_id(self.store, self.op.intent_id))
         if order is not None and order.status is OrderStatus.FILLED:
             self._close_filled(order)
         if order is not None and order.status in OPEN_STATUSES:
             self._cancel(order)
-        self._exit_at_market(CloseReason.MANUAL, "closed by hand")
 
     def _finish_exit(self) -> None:
-        exit_sent = self._last_send(self.exit_id)
-        if exit_sent is not None:  # an exit at market was sent before (a crash, or a lost answer): finish it
-            reason = CloseReason(exit_sent.data.get("reason", CloseReason.MANUAL.value))
-            self._exit_at_market(reason, exit_sent.data.get("why", "an exit at market was already sent"))
+        """Finish an exit at market begun before: a crash, a lost answer, or a rest the book did not take."""
+        exit_id = latest_order_id(self.store, self.op.intent_id, OrderRole.EXIT)
+        exit_sent = self._last_send(exit_id)
+        if exit_sent is None:
+            return
+        if self.exchange.get_order(self.op.symbol, exit_id) is None:
+            # Raise AnswerLost while that send could still arrive, before the rest's stop is cancelled.
+            safe_to_send(self.store, self.exchange, self.intent, exit_id, "exit order")
+        reason = CloseReason(exit_sent.data.get("reason", CloseReason.MANUAL.value))
+        self._end_protection()  # the stop that protected the rest since the last check
+        self._exit_at_market(reason, exit_sent.data.get("why", "an exit at market was already sent"))
 
     def _check(self) -> None:
         self._finish_exit()
@@ -327,11 +374,17 @@ class _Watch:
         order = self._look_up(order_id)
         if order is not None and order.status is OrderStatus.FILLED:
             self._close_filled(order)
+        if order is not None and order.status in OPEN_STATUSES and not self._at_target(order):
+            self._exit_if_stranded(order)
         deadline = self._time_exit_deadline()
         if deadline is not None and self.now >= deadline:
             if order is not None and order.status in OPEN_STATUSES:
                 self._cancel(order)
             self._exit_at_market(CloseReason.TIME_EXIT, f"time exit due at {deadline:%Y-%m-%d %H:%M} UTC")
+        if order is not None and order.status is OrderStatus.PARTIALLY_FILLED and self._at_target(order):
+            # The take-profit filled in part: Binance expired the OCO's stop leg at that first fill, so the rest
+            # rests under a take-profit only. End it and protect what is held with a new stop (and target).
+            order = self._cancel(order)
         if order is None or order.status in GONE_STATUSES:
             order = self._replace_vanished(order_id, order)
         if order.status is OrderStatus.PARTIALLY_FILLED:
@@ -358,6 +411,21 @@ class _Watch:
         else:  # placed by a run that stopped before writing it down: adopt it
             self._adopt(order, "found on the exchange after an interrupted check", previous=None)
         return order
+
+    def _exit_if_stranded(self, order: Order) -> None:
+        """Exit at market when the price is at or past the stop-limit's limit: the limit can no longer fill."""
+        if order.price is None:
+            return
+        try:
+            price = self.prices.of(self.op.symbol)
+        except RobsonError as e:
+            self.notes.append(f"no price, so {order.client_order_id} was not checked against its limit: {e}")
+            return
+        if (price - order.price) * self.op.side.sign > 0:
+            return  # above a sell stop's limit (below a buy stop's): a triggered stop-limit can still fill
+        why = f"stop-limit stranded: price {fmt(price)} is past its limit {fmt(order.price)}; exited at market"
+        self._cancel(order)  # it may have filled meanwhile: the operation then closes at that fill
+        self._exit_at_market(self._stop_reason(order.stop_price), why)
 
     def _matches(self, order: Order) -> bool:
         return order.stop_price == self.op.stop and order.target_price == self.op.target
@@ -420,11 +488,11 @@ class _Watch:
             safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
             price = self.market.last_price(op.symbol).price
             if (price - op.stop) * op.side.sign <= 0:
-                self._exit_at_market(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
-                                     f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
+                self._exit_instead(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
+                                   f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
             if op.target is not None and (price - op.target) * op.side.sign >= 0:
-                self._exit_at_market(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
-                                     f"target {fmt(op.target)}")
+                self._exit_instead(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
+                                   f"target {fmt(op.target)}")
             limit = stop_limit_price(op.side, op.stop, info.round_price, self.account.stop_limit_offset_percent)
             self._record_send(order_id, f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} limit "
                               f"{fmt(limit)}" + (f", target {fmt(op.target)}" if op.target else "")
@@ -435,10 +503,30 @@ class _Watch:
             except AnswerLost:
                 raise  # it may exist: never exit on a guess; the next check looks it up
             except (OrderRejected, InsufficientBalance) as e:
-                self._exit_at_market(CloseReason.STOP_PLACEMENT_FAILED,
-                                     f"{why}; the new stop {order_id} was refused: {e}")
+                self._refused(order_id, why, e)
         self._adopt(placed, why, previous=previous)
         return placed
+
+    def _refused(self, order_id: str, why: str, error: RobsonError) -> NoReturn:
+        """Exit where the new stop was refused: as a stop (or trailing) exit if the price crossed it meanwhile."""
+        op, refused = self.op, f"{why}; the new stop {order_id} was refused: {error}"
+        try:
+            price: Decimal | None = self.market.last_price(op.symbol).price
+        except RobsonError:
+            price = None
+        if price is not None and (price - op.stop) * op.side.sign <= 0:
+            # The stop level was crossed between the check and the place: the books say stop, not a placement failure.
+            self._exit_instead(self._stop_reason(op.stop), f"{refused}; the price {fmt(price)} crossed the stop "
+                               f"{fmt(op.stop)} meanwhile")
+        self._exit_instead(CloseReason.STOP_PLACEMENT_FAILED, refused)
+
+    def _exit_instead(self, reason: CloseReason, why: str) -> NoReturn:
+        """Exit at market where no stop can be placed; while already exiting, raise: the rest has no stop."""
+        if self.exiting:
+            raise ExchangeError(f"{why}: the rest ({fmt(self._held())} {self.info.base_asset}) has no stop on "
+                                f"{self.exchange.name.capitalize()}; the next check retries the exit",
+                                hint="look at the position on Binance and close it there if it cannot wait")
+        self._exit_at_market(reason, why)
 
     def _adopt(self, placed: Order, why: str, *, previous: str | None) -> None:
         """Mirror a protective order the exchange holds and audit it once (STOP_PLACED)."""
@@ -510,34 +598,99 @@ class _Watch:
 
     def _close_filled(self, order: Order) -> None:
         """Close at the protective order's fill: the target leg if it filled at or beyond the target, else the stop."""
-        # A LIMIT_MAKER take-profit never fills worse than its price; the stop leg sits on the other side of it.
-        sign = self.op.side.sign
-        at_target = (order.target_price is not None and order.average_price is not None
-                     and (order.average_price - order.target_price) * sign >= 0)
-        if at_target:
+        if self._at_target(order):
             self._close(order, CloseReason.TARGET, order.target_price, "target leg", "")
         else:
             self._close(order, self._stop_reason(order.stop_price), order.stop_price, "stop", "")
 
-    def _exit_at_market(self, reason: CloseReason, why: str) -> None:
-        """Sell (buy back) the position at market under the EXIT id, looking it up first, and close."""
+    def _at_target(self, order: Order) -> bool:
+        """True when the protective order's fills are its OCO target leg's (at or beyond the target)."""
+        # A LIMIT_MAKER take-profit never fills worse than its price; the stop leg sits on the other side of it.
+        return (order.target_price is not None and order.average_price is not None
+                and (order.average_price - order.target_price) * self.op.side.sign >= 0)
+
+    def _exit_at_market(self, reason: CloseReason, why: str) -> NoReturn:
+        """Sell (buy back) what is held at market under the exit generations (`-X`, `-X1` …) and close when all is sold.
+
+        Each generation is looked up before it is sent. A thin book may fill one only in part (EXPIRED):
+        the next generation sells the rest at once, up to MAX_EXIT_SENDS sends; what is still held then
+        gets a protective stop and ExchangeError says so, the operation staying ACTIVE for the next check.
+        """
         op = self.op
-        order = self.exchange.get_order(op.symbol, self.exit_id)
-        if order is None:
-            safe_to_send(self.store, self.exchange, self.intent, self.exit_id, "exit order")
-            quantity = self._held()  # what earlier protective orders did not already sell
-            self._record_send(self.exit_id, f"exit MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
-                              f"({self.exit_id}): {why}", reason=reason.value, why=why)
-            try:
-                order = self.exchange.place_market_order(op.symbol, op.side.opposite, quantity, self.exit_id,
-                                                         intent_id=op.intent_id)
-            except (OrderRejected, InsufficientBalance) as e:
-                raise ExchangeError(f"{why}; the exit at market failed too ({e}): operation {op.id} has no stop on "
-                                    f"{self.exchange.name}", hint="look at the position on Binance and close it there"
-                                    ) from None
-        if not order.filled_quantity:
-            raise ExchangeError(f"the exit {self.exit_id} is {order.status.value} with nothing filled")
-        self._close(order, reason, None, "exit MARKET", why)
+        self.exiting = True
+        wanted = self._held()
+        exit_id = latest_order_id(self.store, op.intent_id, OrderRole.EXIT)
+        sends, refusal = 0, ""
+        while True:
+            order = self.exchange.get_order(op.symbol, exit_id)
+            if order is None:
+                try:
+                    order = self._send_exit(exit_id, reason, why)
+                except (OrderRejected, InsufficientBalance) as e:
+                    refusal = f"; {exit_id} was refused: {e}"
+                    break
+                sends += 1
+            self._settle_exit(order, reason, why)  # closes (raises _Closed) once everything is sold
+            if sends >= MAX_EXIT_SENDS:
+                break
+            exit_id = client_order_id(op.intent_id, OrderRole.EXIT,
+                                      (order_generation(op.intent_id, OrderRole.EXIT, exit_id) or 0) + 1)
+        self._protect_rest(why, f"exit at market filled {fmt(wanted - self._held())} of {fmt(wanted)}{refusal}")
+
+    def _send_exit(self, exit_id: str, reason: CloseReason, why: str) -> Order:
+        """Send one exit generation for what is held, stamped first; raise AnswerLost while an earlier send may arrive."""
+        op = self.op
+        safe_to_send(self.store, self.exchange, self.intent, exit_id, "exit order")
+        quantity = self._held()  # what earlier protective orders and exits did not already sell
+        self._record_send(exit_id, f"exit MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
+                          f"({exit_id}): {why}", reason=reason.value, why=why)
+        return self.exchange.place_market_order(op.symbol, op.side.opposite, quantity, exit_id, intent_id=op.intent_id)
+
+    def _settle_exit(self, order: Order, reason: CloseReason, why: str) -> None:
+        """Close if this exit sold the rest; else record what it filled (once) and return."""
+        if order.status in OPEN_STATUSES:
+            self._mirror(order)
+            raise ExchangeError(f"the exit {order.client_order_id} is still {order.status.value} on "
+                                f"{self.exchange.name.capitalize()}; the next check looks at it again")
+        sold_before = sum((o.filled_quantity for o in self._partly_filled(besides=order.client_order_id)), Decimal(0))
+        rest = self.info.round_quantity(self.op.quantity - sold_before - order.filled_quantity)
+        if order.filled_quantity and self._unsellable(rest, order.average_price):
+            if rest:
+                why = f"{why}; {fmt(rest)} {self.info.base_asset} left, below what {self.exchange.name} trades"
+            self._close(order, reason, None, "exit MARKET", why)
+        with self.store.transaction() as tx:
+            self._mirror_in(tx, order)
+            if order.filled_quantity and not any(e.kind is AuditKind.ORDER_FILLED
+                                                 and e.data.get("client_order_id") == order.client_order_id
+                                                 for e in tx.audit_trail(intent_id=self.op.intent_id)):
+                tx.record(AuditEvent(
+                    at=order.updated_at, kind=AuditKind.ORDER_FILLED, intent_id=self.op.intent_id,
+                    operation_id=self.op.id,
+                    message=f"exit MARKET {order.side.value} filled {fmt(order.filled_quantity)} of "
+                            f"{fmt(order.quantity)} @ {fmt(order.average_price)} fee "
+                            f"{fmt(fee_in_quote(order, self.info))} {self.op.quote_asset} ({order.client_order_id}, "
+                            f"{order.status.value}): {fmt(rest)} still held",
+                    data={"client_order_id": order.client_order_id, "quantity": fmt(order.quantity),
+                          "filled_quantity": fmt(order.filled_quantity), "held": fmt(rest)},
+                ))
+        self.notes.append(f"{order.client_order_id} filled {fmt(order.filled_quantity)} of {fmt(order.quantity)} "
+                          f"({order.status.value})")
+
+    def _unsellable(self, quantity: Decimal, price: Decimal | None) -> bool:
+        """True when nothing is left, or too little for the exchange's LOT_SIZE or minimum order value."""
+        info = self.info
+        return (quantity <= 0 or quantity < info.min_qty
+                or (price is not None and quantity * price < info.min_notional))
+
+    def _protect_rest(self, why: str, said: str) -> NoReturn:
+        """Place a stop for what the exits did not sell and raise ExchangeError saying so (the next check retries)."""
+        held = self._held()
+        previous = protective_order_id(self.store, self.op.intent_id)
+        generation = (stop_generation(self.op.intent_id, previous) or 0) + 1
+        placed = self._place(generation, f"{why}; {said}", held, previous=previous)
+        raise ExchangeError(f"{why}: {said}; the rest ({fmt(held)} {self.info.base_asset}) is protected by "
+                            f"{placed.client_order_id} (stop @ {fmt(placed.stop_price)}); the next tick retries",
+                            hint=f"operation {self.op.id} stays ACTIVE until the rest is sold")
 
     def _close(self, order: Order, reason: CloseReason, trigger: Decimal | None, what: str, why: str) -> None:
         op = self.op
@@ -600,14 +753,17 @@ class _Watch:
             tx.update_order(order)
 
     def _partly_filled(self, besides: str | None = None) -> list[Order]:
-        """Return the stored protective orders (any generation, either OCO leg) that sold part of the position."""
+        """Return the stored orders that sold part of the position: any stop generation (an OCO's record carries its
+        target leg's fills) and any exit generation."""
         with self.store.read() as session:
             orders = session.orders_for_intent(self.op.intent_id)
+        intent_id = self.op.intent_id
         return [o for o in orders if o.client_order_id != besides and o.filled_quantity > 0
-                and stop_generation(self.op.intent_id, o.client_order_id) is not None]
+                and (order_generation(intent_id, OrderRole.STOP, o.client_order_id) is not None
+                     or order_generation(intent_id, OrderRole.EXIT, o.client_order_id) is not None)]
 
     def _held(self) -> Decimal:
-        """Return the quantity still held: the operation's, less what protective orders sold, on the LOT_SIZE step."""
+        """Return the quantity still held: the operation's, less what stops, target legs and exits sold, on the step."""
         sold = sum((o.filled_quantity for o in self._partly_filled()), Decimal(0))
         return self.info.round_quantity(self.op.quantity - sold)
 

@@ -41,6 +41,17 @@ def client_order_id(intent_id: str, role: OrderRole, attempt: int = 0) -> str:
     return f"rb-{intent_id}-{suffix}"
 
 
+def order_generation(intent_id: str, role: OrderRole, order_id: str) -> int | None:
+    """Return the generation of one of the intent's ids for role (`-S` is 0, `-X2` is 2), None for another id."""
+    prefix = client_order_id(intent_id, role)
+    if not order_id.startswith(prefix):
+        return None
+    rest = order_id[len(prefix):]
+    if rest == "":
+        return 0
+    return int(rest) if rest.isdigit() else None
+
+
 @dataclass(frozen=True, slots=True)
 class Order:
     client_order_id: str

@@ -103,8 +103,8 @@ class BinanceExchange:
         if raw.get("orderListId", -1) != -1:
             target_id, _ = leg_ids(client_order_id)
             target = self._query(symbol, target_id)
-        # When the take-profit leg filled, its trades carry the fill's commission, not the stop leg's.
-        filled = target if target is not None and target.get("status") == "FILLED" else raw
+        # When the take-profit leg traded (all or part), its trades carry the fill's commission, not the stop leg's.
+        filled = target if _traded(target) else raw
         return self._order(raw, target_leg=target, fills=self._fills(symbol, filled))
 
     def _query(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
@@ -244,8 +244,10 @@ class BinanceExchange:
             fee_asset = fill["commissionAsset"]
         status = _STATUSES.get(raw["status"], OrderStatus.NEW)
         filled_leg = raw
-        if target_leg is not None and _STATUSES.get(target_leg["status"]) is OrderStatus.FILLED:
-            status, filled_leg = OrderStatus.FILLED, target_leg  # the take-profit closed the position
+        if _traded(target_leg):
+            # The take-profit traded, so Binance expired the stop leg: what the OCO sold (and whether it is
+            # still working) is the take-profit's, in full (FILLED), in part and resting, or in part then ended.
+            status, filled_leg = _STATUSES.get(target_leg["status"], OrderStatus.NEW), target_leg
             executed = Decimal(target_leg.get("executedQty", "0"))
             quote = Decimal(target_leg.get("cummulativeQuoteQty", "0"))
         created = raw.get("time") or raw.get("transactTime") or raw.get("workingTime") or 0
@@ -264,6 +266,11 @@ class BinanceExchange:
             filled_quantity=executed, average_price=quote / executed if executed else None,
             fee=fee, fee_asset=fee_asset, exchange_order_id=str(raw.get("orderId")), intent_id=intent_id,
         )
+
+
+def _traded(leg: dict[str, Any] | None) -> bool:
+    """True when an OCO leg has executed any quantity."""
+    return leg is not None and Decimal(leg.get("executedQty") or "0") > 0
 
 
 def explain_filter(message: str, info: SymbolInfo, quantity: Decimal, price: Decimal | None) -> str:
