@@ -7,10 +7,12 @@ Everything is built on first use, so a command pays only for what it touches
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from robson.application.plan import Account
 from robson.config import Settings, api_keys, load_settings
+
+if TYPE_CHECKING:  # plan pulls in strategies and their scan grammar: loaded when a command sizes or guards
+    from robson.application.plan import Account
 
 
 class Container:
@@ -111,6 +113,8 @@ class Container:
 
     @cached_property
     def account(self) -> Account:
+        from robson.application.plan import Account
+
         s = self.settings
         return Account(
             capital=s["capital"],

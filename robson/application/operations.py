@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
-from robson.application.execute import record_send, safe_to_send
-from robson.application.monitor import OPERATION_LOCK_WAIT_SECONDS, StrategyFor, operation_lock
-from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.money import fmt
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
 from robson.domain.orders import AuditEvent, AuditKind, OrderRole, OrderStatus, client_order_id
 from robson.errors import IllegalTransition, MarketDataError
+
+if TYPE_CHECKING:  # execution and the monitor (strategies, guards) load only when an operation is closed
+    from robson.application.monitor import StrategyFor
+    from robson.application.plan import Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,8 @@ def close_operation(operation_id: str, *, store: Store, exchange: Exchange, cloc
     """
     with store.read() as session:
         op = session.get_operation(session.resolve_operation_id(operation_id))
+    from robson.application.monitor import OPERATION_LOCK_WAIT_SECONDS, operation_lock
+
     with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
         with store.read() as session:
             op = session.get_operation(op.id)  # as it is now that no monitor check is changing it
@@ -101,6 +105,8 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
     exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
     exit_order = exchange.get_order(op.symbol, exit_id)
     if exit_order is None:
+        from robson.application.execute import record_send, safe_to_send
+
         intent = _intent(store, op.intent_id)
         safe_to_send(store, exchange, intent, exit_id, "exit order")  # an earlier lost exit may still arrive
         record_send(store, exchange, clock, intent, exit_id,

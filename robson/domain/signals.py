@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from robson.domain.conditions import ConfirmRule, Detection, Setup, evaluate
 from robson.domain.ids import new_id
 from robson.domain.market import Candle, Side, ms_to_datetime, timeframe_ms
 from robson.domain.money import fmt
 from robson.errors import IllegalTransition, MarketDataError
+
+if TYPE_CHECKING:  # the grammar loads when a signal is decided, not whenever the store reads one
+    from robson.domain.conditions import Detection, Setup
 
 SIGNAL_PREFIX = "sg"
 
@@ -171,6 +173,8 @@ def _judge(
     position: int,
     series: Mapping[str, Sequence[Any]],
 ) -> Decision | None:
+    from robson.domain.conditions import ConfirmRule, evaluate
+
     candle = candles[position]
     at = candle.open_time
     if setup.confirm is ConfirmRule.CONDITION_HOLDS:
