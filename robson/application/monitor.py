@@ -17,7 +17,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Protocol
 
 from robson.application.execute import stop_limit_price
 from robson.application.plan import Account
@@ -50,28 +49,6 @@ OPERATION_LOCK_WAIT_SECONDS = 30
 WALK_TIMEFRAMES = ("5m", "15m", "1h")
 
 StrategyFor = Callable[[str], Strategy | None]
-
-
-class PaperBook(Protocol):
-    """The paper exchange's book, settled inside the caller's transaction (robson/adapters/paper.py)."""
-
-    name: str
-
-    @property
-    def fee_rate(self) -> Decimal: ...
-
-    @property
-    def slippage_rate(self) -> Decimal: ...
-
-    def reprice_stop(self, tx: StoreSession, client_order_id: str, *, stop_price: Decimal, limit_price: Decimal,
-                     target_price: Decimal | None, at: datetime) -> Order: ...
-
-    def settle_stop(self, tx: StoreSession, client_order_id: str, *, price: Decimal, fee: Decimal,
-                    at: datetime) -> Order: ...
-
-    def settle_market_exit(self, tx: StoreSession, symbol: str, side: Side, quantity: Decimal, client_order_id: str,
-                           *, price: Decimal, fee: Decimal, at: datetime, cancel: str | None = None,
-                           intent_id: str | None = None) -> Order: ...
 
 
 @dataclass(frozen=True, slots=True)

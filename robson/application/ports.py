@@ -204,3 +204,25 @@ class Store(Protocol):
     def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
         """Hold a named lock across processes; raise AlreadyRunning if another live process holds it."""
         ...
+
+
+class PaperBook(Protocol):
+    """The paper exchange's book, settled inside the caller's transaction (robson/adapters/paper.py)."""
+
+    name: str
+
+    @property
+    def fee_rate(self) -> Decimal: ...
+
+    @property
+    def slippage_rate(self) -> Decimal: ...
+
+    def reprice_stop(self, tx: StoreSession, client_order_id: str, *, stop_price: Decimal, limit_price: Decimal,
+                     target_price: Decimal | None, at: datetime) -> Order: ...
+
+    def settle_stop(self, tx: StoreSession, client_order_id: str, *, price: Decimal, fee: Decimal,
+                    at: datetime) -> Order: ...
+
+    def settle_market_exit(self, tx: StoreSession, symbol: str, side: Side, quantity: Decimal, client_order_id: str,
+                           *, price: Decimal, fee: Decimal, at: datetime, cancel: str | None = None,
+                           intent_id: str | None = None) -> Order: ...
