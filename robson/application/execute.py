@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NoReturn
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
@@ -20,6 +21,7 @@ from robson.domain.market import Side, SymbolInfo
 from robson.domain.money import fmt, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import (
+    OPEN_STATUSES,
     AuditEvent,
     AuditKind,
     Order,
@@ -27,6 +29,7 @@ from robson.domain.orders import (
     client_order_id,
     fee_in_quote,
     held_quantity,
+    order_generation,
 )
 from robson.domain.strategy import Strategy
 from robson.errors import (
@@ -291,7 +294,8 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
             message=f"stop {stop_order.type.value} {fmt(stop_order.quantity)} @ {fmt(stop_order.stop_price)}"
                     + (f", target {fmt(stop_order.target_price)}" if stop_order.target_price else ""),
         ), stop_id)
-    return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock)
+    return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock,
+                   strategy=strategy, market=market, account=account)
 
 
 def _mirror_orders(tx, orders: list[Order | None], operation_id: str) -> None:
@@ -307,7 +311,8 @@ def _mirror_orders(tx, orders: list[Order | None], operation_id: str) -> None:
 
 
 def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: Order | None,
-            stop_error: RobsonError | None, *, store: Store, exchange: Exchange, clock: Clock) -> ExecutionResult:
+            stop_error: RobsonError | None, *, store: Store, exchange: Exchange, clock: Clock,
+            strategy: Strategy | None, market: MarketData, account: Account) -> ExecutionResult:
     """Create the operation and mark the intent EXECUTED; exit at market if the stop could not be placed."""
     now = clock.now()
     quantity = held_quantity(entry, info)
@@ -332,17 +337,53 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         quote_asset=intent.details.get("quote_asset", "USDT"),
         last_checked_at=now,
     )
+    if stop_order is None and exchange.live:
+        # Imported here: the live monitor imports this module.
+        from robson.application.monitor import operation_lock
+
+        # Held from before the operation exists, so no monitor tick races the exit that follows.
+        with operation_lock(store, operation.id, wait_seconds=LOCK_WAIT_SECONDS):
+            result = _store_execution(intent, entry, stop_order, None, stop_error, operation, store=store,
+                                      exchange=exchange, now=now)
+            if result.already_executed:
+                return result
+            _exit_live(result, info, stop_error, store=store, exchange=exchange, market=market, account=account,
+                       strategy=strategy)
     exit_order = None
-    if stop_order is None:
-        # Never leave a position unprotected: exit at market and say so loudly.
+    if stop_order is None:  # on paper: the live exit above always raises
+        # Never leave a position unprotected: exit at market and say so loudly (the paper book fills it all).
         exit_id = client_order_id(intent.id, OrderRole.EXIT)
         exit_order = exchange.get_order(intent.symbol, exit_id) or exchange.place_market_order(
             intent.symbol, intent.side.opposite, quantity, exit_id, intent_id=intent.id
         )
         operation = operation.close(exit_price=exit_order.average_price or entry.average_price or intent.entry,
                                     exit_fee=fee_in_quote(exit_order, info), reason=CloseReason.STOP_PLACEMENT_FAILED, at=now)
+    result = _store_execution(intent, entry, stop_order, exit_order, stop_error, operation, store=store,
+                              exchange=exchange, now=now)
+    if stop_error is not None and not result.already_executed:
+        raise _closed_at_market(result.operation, stop_error)
+    return result
+
+
+def _closed_at_market(operation: Operation, stop_error: RobsonError | None) -> ExchangeError:
+    return ExchangeError(
+        f"the protective stop could not be placed ({stop_error}); the position was closed at market "
+        f"@ {fmt(operation.exit_price)}, realized P&L {fmt(operation.realized_pnl, 2)} — operation {operation.id}"
+    )
+
+
+def _store_execution(intent: TradingIntent, entry: Order, stop_order: Order | None, exit_order: Order | None,
+                     stop_error: RobsonError | None, operation: Operation, *, store: Store, exchange: Exchange,
+                     now: datetime) -> ExecutionResult:
+    """Write the operation and the EXECUTED intent in one transaction, unless a concurrent run already did."""
+    if stop_order is not None:
+        status = "executed"
+    elif operation.status is OperationStatus.CLOSED:
+        status = "exited: stop placement failed"
+    else:
+        status = "executed: stop placement failed, exiting at market"
     execution = {
-        "status": "executed" if stop_order is not None else "exited: stop placement failed",
+        "status": status,
         "mode": operation.mode,
         "entry_order": entry.client_order_id,
         "fill_price": fmt(entry.average_price),
@@ -377,10 +418,47 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         return _already_executed(store, current, operation)
     with store.read() as session:
         orders = session.orders_for_intent(intent.id)
-    if stop_error is not None:
-        raise ExchangeError(
-            f"the protective stop could not be placed ({stop_error}); the position was closed at market "
-            f"@ {fmt(operation.exit_price)}, realized P&L {fmt(operation.realized_pnl, 2)} — operation {operation.id}"
-        )
     return ExecutionResult(executed, operation, orders)
 
+
+def _exit_live(result: ExecutionResult, info: SymbolInfo, stop_error: RobsonError | None, *, store: Store,
+               exchange: Exchange, market: MarketData, account: Account, strategy: Strategy | None) -> NoReturn:
+    """Sell a live position left without a stop, as the live monitor exits; raise ExchangeError either way.
+
+    The book may fill the exit only in part: the live monitor's exit generations sell the rest, and
+    what is still held keeps the operation ACTIVE (with a stop for it if one can be placed) for `monitor`.
+    """
+    from robson.application.monitor_live import exit_live_at_market  # imported here: it imports this module
+
+    with store.read() as session:
+        operation = session.get_operation(result.operation.id)
+    why = f"the protective stop could not be placed: {stop_error}"
+    try:
+        closed = exit_live_at_market(operation, CloseReason.STOP_PLACEMENT_FAILED, why, store=store,
+                                     exchange=exchange, market=market, account=account, strategy=strategy,
+                                     closer="at market by execute")
+    except RobsonError as e:
+        detail = str(e).removeprefix(why).lstrip(":; ")  # the monitor's message repeats why it exited
+        raise ExchangeError(_exit_unfinished(operation, info, stop_error, detail, store=store),
+                            hint="run `robson monitor --once` (or keep `robson monitor` running): each check "
+                                 "retries the exit; close the rest on Binance yourself if it cannot wait") from None
+    raise _closed_at_market(closed, stop_error)
+
+
+def _exit_unfinished(operation: Operation, info: SymbolInfo, stop_error: RobsonError | None, detail: str,
+                     *, store: Store) -> str:
+    """Say what an unfinished exit left: how much is still held, and whether a stop protects it."""
+    intent_id, base = operation.intent_id, info.base_asset
+    with store.read() as session:
+        orders = session.orders_for_intent(intent_id)
+    sold = sum((o.filled_quantity for o in orders
+                if order_generation(intent_id, OrderRole.EXIT, o.client_order_id) is not None), Decimal(0))
+    held = info.round_quantity(operation.quantity - sold)
+    stops = [o for o in orders if o.status in OPEN_STATUSES
+             and order_generation(intent_id, OrderRole.STOP, o.client_order_id) is not None]
+    latest = max(stops, key=lambda o: order_generation(intent_id, OrderRole.STOP, o.client_order_id), default=None)
+    protection = (f"protected by {latest.client_order_id} (stop @ {fmt(latest.stop_price)})" if latest
+                  else "UNPROTECTED: no stop on Binance")
+    return (f"the protective stop could not be placed ({stop_error}) and the exit at market sold only {fmt(sold)} "
+            f"of {fmt(operation.quantity)} {base}: {fmt(held)} {base} is still held, {protection} — operation "
+            f"{operation.id} stays ACTIVE; run `robson monitor --once` to sell the rest ({detail})")

@@ -236,6 +236,26 @@ def close_live_by_hand(op: Operation, *, store: Store, exchange: Exchange, marke
     raise AssertionError("close_by_hand always closes")  # pragma: no cover
 
 
+def exit_live_at_market(op: Operation, reason: CloseReason, why: str, *, store: Store, exchange: Exchange,
+                        market: MarketData, account: Account, strategy: Strategy | None, closer: str,
+                        clock: Clock | None = None) -> Operation:
+    """Sell (buy back) what an ACTIVE live operation holds at market, under its exit generations; return it CLOSED.
+
+    For a position with no protective order (the caller holds the operation_lock). Raise ExchangeError
+    when the book takes only part (the rest then gets a stop if one can be placed, and the operation
+    stays ACTIVE for the monitor), AnswerLost while an earlier send could still arrive.
+    """
+    clock = clock or ExchangeClock(exchange)
+    watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                   strategy=strategy, candles=None, now=clock.now(), closer=closer)
+    try:
+        watch._exit_at_market(reason, why)
+    except _Closed as closed:
+        return closed.check.operation
+    except _Changed:
+        raise RobsonError(f"operation {op.id} changed while it was being exited", hint="try again") from None
+
+
 def modify_live(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool, store: Store,
                 exchange: Exchange, market: MarketData, account: Account, strategy: Strategy | None,
                 clock: Clock | None = None) -> Modification:

@@ -1070,10 +1070,13 @@ class BinanceTestServer:
         with self._lock:
             self._exchange.kline_series[(symbol, interval)] = (count, row_at)
 
-    def limit_next_market_fill(self, symbol: str, max_qty: Decimal | str, times: int = 1) -> None:
-        """Let the next `times` MARKET orders on symbol fill at most max_qty each; the rest of each EXPIRES."""
+    def limit_next_market_fill(self, symbol: str, max_qty: Decimal | str, times: int = 1, after: int = 0) -> None:
+        """Let the next `times` MARKET orders on symbol (after `after` unlimited ones) fill at most max_qty each.
+
+        The rest of each capped order EXPIRES.
+        """
         with self._lock:
-            self._exchange.market_fill_caps[symbol] = [Decimal(str(max_qty))] * times
+            self._exchange.market_fill_caps[symbol] = [None] * after + [Decimal(str(max_qty))] * times
 
     def cancel_by_hand(self, client_order_id: str, status: str = "CANCELED") -> None:
         """End an open order (its whole OCO) outside robson, as a trader on Binance's website (or an expiry) would."""
