@@ -11,7 +11,8 @@ from robson.cli.output import JsonOption, console, emit, key_values, styled_verd
 from robson.cli.views import intent_doc, operation_doc, order_doc
 from robson.domain.intent import IntentSource, IntentStatus
 from robson.domain.money import fmt
-from robson.errors import ExecutionRefused, ValidationFailed
+from robson.domain.operation import OperationStatus
+from robson.errors import ExchangeError, ExecutionRefused, ValidationFailed
 
 IntentId = Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")]
 
@@ -125,6 +126,14 @@ def execute_command(
     from robson.application.notify import events_executed
 
     c.notify(lambda: events_executed(result), ctx)
+    unfinished = (result.intent.execution or {}).get("status", "").startswith("executed: stop placement failed")
+    if result.already_executed and unfinished and op.status is OperationStatus.ACTIVE:
+        # Interrupted while exiting a position its stop could not protect: not a success to a script.
+        raise ExchangeError(
+            f"operation {op.id} is still ACTIVE: its protective stop could not be placed and the exit at market "
+            "was interrupted; the position may be held without a stop",
+            hint="run robson monitor --once: it sells the rest or protects it",
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import signal
 from decimal import Decimal
 from pathlib import Path
@@ -147,7 +149,10 @@ def test_a_kill_after_a_partial_exit_sends_nothing_twice_and_the_monitor_sells_t
     report = monitor(live)
 
     assert killed.returncode == -signal.SIGKILL
-    assert again.returncode == 0, again.stderr
+    # The re-run sends nothing but is no success: the position may be held without a stop until the monitor runs.
+    assert again.returncode == 1, again.stderr
+    assert json.loads(again.stdout)["already_executed"] is True
+    assert "exit at market was interrupted" in again.stderr and "robson monitor --once" in again.stderr
     assert exits(live) == [("X", "EXPIRED"), ("X1", "FILLED")]
     [check] = report["operations"]
     assert (check["status"], check["exit"]["reason"]) == ("CLOSED", "stop_placement_failed")
