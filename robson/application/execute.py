@@ -43,6 +43,8 @@ from robson.errors import (
 
 # How long a second run of the same intent waits for the first to finish before giving up.
 LOCK_WAIT_SECONDS = 60
+# The execution status of a live entry whose stop could not be placed, until its exit at market is done.
+EXITING_AT_MARKET = "executed: stop placement failed, exiting at market"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,12 @@ class ExecutionResult:
     operation: Operation
     orders: list[Order]
     already_executed: bool = False
+
+    @property
+    def exit_unfinished(self) -> bool:
+        """True while a position its stop could not protect is still being exited at market (ACTIVE)."""
+        status = (self.intent.execution or {}).get("status")
+        return status == EXITING_AT_MARKET and self.operation.status is OperationStatus.ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +389,7 @@ def _store_execution(intent: TradingIntent, entry: Order, stop_order: Order | No
     elif operation.status is OperationStatus.CLOSED:
         status = "exited: stop placement failed"
     else:
-        status = "executed: stop placement failed, exiting at market"
+        status = EXITING_AT_MARKET
     execution = {
         "status": status,
         "mode": operation.mode,

@@ -11,7 +11,6 @@ from robson.cli.output import JsonOption, console, emit, key_values, styled_verd
 from robson.cli.views import intent_doc, operation_doc, order_doc
 from robson.domain.intent import IntentSource, IntentStatus
 from robson.domain.money import fmt
-from robson.domain.operation import OperationStatus
 from robson.errors import ExchangeError, ExecutionRefused, ValidationFailed
 
 IntentId = Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")]
@@ -126,8 +125,7 @@ def execute_command(
     from robson.application.notify import events_executed
 
     c.notify(lambda: events_executed(result), ctx)
-    unfinished = (result.intent.execution or {}).get("status", "").startswith("executed: stop placement failed")
-    if result.already_executed and unfinished and op.status is OperationStatus.ACTIVE:
+    if result.already_executed and result.exit_unfinished:
         # Interrupted while exiting a position its stop could not protect: not a success to a script.
         raise ExchangeError(
             f"operation {op.id} is still ACTIVE: its protective stop could not be placed and the exit at market "
