@@ -13,7 +13,7 @@ import pytest
 
 from tests.live.binance_server import Fault
 from tests.live.conftest import PRICE, Live
-from tests.live.test_live_monitor import PAST_RECV_WINDOW_MS, monitor, open_protective, pnl, show
+from tests.live.test_live_monitor import PAST_RECV_WINDOW_MS, monitor, open_protective, pnl, sells, show
 from tests.reliability.test_crash_during_execute import KILL_HOOK
 
 ORDER = "/api/v3/order"
@@ -41,10 +41,6 @@ def the_operation(live: Live) -> dict[str, Any]:
 def exits(live: Live) -> list[tuple[str, str]]:
     """The exit MARKET orders on the server (after the entry): client id suffix and status."""
     return [(o["clientOrderId"].rsplit("-", 1)[1], o["status"]) for o in live.orders("MARKET")[1:]]
-
-
-def sells(live: Live) -> list[dict[str, Any]]:
-    return [t for t in live.server.trades() if not t["isBuyer"]]
 
 
 def said(result: Any) -> str:

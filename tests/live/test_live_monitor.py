@@ -39,9 +39,24 @@ def open_protective(live: Live) -> list[dict[str, Any]]:
     return [o for o in live.server.open_orders() if o["type"] == "STOP_LOSS_LIMIT"]
 
 
+def sells(live: Live) -> list[dict[str, Any]]:
+    """The server's SELL trades, oldest first."""
+    return [t for t in live.server.trades() if not t["isBuyer"]]
+
+
 def sell_fill(live: Live) -> dict[str, Any]:
-    [trade] = [t for t in live.server.trades() if not t["isBuyer"]]
+    [trade] = sells(live)
     return trade
+
+
+def stop_id(op: dict[str, Any], generation: int = 0) -> str:
+    """The client id of the operation's protective stop of that generation (-S, -S1, …)."""
+    return f"rb-{op['intent_id']}-S{generation or ''}"
+
+
+def target_id(op: dict[str, Any], generation: int = 0) -> str:
+    """The client id of the OCO's target leg of that generation (-T, -T1, …)."""
+    return f"rb-{op['intent_id']}-T{generation or ''}"
 
 
 def pnl(op: dict[str, Any], exit_price: Decimal, exit_fee: Decimal) -> Decimal:

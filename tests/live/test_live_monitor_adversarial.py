@@ -19,24 +19,15 @@ from tests.live.test_live_monitor import (
     open_protective,
     opened_ms,
     pnl,
+    sells,
     show,
+    stop_id,
+    target_id,
     trailing_candles,
 )
 
 ORDER_LIST = "/api/v3/orderList"
 INTERNAL_ERROR = "Internal error; unable to process your request. Please try again."
-
-
-def stop_id(op: dict[str, Any], generation: int = 0) -> str:
-    return f"rb-{op['intent_id']}-S{generation or ''}"
-
-
-def target_id(op: dict[str, Any], generation: int = 0) -> str:
-    return f"rb-{op['intent_id']}-T{generation or ''}"
-
-
-def sells(live: Live) -> list[dict[str, Any]]:
-    return [t for t in live.server.trades() if not t["isBuyer"]]
 
 
 def market_orders(live: Live) -> list[dict[str, Any]]:

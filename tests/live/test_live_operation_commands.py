@@ -8,7 +8,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
-from typing import Any
 
 from tests.live.binance_server import Fault
 from tests.live.conftest import PRICE, Live, seed_candles
@@ -21,7 +20,9 @@ from tests.live.test_live_monitor import (
     monitor,
     open_protective,
     pnl,
+    sells,
     show,
+    stop_id,
 )
 
 HOLD_LOCK = """
@@ -43,14 +44,6 @@ def lock_held_by_another_process(live: Live, name: str) -> Iterator[None]:
         yield
     finally:
         child.communicate(timeout=30)
-
-
-def sells(live: Live) -> list[dict[str, Any]]:
-    return [t for t in live.server.trades() if not t["isBuyer"]]
-
-
-def stop_id(op: dict[str, Any], generation: int = 0) -> str:
-    return f"rb-{op['intent_id']}-S{generation or ''}"
 
 
 # --- operation close ----------------------------------------------------------------------------
