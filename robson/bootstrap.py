@@ -29,7 +29,9 @@ class Container:
     def store(self):
         from robson.adapters.store import SqlStore
 
-        return SqlStore(self.settings.database_url)
+        path = self.settings.database_path
+        # A file's folder is created on first use (a fresh machine has no ~/.local/share/robson yet).
+        return SqlStore(self.settings.database_url) if path is None else SqlStore.for_path(path)
 
     @cached_property
     def market(self):

@@ -284,12 +284,18 @@ class Settings:
     @property
     def database_url(self) -> str:
         """Return the SQLAlchemy URL of the store."""
+        path = self.database_path
+        return self.values["database"] if path is None else f"sqlite:///{path}"
+
+    @property
+    def database_path(self) -> Path | None:
+        """Return the SQLite file of the store (default: robson.db in the user data directory); None for a URL."""
         db = self.values["database"]
         if db is None:
-            return f"sqlite:///{default_data_dir() / 'robson.db'}"
+            return default_data_dir() / "robson.db"
         if "://" in db:
-            return db
-        return f"sqlite:///{Path(db).expanduser().resolve()}"
+            return None
+        return Path(db).expanduser().resolve()
 
     @property
     def fee_rate(self) -> Decimal:

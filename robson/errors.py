@@ -146,3 +146,11 @@ class DuplicateOrder(ExchangeError):
 
 class StoreError(RobsonError):
     """The database cannot be opened, migrated or written."""
+
+
+class ForeignDatabase(InvalidInput, StoreError):
+    """The database named is not robson's (another application's tables, or not SQLite at all); CLI exits 2."""
+
+
+class DamagedRecord(InvalidInput, StoreError):
+    """A stored row cannot be read back (a value changed outside robson); nothing is written; CLI exits 2."""

@@ -8,30 +8,46 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoSuchOption, UsageError  # typer vendors click
 from typer.core import TyperGroup
 
 from robson import __version__
 from robson.errors import RobsonError
 
 
+GLOBAL_OPTIONS = ("--config", "--db", "--as-of", "--market")
+
+
 class RobsonGroup(TyperGroup):
-    """Root group whose invoke is the error boundary: project errors become `Error: …` and an exit code."""
+    """Root group whose invoke is the error boundary: project errors become `Error: …` and an exit code.
+
+    Under --json an error also prints one document on stdout, {"error": {"code", "message", "hint"}},
+    unless the command printed its own document already (validate's report before its exit 3).
+    """
 
     def invoke(self, ctx: Any) -> Any:
         from robson.cli.output import err_console, reset_consoles
 
         reset_consoles()
+        args = [*ctx._protected_args, *ctx.args]
+        as_json = "--json" in (args[:args.index("--")] if "--" in args else args)
         try:
             return super().invoke(ctx)
         except RobsonError as e:
-            _print_error(str(e), e.hint)
+            _print_error(str(e), e.hint, e.exit_code, as_json)
             for problem in getattr(e, "problems", []):
                 err_console().print(f"  {problem}", markup=False)
             raise typer.Exit(e.exit_code) from None
         except BrokenPipeError:  # `robson ... | head`: the reader left; stop quietly
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+            from robson.cli.output import reader_left
+
+            reader_left()
             raise typer.Exit(0) from None
+        except UsageError as e:
+            _usage_hint(e, args)
+            if as_json:
+                _print_json_error(e.exit_code, e.format_message(), None)
+            raise
         except Exception as e:  # a bug: say so without locals; ROBSON_DEBUG shows the trace
             if type(e).__module__.startswith(("typer", "click")):
                 raise
@@ -39,17 +55,47 @@ class RobsonGroup(TyperGroup):
                 import traceback
 
                 traceback.print_exc()
-            _print_error(f"internal error ({type(e).__name__}): {e}", "set ROBSON_DEBUG=1 to see the traceback")
+            _print_error(f"internal error ({type(e).__name__}): {e}", "set ROBSON_DEBUG=1 to see the traceback", 1,
+                         as_json)
             raise typer.Exit(1) from None
 
 
-def _print_error(message: str, hint: str | None) -> None:
+def _usage_hint(error: UsageError, args: list[str]) -> None:
+    """A global option given after the command: say where it goes, with the command line fixed."""
+    option = getattr(error, "option_name", None)
+    if not isinstance(error, NoSuchOption) or option not in GLOBAL_OPTIONS:
+        return
+    rest, moved = list(args), []
+    for index, arg in enumerate(rest):
+        if arg == option and index + 1 < len(rest):
+            moved, rest = [arg, rest[index + 1]], rest[:index] + rest[index + 2:]
+            break
+        if arg.startswith(f"{option}="):
+            moved, rest = [arg], rest[:index] + rest[index + 1:]
+            break
+    import shlex
+
+    fixed = shlex.join(["robson", *moved, *rest]) if moved else f"robson {option} VALUE COMMAND ..."
+    error.message = f"{option} is a global option and goes before the command: {fixed}"
+    error.possibilities = None
+
+
+def _print_error(message: str, hint: str | None, code: int, as_json: bool) -> None:
     from robson.cli.output import err_console
 
     console = err_console()
     console.print(f"Error: {message}", markup=False, soft_wrap=True)
     if hint:
         console.print(f"Hint: {hint}", markup=False, soft_wrap=True)
+    if as_json:
+        _print_json_error(code, message, hint)
+
+
+def _print_json_error(code: int, message: str, hint: str | None) -> None:
+    from robson.cli.output import json_printed, print_json
+
+    if not json_printed():  # exactly one document on stdout
+        print_json({"error": {"code": code, "message": message, "hint": hint}})
 
 
 app = typer.Typer(
@@ -60,6 +106,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     rich_markup_mode=None,  # plain help: instant, and readable when piped
 )
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import signal
-import sys
 import threading
 from typing import Annotated
 
 import typer
 
 from robson.cli.app import container
-from robson.cli.output import JsonOption, console, log, print_json, table, to_jsonable
+from robson.cli.output import JsonOption, console, log, print_json, table
 from robson.cli.views import monitor_report_doc, monitor_summary
 from robson.domain.money import fmt
 from robson.errors import AlreadyRunning, InvalidInput, RobsonError
@@ -27,8 +25,7 @@ def wait(stop: threading.Event, seconds: float) -> None:
 def _render(report, as_json: bool, *, stream: bool) -> None:
     if as_json:
         if stream:  # a loop prints one compact document per tick, one per line
-            sys.stdout.write(json.dumps(to_jsonable(monitor_report_doc(report)), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            print_json(monitor_report_doc(report), one_line=True)
         else:
             print_json(monitor_report_doc(report))
         return

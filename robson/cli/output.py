@@ -35,14 +35,42 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def print_json(document: Any) -> None:
-    """Print exactly one JSON document on stdout."""
-    sys.stdout.write(json.dumps(to_jsonable(document), indent=2, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
+def print_json(document: Any, *, one_line: bool = False) -> None:
+    """Print exactly one JSON document on stdout (one_line: compact, for a stream of documents)."""
+    global _json_printed
+    _json_printed = True
+    indent = None if one_line else 2
+    try:
+        sys.stdout.write(json.dumps(to_jsonable(document), indent=indent, ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        reader_left()
+
+
+def json_printed() -> bool:
+    """Tell whether this command run has printed its JSON document already."""
+    return _json_printed
+
+
+def reader_left() -> None:
+    """The reader of stdout left (`robson execute … | head -1`): drop the rest of the output and carry on.
+
+    The command's work (an order placed, a stop moved) and its exit code stay what they are;
+    only the printing stops. Rich's default would exit 1 mid-command.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (a test's captured stdout)
+        pass
+    if _console is not None:
+        _console.quiet = True
 
 
 _console = None
 _err_console = None
+_json_printed = False
 
 
 def console():
@@ -55,6 +83,7 @@ def console():
         if not _console.is_terminal and "COLUMNS" not in os.environ:
             # Piped or captured output: wide enough that tables do not fold into unreadable columns.
             _console = Console(highlight=False, soft_wrap=False, width=160, markup=False)
+        _console.on_broken_pipe = reader_left  # type: ignore[method-assign]
     return _console
 
 
@@ -68,9 +97,10 @@ def err_console():
 
 
 def reset_consoles() -> None:
-    """Forget cached consoles (CliRunner swaps sys.stdout between invocations)."""
-    global _console, _err_console
+    """Forget cached consoles and printed state (CliRunner swaps sys.stdout between invocations)."""
+    global _console, _err_console, _json_printed
     _console = _err_console = None
+    _json_printed = False
 
 
 def emit(as_json: bool, document: Any, render: Callable[[], None]) -> None:

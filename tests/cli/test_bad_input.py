@@ -1,5 +1,7 @@
 """Bad input: one `Error: …` line on stderr, exit 2, no traceback, and the database left as it was."""
 
+import json
+
 import pytest
 
 from tests.cli.conftest import assert_user_error, count_rows, dump_database, parsed
@@ -131,7 +133,10 @@ def test_a_bad_config_file_is_one_error_line_and_changes_nothing(robson, tmp_pat
         result = robson("--config", "bad.yaml", *command)
 
         assert_user_error(result, 2, problem)
-        assert result.stdout == ""
+        if "--json" in command:  # the error as one JSON document too
+            assert json.loads(result.stdout)["error"]["code"] == 2
+        else:
+            assert result.stdout == ""
     assert dump_database(db_path) == seeded
 
 

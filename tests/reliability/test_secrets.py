@@ -110,10 +110,11 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     journey.holds_canaries.add(pasted)
     run("bad config (keys pasted in)", "config", "show", env_={**env, "ROBSON_CONFIG": str(pasted)})
 
-    # An internal error, with the traceback on: a row robson cannot read, in a real robson process.
+    # An internal error, with the traceback on, in a real robson process: a validation report of a shape
+    # robson never writes (a value that does not decode at all is a user error naming the row, exit 2).
     connection = sqlite3.connect(journey.db)
     with connection:
-        connection.execute("UPDATE intents SET quantity = 'not-a-number' WHERE id = ?", (live,))
+        connection.execute("""UPDATE intents SET validation = '{"verdict": "PASS"}' WHERE id = ?""", (live,))
     connection.close()
     child_env = process_env(ROBSON_DEBUG="1", **{k: v for k, v in env.items() if v is not None})
     crashed = run_robson(["plan", "show", live], child_env, cwd=tmp)

@@ -15,12 +15,13 @@ Encodings:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from robson.application.ports import Balance
 from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
@@ -28,9 +29,10 @@ from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
 from robson.domain.signals import Signal, SignalStatus
-from robson.errors import StoreError
+from robson.errors import DamagedRecord, StoreError
 
 Row = Any  # a SQLAlchemy Row: columns as attributes
+T = TypeVar("T")
 
 # --- scalar codecs -------------------------------------------------------------
 
@@ -49,12 +51,36 @@ def encode_optional_decimal(value: Decimal | None) -> str | None:
     return None if value is None else encode_decimal(value)
 
 
+class BadStoredValue(DamagedRecord):
+    """A stored value that does not decode; the row readers below add the table, row and column."""
+
+    def __init__(self, value: object, problem: str) -> None:
+        super().__init__(f"value {_shown(value)} {problem}", hint=DAMAGED_HINT)
+        self.value = value
+        self.problem = problem
+
+
+DAMAGED_HINT = "the row was changed outside robson: restore a backup, or correct the value with the sqlite3 tool"
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
 def decode_decimal(text: str) -> Decimal:
-    return Decimal(text)
+    """Return the exact Decimal of stored text; raise BadStoredValue (not a finite number)."""
+    try:
+        number = Decimal(text)
+    except (ArithmeticError, TypeError, ValueError):
+        raise BadStoredValue(text, "is not a number") from None
+    if not number.is_finite():
+        raise BadStoredValue(text, "is not a finite number")
+    return number
 
 
 def decode_optional_decimal(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
+    return None if text is None else decode_decimal(text)
 
 
 def encode_datetime(moment: datetime) -> str:
@@ -69,7 +95,11 @@ def encode_optional_datetime(moment: datetime | None) -> str | None:
 
 
 def decode_datetime(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
+    """Return the aware UTC datetime of stored ISO text; raise BadStoredValue."""
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC)
+    except (TypeError, ValueError, OverflowError):
+        raise BadStoredValue(text, "is not an ISO time") from None
 
 
 def decode_optional_datetime(text: str | None) -> datetime | None:
@@ -105,11 +135,52 @@ def encode_optional_json(data: Mapping[str, Any] | None) -> str | None:
 
 
 def decode_json(text: str) -> dict[str, Any]:
-    return json.loads(text)  # type: ignore[no-any-return]  # only dicts are ever encoded
+    """Return the dict of stored JSON text; raise BadStoredValue (only dicts are ever encoded)."""
+    try:
+        data = json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        raise BadStoredValue(text, "is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadStoredValue(text, "is not a JSON object")
+    return data
 
 
 def decode_optional_json(text: str | None) -> dict[str, Any] | None:
     return None if text is None else decode_json(text)
+
+
+# --- row readers -------------------------------------------------------------------
+
+
+def reads(table: str, *key_columns: str) -> Callable[[Callable[[Row], T]], Callable[[Row], T]]:
+    """Turn any failure to read a row of table into DamagedRecord naming the row and, when known, the column."""
+
+    def decorate(read: Callable[[Row], T]) -> Callable[[Row], T]:
+        @functools.wraps(read)
+        def checked(row: Row) -> T:
+            try:
+                return read(row)
+            except (DamagedRecord, ArithmeticError, TypeError, ValueError, KeyError) as e:
+                raise damaged(table, key_columns, row, e) from None
+
+        return checked
+
+    return decorate
+
+
+def damaged(table: str, key_columns: tuple[str, ...], row: Row, error: Exception) -> DamagedRecord:
+    """Return the error for a row of table that could not be read back."""
+    columns = dict(row._mapping)
+    key = "/".join(str(columns.get(name)) for name in key_columns)
+    if isinstance(error, BadStoredValue):
+        column = next((name for name, value in columns.items() if value == error.value), None)
+        problem = f"{_shown(error.value)} {error.problem}"
+    else:  # an unknown enum value, a missing column...
+        column = next((name for name, value in columns.items()
+                       if isinstance(value, str) and value and repr(value) in str(error)), None)
+        problem = f"{_shown(columns[column])} is not valid" if column else f"cannot be read ({error})"
+    where = f"{table} row {key}" + (f", column {column}" if column else "")
+    return DamagedRecord(f"{where}: {problem}", hint=DAMAGED_HINT)
 
 
 # --- intents ----------------------------------------------------------------------
@@ -144,6 +215,7 @@ def intent_to_row(intent: TradingIntent) -> dict[str, Any]:
     }
 
 
+@reads("intents", "id")
 def intent_from_row(row: Row) -> TradingIntent:
     return TradingIntent(
         id=row.id,
@@ -203,6 +275,7 @@ def operation_to_row(operation: Operation) -> dict[str, Any]:
     }
 
 
+@reads("operations", "id")
 def operation_from_row(row: Row) -> Operation:
     return Operation(
         id=row.id,
@@ -257,6 +330,7 @@ def order_to_row(order: Order) -> dict[str, Any]:
     }
 
 
+@reads("orders", "client_order_id")
 def order_from_row(row: Row) -> Order:
     return Order(
         client_order_id=row.client_order_id,
@@ -290,6 +364,7 @@ def balance_to_row(account: str, balance: Balance) -> dict[str, Any]:
     }
 
 
+@reads("balances", "account", "asset")
 def balance_from_row(row: Row) -> Balance:
     return Balance(asset=row.asset, free=decode_decimal(row.free), locked=decode_decimal(row.locked))
 
@@ -305,6 +380,7 @@ def audit_event_to_row(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+@reads("audit_events", "id")
 def audit_event_from_row(row: Row) -> AuditEvent:
     return AuditEvent(
         at=decode_datetime(row.at),
@@ -329,14 +405,15 @@ def candle_to_row(symbol: str, timeframe: str, candle: Candle) -> dict[str, Any]
     }
 
 
+@reads("candles", "symbol", "timeframe", "open_time")
 def candle_from_row(row: Row) -> Candle:
     return Candle(
         open_time=int(row.open_time),
-        open=Decimal(row.open),
-        high=Decimal(row.high),
-        low=Decimal(row.low),
-        close=Decimal(row.close),
-        volume=Decimal(row.volume),
+        open=decode_decimal(row.open),
+        high=decode_decimal(row.high),
+        low=decode_decimal(row.low),
+        close=decode_decimal(row.close),
+        volume=decode_decimal(row.volume),
     )
 
 
@@ -372,6 +449,7 @@ def signal_to_row(signal: Signal) -> dict[str, Any]:
     }
 
 
+@reads("signals", "id")
 def signal_from_row(row: Row) -> Signal:
     columns = row._mapping  # row.values would not be the column: use the mapping throughout
     return Signal(

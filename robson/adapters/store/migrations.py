@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from robson.adapters.store.engine import write_connection
-from robson.errors import StoreError
+from robson.errors import ForeignDatabase, StoreError
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +234,35 @@ def current_version(connection: Connection) -> int:
     return int(connection.execute(select(func.max(_VERSION.c.version))).scalar() or 0)
 
 
+def foreign_schema(table_names: list[str], version_columns: list[str]) -> str | None:
+    """Return why a database with these tables is not robson's, or None if it is robson's (or empty).
+
+    Every robson schema since v1 has schema_version and intents, created in one transaction.
+    """
+    names = sorted(name for name in table_names if not name.startswith("sqlite_"))
+    if not names:
+        return None
+    if "schema_version" in names and "intents" in names and {"version", "applied_at", "description"} <= set(version_columns):
+        return None
+    shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
+    return f"it holds another application's tables ({shown}) and no robson schema"
+
+
+def check_is_robson(connection: Connection, where: str) -> None:
+    """Raise ForeignDatabase if the database belongs to another application (robson never adds tables to it)."""
+    inspector = inspect(connection)
+    names = inspector.get_table_names()
+    columns = [c["name"] for c in inspector.get_columns("schema_version")] if "schema_version" in names else []
+    problem = foreign_schema(names, columns)
+    if problem:
+        raise foreign_database(where, problem)
+
+
+def foreign_database(where: str, problem: str) -> ForeignDatabase:
+    return ForeignDatabase(f"{where} is not a robson database: {problem}; robson changes nothing in it",
+                           hint="point --db or ROBSON_DB at robson's own database file (a new file is created)")
+
+
 def check_not_newer(version: int) -> None:
     """Raise StoreError if the database was written by a newer robson."""
     if version > LATEST_VERSION:
@@ -261,9 +290,13 @@ def apply_pending(connection: Connection, *, target: int = LATEST_VERSION) -> li
     return applied
 
 
-def upgrade(engine: Engine, *, target: int = LATEST_VERSION) -> list[int]:
-    """Bring the database to target; return the versions applied (none if another process did it)."""
+def upgrade(engine: Engine, *, target: int = LATEST_VERSION, where: str = "the database") -> list[int]:
+    """Bring the database to target; return the versions applied (none if another process did it).
+
+    Raise ForeignDatabase, changing nothing, when the database holds another application's tables.
+    """
     with engine.connect() as connection:
+        check_is_robson(connection, where)
         version = current_version(connection)
     check_not_newer(version)
     if version >= target:

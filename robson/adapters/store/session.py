@@ -61,6 +61,11 @@ def _compare_and_set_statement(table: Table):
     return update(table).where(table.c.id == bindparam("key_"), table.c.status == bindparam("expected_"))
 
 
+@mapping.reads("operations", "id")
+def _realized_pnl(row: Any) -> Decimal:
+    return mapping.decode_decimal(row.realized_pnl)
+
+
 class SqlSession:
     """One unit of work: reads see one snapshot; writes commit together when the block ends."""
 
@@ -131,14 +136,14 @@ class SqlSession:
 
     def realized_pnl_between(self, start: datetime, end: datetime) -> Decimal:
         """Return the exact sum of realized P&L of operations CLOSED in [start, end)."""
-        query = select(OPERATIONS.c.realized_pnl).where(
+        query = select(OPERATIONS.c.id, OPERATIONS.c.realized_pnl).where(
             OPERATIONS.c.status == OperationStatus.CLOSED.value,
             OPERATIONS.c.closed_at >= mapping.encode_datetime(start),
             OPERATIONS.c.closed_at < mapping.encode_datetime(end),
             OPERATIONS.c.realized_pnl.is_not(None),
         )
         # Summed in Python: SQL SUM over TEXT would go through floating point.
-        return sum((Decimal(text) for text in self._connection.execute(query).scalars()), _ZERO)
+        return sum((_realized_pnl(row) for row in self._connection.execute(query)), _ZERO)
 
     def last_stop_out(self, symbol: str) -> datetime | None:
         """Return when an operation on symbol last closed at its stop, if ever."""
