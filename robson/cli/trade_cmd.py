@@ -9,7 +9,7 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, styled_verdict, table
 from robson.cli.views import intent_doc, operation_doc, order_doc
-from robson.domain.intent import IntentSource, IntentStatus
+from robson.domain.intent import IntentStatus
 from robson.domain.money import fmt
 from robson.errors import ExchangeError, ExecutionRefused, ValidationFailed
 
@@ -55,11 +55,33 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
 
 
 def _confirmed_interactively() -> bool:
+    """Ask for CONFIRM on stderr and read the answer from stdin: stdout stays the command's (--json) alone."""
+    import sys
+
+    sys.stderr.write("Type CONFIRM to place a LIVE order: ")
+    sys.stderr.flush()
     try:
-        answer = typer.prompt("Type CONFIRM to place a LIVE order", default="", show_default=False, err=True)
-    except (typer.Abort, EOFError):
-        return False
+        answer = sys.stdin.readline()
+    except (OSError, ValueError, KeyboardInterrupt):  # no stdin, or Ctrl-C at the prompt
+        answer = ""
+    if not answer.endswith("\n"):
+        sys.stderr.write("\n")  # the error line that follows starts on a line of its own
     return answer.strip() == "CONFIRM"
+
+
+def _check_live_without_a_human(c, intent) -> None:
+    """Refuse LIVE for every reason a CONFIRM could not change, before anyone is asked to type it.
+
+    The config switch, the keys, a pattern-created intent, the intent's state, its validation's age
+    and the price (on Binance's clock and prices), each exit 3 naming the reason.
+    """
+    from robson.application.execute import LiveGate, check_live_gate, ensure_executable
+
+    check_live_gate(intent, LiveGate(requested=True, acknowledged=True,
+                                     live_enabled=c.settings["execution.live_trading_enabled"],
+                                     keys_present=c.keys_present()))
+    ensure_executable(intent, strategy=c.strategy_or_none(intent.strategy), market=c.binance_market,
+                      account=c.account, clock=c.binance_market)
 
 
 def execute_command(
@@ -83,10 +105,12 @@ def execute_command(
     exchange, market = c.paper, c.market
     if live:
         acknowledged = acknowledge_risk
-        if not acknowledged and intent.source is not IntentSource.PATTERN and intent.status is not IntentStatus.EXECUTED:
-            acknowledged = _confirmed_interactively()
+        if intent.status is not IntentStatus.EXECUTED:  # an executed intent only shows its operation
+            _check_live_without_a_human(c, intent)
             if not acknowledged:
-                raise ExecutionRefused("LIVE not confirmed: CONFIRM was not typed (or use --acknowledge-risk)")
+                acknowledged = _confirmed_interactively()
+                if not acknowledged:
+                    raise ExecutionRefused("LIVE not confirmed: CONFIRM was not typed (or use --acknowledge-risk)")
         gate = LiveGate(requested=True, acknowledged=acknowledged,
                         live_enabled=c.settings["execution.live_trading_enabled"], keys_present=c.keys_present())
         # LIVE prices and filters come from Binance whatever market the config reads.

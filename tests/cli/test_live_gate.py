@@ -1,5 +1,6 @@
 """The LIVE gate: --live needs confirmation, the config switch, keys and a fresh validation; keys never leak."""
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -27,28 +28,37 @@ def assert_nothing_placed(robson, db_path, intent_id: str) -> None:
     assert parsed(robson("plan", "show", intent_id, "--json"))["status"] == "VALIDATED"
 
 
-def test_live_without_acknowledgement_asks_for_confirm_and_refuses_anything_else(robson, db_path, validated):
-    result = robson("execute", validated, "--live", input="nope\n", env=KEYS | ENABLED)
-
-    stderr = assert_user_error(result, 3, "LIVE not confirmed")
-    assert "Type CONFIRM" in stderr
-    assert result.stdout.strip() in ("", "nope")  # CliRunner echoes the typed answer to stdout
-    assert_nothing_placed(robson, db_path, validated)
+# The prompt itself, answered or not, needs a validation fresh on Binance's clock: tests/live/test_live_confirm.py.
 
 
-def test_live_with_no_input_at_all_is_refused(robson, db_path, validated):
-    result = robson("execute", validated, "--live", input="", env=KEYS | ENABLED)
+NO_HUMAN_NEEDED = {
+    "disabled-in-config": (KEYS, None, "live trading is disabled in the config"),
+    "no-keys": (ENABLED, None, "needs BINANCE_API_KEY and BINANCE_API_SECRET"),
+    "stale-validation": (KEYS | ENABLED, None, "min old > 15 min"),
+    "pending-intent": (KEYS | ENABLED, "pending", "is PENDING: only VALIDATED intents execute"),
+    "cancelled-intent": (KEYS | ENABLED, "cancelled", "is CANCELLED: only VALIDATED intents execute"),
+}
 
-    assert_user_error(result, 3, "LIVE not confirmed")
-    assert_nothing_placed(robson, db_path, validated)
 
+@pytest.mark.parametrize(("env", "state", "problem"), NO_HUMAN_NEEDED.values(), ids=NO_HUMAN_NEEDED.keys())
+@pytest.mark.parametrize("as_json", [False, True], ids=["table", "json"])
+def test_live_is_refused_for_what_no_confirm_could_change_before_anyone_is_asked(robson, db_path, plan_id, env, state,
+                                                                                 problem, as_json):
+    intent_id = plan_id()
+    if state is None:
+        parsed(robson("validate", intent_id, "--json"))
+    elif state == "cancelled":
+        parsed(robson("plan", "cancel", intent_id, "--json"))
 
-def test_live_confirmed_but_disabled_in_the_config_names_the_setting(robson, db_path, validated):
-    result = robson("execute", validated, "--live", input="CONFIRM\n", env=KEYS)
+    result = robson("execute", intent_id, "--live", *(["--json"] if as_json else []), input="CONFIRM\n", env=env)
 
-    stderr = assert_user_error(result, 3, "live trading is disabled in the config")
-    assert "execution.live_trading_enabled" in stderr
-    assert_nothing_placed(robson, db_path, validated)
+    stderr = assert_user_error(result, 3, problem)
+    assert "CONFIRM" not in stderr.replace("typing CONFIRM", "")  # never asked
+    if as_json:
+        assert json.loads(result.stdout)["error"]["code"] == 3  # nothing else on stdout: no prompt, no space
+    else:
+        assert result.stdout == ""
+    assert count_rows(db_path, "orders") == 0 and count_rows(db_path, "operations") == 0
 
 
 def test_live_enabled_in_a_config_file_but_without_keys_is_refused(robson, tmp_path, db_path, validated):
@@ -74,7 +84,8 @@ def test_live_refuses_a_validation_made_on_the_replayed_sample_market(robson, db
 
     stderr = assert_user_error(result, 3, f"validation of {validated} is", "min old > 15 min")
     assert f"robson validate {validated}" in stderr
-    assert result.stdout.strip() in ("", "CONFIRM")  # CliRunner echoes a typed answer to stdout
+    assert "Type CONFIRM" not in stderr  # refused before anyone is asked
+    assert result.stdout == ""
     assert_nothing_placed(robson, db_path, validated)
 
 
