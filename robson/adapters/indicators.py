@@ -1,8 +1,13 @@
-"""The scan's indicators, computed with pandas-ta and returned as plain lists aligned to candles.
+"""The scan's indicators over whole series: numpy arrays in, one float64 array per output out.
 
-The one place that knows pandas-ta (SPEC §3): pandas and pandas_ta are imported inside the
-function so ``robson --help`` stays instant. Values match TA-Lib from the first one on, because
-each indicator is seeded the way TA-Lib seeds it (pandas-ta's own defaults differ in warm-up):
+The one place that knows pandas-ta (SPEC §3). A plain moving average (``sma``, ``volume_sma``)
+is the mean of each window, computed here with numpy: the same numbers pandas-ta's ``ta.sma``
+gives (to the last bits of a float), but independent of how much history precedes the window,
+so a scan over its last candles and a backtest over years give bit-identical values, and a
+moving-average strategy never pays pandas-ta's half-second import. Every other kind goes
+through pandas-ta, imported inside the function so ``robson --help`` stays instant. Values
+match TA-Lib from the first one on, because each is seeded the way TA-Lib seeds it (pandas-ta's
+own defaults differ in warm-up):
 
 - ema: ``ta.ema(presma=True, talib=False)``: the first value is the SMA of the first length closes;
 - rsi: Wilder's averages of gains and losses seeded with their plain mean over the first length
@@ -29,27 +34,67 @@ from robson.errors import InvalidInput
 BBANDS_PARTS = {"lower": "BBL", "middle": "BBM", "upper": "BBU", "bandwidth": "BBB", "percent": "BBP"}
 
 
+PRICES = ("open", "high", "low", "close", "volume")
+NATIVE_KINDS = ("sma", "volume_sma")
+
+
 def compute_indicators(specs: Sequence[IndicatorSpec], candles: Sequence[Candle]) -> dict[str, list[float | None]]:
     """Return every output of specs (e.g. 'ma4', 'bb.lower') as floats aligned to candles, None in warm-up.
 
     candles are closed, oldest first. With too few candles an indicator is all None. Raise
     InvalidInput for an unknown kind.
     """
-    import pandas as pd
+    import numpy as np
 
-    frame = pd.DataFrame(
-        {
-            name: [float(getattr(candle, name)) for candle in candles]
-            for name in ("open", "high", "low", "close", "volume")
-        },
-        dtype="float64",
-    )
-    result: dict[str, list[float | None]] = {}
+    prices = {name: np.array([float(getattr(candle, name)) for candle in candles], dtype=np.float64)
+              for name in PRICES}
+    arrays = indicator_arrays(specs, prices)
+    return {name: [None if math.isnan(value) else value for value in values.tolist()]
+            for name, values in arrays.items()}
+
+
+def indicator_arrays(specs: Sequence[IndicatorSpec], prices: dict[str, Any]) -> dict[str, Any]:
+    """Return every output of specs as a float64 array aligned to the price arrays, NaN in warm-up.
+
+    prices maps open, high, low, close and volume to equal-length float64 arrays, oldest first.
+    Raise InvalidInput for an unknown kind.
+    """
+    import numpy as np
+
+    count = len(prices["close"])
+    result: dict[str, Any] = {}
+    frame = None
     for spec in specs:
+        if spec.kind in NATIVE_KINDS:
+            source = prices["volume"] if spec.kind == "volume_sma" else prices[spec.source or "close"]
+            result[spec.name] = window_mean(source, int(spec.params["length"]))
+            continue
+        if frame is None:
+            import pandas as pd
+
+            frame = pd.DataFrame({name: prices[name] for name in PRICES}, dtype="float64")
         columns = _compute(spec, frame)
         for output in spec.outputs:
             part = output.partition(".")[2] or output
-            result[output] = _plain(columns.get(part), len(candles))
+            values = columns.get(part)
+            result[output] = (np.full(count, np.nan) if values is None
+                              else np.asarray(values, dtype=np.float64).copy())
+    return result
+
+
+def window_mean(values: Any, length: int) -> Any:
+    """Return the mean of each length-long window ending at every index (NaN before the first full one).
+
+    Each window is summed on its own, so a value depends only on the values in its window.
+    """
+    import numpy as np
+
+    count = len(values)
+    result = np.full(count, np.nan)
+    if length < 1 or count < length:
+        return result
+    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(values, dtype=np.float64), length)
+    result[length - 1:] = windows.sum(axis=1) / length
     return result
 
 
@@ -68,9 +113,6 @@ def _compute(spec: IndicatorSpec, frame: Any) -> dict[str, Any]:
 
     length = int(spec.params.get("length", 0))
     source = frame[spec.source] if spec.source else frame["close"]
-    if spec.kind in ("sma", "volume_sma"):
-        values = ta.sma(frame["volume"] if spec.kind == "volume_sma" else source, length, talib=False)
-        return {spec.name: values}
     if spec.kind == "ema":
         return {spec.name: ta.ema(source, length, talib=False, presma=True)}
     if spec.kind == "rsi":
@@ -130,7 +172,3 @@ def _column(frame: Any, prefix: str) -> str:
     return next(name for name in frame.columns if name.startswith(f"{prefix}_"))
 
 
-def _plain(values: Any, count: int) -> list[float | None]:
-    if values is None:
-        return [None] * count
-    return [None if value is None or math.isnan(value) else float(value) for value in values.tolist()]

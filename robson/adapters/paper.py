@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from robson.application.ports import Balance, MarketData, Store, StoreSession
+from robson.domain.lifecycle import market_fill
 from robson.domain.market import Side, SymbolInfo, datetime_to_ms
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import Order, OrderStatus, OrderType
@@ -101,14 +102,13 @@ class PaperExchange:
 
     def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
                            intent_id: str | None = None) -> Order:
-        """Fill at the last price moved against us by the slippage; charge the taker fee in quote."""
+        """Fill at the market's next trade moved against us by the slippage; charge the taker fee in quote."""
         info = self._market.symbol_info(symbol)
         self._check_quantity(info, quantity)
-        price = self._market.last_price(symbol).price
-        slipped = price * (1 + side.sign * self._slippage_rate)
-        fill = info.round_price(slipped, up=side is Side.BUY)
+        price = self._market.fill_price(symbol).price
+        filled = market_fill(side, price, quantity, info, fee_rate=self._fee_rate, slippage_rate=self._slippage_rate)
+        fill, fee = filled.price, filled.fee
         notional = fill * quantity
-        fee = notional * self._fee_rate
         now = self._market.now()
         with self._store.transaction() as tx:
             existing = tx.get_order(client_order_id)

@@ -15,9 +15,11 @@ from typing import NoReturn
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.application.sending import record_send, safe_to_send
 from robson.domain.ids import OPERATION_PREFIX, new_id
 from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
-from robson.domain.market import Side, SymbolInfo
+from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, stop_limit_price
+from robson.domain.market import SymbolInfo, check_not_before
 from robson.domain.money import fmt, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import (
@@ -91,14 +93,6 @@ def check_live_gate(intent: TradingIntent, gate: LiveGate) -> None:
         raise ExecutionRefused("LIVE execution needs BINANCE_API_KEY and BINANCE_API_SECRET (or binance.key_file)")
 
 
-def stop_limit_price(side: Side, stop: Decimal, tick_round, offset_percent: Decimal = Decimal("0.5")) -> Decimal:
-    """Return the limit price of the protective stop: offset_percent beyond the stop, away from the position."""
-    offset = offset_percent / 100
-    if side is Side.BUY:  # a long is protected by a SELL stop; its limit sits lower
-        return tick_round(stop * (1 - offset), up=False)
-    return tick_round(stop * (1 + offset), up=True)
-
-
 def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, market: MarketData, account: Account,
                          clock: Clock) -> Decimal:
     """Check the validation is fresh and the price has not pushed risk over the limit; return the price."""
@@ -118,7 +112,9 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
             f"price {fmt(price)} is already through the stop {fmt(intent.stop)}", hint="plan again"
         )
     limits = account.limits_for(strategy)
-    risk = intent.quantity * abs(price - intent.stop)
+    info = market.symbol_info(intent.symbol)
+    _, risk = execution_risk(intent.side, intent.quantity, price, intent.stop, anchor_of(intent), info,
+                             account.fee_rate)
     risk_pct = percent(risk, intent.capital)
     if risk_pct > limits.max_risk_percent:
         raise ExecutionRefused(
@@ -127,6 +123,18 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
             hint="plan again at the current price",
         )
     return price
+
+
+def anchor_of(intent: TradingIntent) -> dict[str, str]:
+    """The levels of an intent that follow its entry fill (robson.domain.lifecycle.anchor_to_fill)."""
+    return dict(intent.details.get("anchor") or {})
+
+
+def protective_levels(intent: TradingIntent, entry: Order, info: SymbolInfo,
+                      account: Account) -> tuple[Decimal, Decimal | None]:
+    """Return (stop, target) to protect a filled entry: the plan's, re-anchored to the fill where it said so."""
+    fill = entry.average_price or intent.entry
+    return anchor_to_fill(intent.side, fill, anchor_of(intent), intent.stop, intent.target, info, account.fee_rate)
 
 
 def ensure_executable(intent: TradingIntent, *, strategy: Strategy | None, market: MarketData, account: Account,
@@ -148,6 +156,7 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
     if intent.status is IntentStatus.EXECUTED and existing is not None:
         return _already_executed(store, intent, existing)
     check_live_gate(intent, gate)
+    check_not_before(clock.now(), intent.updated_at, f"the last change of {intent.id} ({intent.status.value})")
     ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
     # One run per intent at a time: a second one waits, then finds the work done.
     with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}", wait_seconds=LOCK_WAIT_SECONDS):
@@ -218,35 +227,6 @@ def _fail(store: Store, intent: TradingIntent, clock: Clock, reason: str) -> Tra
     return failed
 
 
-def _last_send(store: Store, intent_id: str, order_id: str) -> AuditEvent | None:
-    """Return the latest record of sending order_id, if robson ever recorded one."""
-    with store.read() as session:
-        sends = [e for e in session.audit_trail(intent_id=intent_id)
-                 if e.kind is AuditKind.ORDER_SENT and e.data.get("client_order_id") == order_id]
-    return sends[-1] if sends else None
-
-
-def safe_to_send(store: Store, exchange: Exchange, intent: TradingIntent, order_id: str, what: str) -> bool:
-    """Return whether order_id was ever sent; raise AnswerLost while an earlier send could still arrive."""
-    sent = _last_send(store, intent.id, order_id)
-    if sent is None:
-        return False
-    stamp = sent.data.get("send_stamp")
-    if stamp is not None and exchange.may_still_arrive(int(stamp)):
-        raise AnswerLost(
-            f"the {what} {order_id} was sent at {sent.at:%H:%M:%S} UTC and {exchange.name} does not show it yet; "
-            "it could still be executed, so nothing was resent",
-            hint="run `robson reconcile` in a minute: it settles the order once the exchange can no longer accept it",
-        )
-    return True
-
-
-def record_send(store: Store, exchange: Exchange, clock: Clock, intent: TradingIntent, order_id: str,
-                 message: str) -> None:
-    _record(store, AuditEvent(at=clock.now(), kind=AuditKind.ORDER_SENT, intent_id=intent.id, message=message,
-                              data={"client_order_id": order_id, "send_stamp": exchange.send_stamp()}))
-
-
 def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store, exchange: Exchange,
                market: MarketData, account: Account, clock: Clock, checked: bool) -> ExecutionResult:
     """Do (or finish) the steps of an EXECUTING intent, looking each order up before sending it."""
@@ -281,17 +261,19 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
 
     info = market.symbol_info(symbol)
     quantity = held_quantity(entry, info)
+    stop, target = protective_levels(intent, entry, info, account)
     stop_id = client_order_id(intent.id, OrderRole.STOP)
     stop_order = exchange.get_order(symbol, stop_id)
     stop_error: RobsonError | None = None
     if stop_order is None:
         safe_to_send(store, exchange, intent, stop_id, "protective stop")
-        limit = stop_limit_price(side, intent.stop, info.round_price, account.stop_limit_offset_percent)
+        limit = stop_limit_price(side, stop, info.round_price, account.stop_limit_offset_percent)
         record_send(store, exchange, clock, intent, stop_id,
-                     f"stop {side.opposite.value} {fmt(quantity)} @ {fmt(intent.stop)} limit {fmt(limit)} ({stop_id})")
+                     f"stop {side.opposite.value} {fmt(quantity)} @ {fmt(stop)} limit {fmt(limit)} ({stop_id})"
+                     + _anchored(intent, stop, target))
         try:
-            stop_order = exchange.place_stop_order(symbol, side.opposite, quantity, intent.stop, limit, stop_id,
-                                                   target_price=intent.target, intent_id=intent.id)
+            stop_order = exchange.place_stop_order(symbol, side.opposite, quantity, stop, limit, stop_id,
+                                                   target_price=target, intent_id=intent.id)
         except AnswerLost:
             raise  # the stop may exist: never exit at market on a guess; reconcile settles it
         except RobsonError as e:
@@ -304,6 +286,13 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
         ), stop_id)
     return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock,
                    strategy=strategy, market=market, account=account)
+
+
+def _anchored(intent: TradingIntent, stop: Decimal, target: Decimal | None) -> str:
+    """Say where the fill moved the plan's levels, if it did."""
+    moved = [f"{what} {fmt(planned)} → {fmt(now)}" for what, planned, now in
+             (("stop", intent.stop, stop), ("target", intent.target, target)) if planned != now]
+    return f"; re-anchored to the entry fill: {', '.join(moved)}" if moved else ""
 
 
 def _mirror_orders(tx, orders: list[Order | None], operation_id: str) -> None:
@@ -324,30 +313,18 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
     """Create the operation and mark the intent EXECUTED; exit at market if the stop could not be placed."""
     now = clock.now()
     quantity = held_quantity(entry, info)
+    stop, target = protective_levels(intent, entry, info, account)
     with store.read() as session:
         operation = session.operation_for_intent(intent.id)
-    operation = operation or Operation(
-        id=new_id(OPERATION_PREFIX),
-        intent_id=intent.id,
-        symbol=intent.symbol,
-        side=intent.side,
-        status=OperationStatus.ACTIVE,
-        mode=exchange.name if exchange.name == "paper" else "live",
-        strategy=intent.strategy,
-        quantity=quantity,
-        entry_price=entry.average_price or intent.entry,
-        entry_fee=fee_in_quote(entry, info),
-        initial_stop=intent.stop,
-        stop=intent.stop,
-        target=intent.target,
-        opened_at=now,
-        updated_at=now,
-        quote_asset=intent.details.get("quote_asset", "USDT"),
-        last_checked_at=now,
+    operation = operation or open_operation(
+        operation_id=new_id(OPERATION_PREFIX), intent_id=intent.id, symbol=intent.symbol, side=intent.side,
+        mode=exchange.name if exchange.name == "paper" else "live", strategy=intent.strategy, quantity=quantity,
+        entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
+        target=target, at=now, quote_asset=intent.details.get("quote_asset", "USDT"),
     )
     if stop_order is None and exchange.live:
         # Imported here: the live monitor imports this module.
-        from robson.application.monitor import operation_lock
+        from robson.application.watching import operation_lock
 
         # Held from before the operation exists, so no monitor tick races the exit that follows.
         with operation_lock(store, operation.id, wait_seconds=LOCK_WAIT_SECONDS):
@@ -436,7 +413,7 @@ def _exit_live(result: ExecutionResult, info: SymbolInfo, stop_error: RobsonErro
     The book may fill the exit only in part: the live monitor's exit generations sell the rest, and
     what is still held keeps the operation ACTIVE (with a stop for it if one can be placed) for `monitor`.
     """
-    from robson.application.monitor_live import exit_live_at_market  # imported here: it imports this module
+    from robson.application.monitor_live import exit_live_at_market  # only a live entry left unprotected needs it
 
     with store.read() as session:
         operation = session.get_operation(result.operation.id)

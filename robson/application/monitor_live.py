@@ -39,15 +39,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NoReturn
 
-from robson.application.execute import safe_to_send, stop_limit_price
-from robson.application.monitor import (
+from robson.application.sending import safe_to_send
+from robson.application.watching import (
     Modification,
     MonitorReport,
     OperationCheck,
     Problem,
     StrategyFor,
-    _examined,
-    _stop_moved,
+    candles_examined,
+    stop_moved_event,
     fetch_candles,
     loss_halts,
     manual_moves,
@@ -60,6 +60,7 @@ from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.intent import TradingIntent
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import fmt
+from robson.domain.lifecycle import stop_limit_price
 from robson.domain.monitoring import Exit, MonitorSettings, StopMove, WalkResult, time_exit_deadline, walk_candles
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
 from robson.domain.orders import (
@@ -587,7 +588,7 @@ class _Watch:
             if result.exit is None:
                 break
         self.moves = tuple(moves)
-        self.examined = _examined(op, candles, self.timeframe, WalkResult(self.moves, None, walked.stop,
+        self.examined = candles_examined(op, candles, self.timeframe, WalkResult(self.moves, None, walked.stop,
                                                                           walked.last_checked_at))
         updated = dataclasses.replace(op, stop=walked.stop, last_checked_at=walked.last_checked_at)
         if moves:
@@ -603,7 +604,7 @@ class _Watch:
             if tx.get_operation(op.id) != op:
                 raise _Changed(op.id)
             for move in moves:
-                event = _stop_moved(op, move, order_id)  # the paper monitor's record, plus the replacing order
+                event = stop_moved_event(op, move, order_id)  # the paper monitor's record, plus the replacing order
                 tx.record(dataclasses.replace(event, message=f"{event.message}; {order_id} is replaced by {next_id}",
                                               data=event.data | {"new_client_order_id": next_id}))
             tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)

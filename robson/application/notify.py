@@ -21,7 +21,7 @@ from robson.domain.operation import Operation, OperationStatus, r_multiple
 
 if TYPE_CHECKING:  # only for annotations: the builders read attributes, nothing else
     from robson.application.execute import ExecutionResult
-    from robson.application.monitor import Halt, Modification, MonitorReport, OperationCheck
+    from robson.application.watching import Halt, Modification, MonitorReport, OperationCheck
     from robson.domain.intent import TradingIntent
     from robson.domain.monitoring import StopMove
     from robson.domain.signals import Signal

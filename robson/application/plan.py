@@ -13,15 +13,7 @@ from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Side, timeframe_ms
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import AuditEvent, AuditKind
-from robson.domain.sizing import (
-    SizingRequest,
-    check_stop_side,
-    check_target_side,
-    reward_to_risk,
-    size_position,
-    target_from_r_multiple,
-)
-from robson.domain.stops import compute_stop
+from robson.domain.lifecycle import candles_needed, plan_trade
 from robson.domain.strategy import Strategy
 
 
@@ -63,12 +55,6 @@ class PlanRequest:
     signal_id: str | None = None
 
 
-def candles_needed(strategy: Strategy) -> int:
-    """How many closed candles the strategy's stop method looks at, with ATR warm-up."""
-    s = strategy.stop
-    return max(s.lookback, s.fallback_lookback, s.atr_period + 1, s.ma_period) + 1
-
-
 def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Exchange, account: Account,
          clock: Clock) -> TradingIntent:
     """Size and record a PENDING intent; raise InvalidInput, NotFound or SizingRefused."""
@@ -83,46 +69,23 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
         entry, entry_source = request.entry, "given"
     else:
         entry, entry_source = market.last_price(symbol).price, "market"
-
-    if request.stop is not None:
-        check_stop_side(request.side, entry, request.stop)
-        stop, stop_method, stop_label, stop_details = request.stop, "manual", "given with --stop", {}
-    else:
-        candles = market.candles(symbol, timeframe, candles_needed(strategy))
-        result = compute_stop(request.side, entry, candles, strategy.stop)
-        stop, stop_method, stop_label, stop_details = result.price, result.method, result.label, result.details
-
+    needed = candles_needed(strategy)
+    candles = market.candles(symbol, timeframe, needed) if request.stop is None and needed else []
     free_quote = exchange.balances().get(info.quote_asset)
-    sizing = size_position(
-        SizingRequest(
-            side=request.side,
-            capital=capital,
-            risk_percent=strategy.risk_percent,
-            entry=entry,
-            stop=stop,
-            fee_rate=account.fee_rate,
-            max_position_percent=account.max_position_percent,
-            available_balance=free_quote.free if free_quote is not None else ZERO,
-            quantity=request.quantity,
-        ),
-        info,
+    planned = plan_trade(
+        request.side, info, strategy, entry=entry, entry_source=entry_source, candles=candles, capital=capital,
+        fee_rate=account.fee_rate, max_position_percent=account.max_position_percent,
+        available_balance=free_quote.free if free_quote is not None else ZERO,
+        quantity=request.quantity, stop=request.stop, target=request.target,
     )
-    fig = sizing.figures
-    if request.target is not None:
-        target = info.round_price(request.target, up=request.side is Side.BUY)
-        check_target_side(request.side, fig.entry, target)
-        target_source = "given"
-    elif strategy.target_r_multiple is not None:
-        target = target_from_r_multiple(request.side, fig.entry, fig.stop, strategy.target_r_multiple, info)
-        target_source = f"{fmt(strategy.target_r_multiple)}R from strategy"
-    else:
-        target, target_source = None, "none"
+    sizing, fig = planned.sizing, planned.sizing.figures
+    target, stop_method = planned.target, planned.stop_method
 
     now = clock.now()
     details = {
         "entry_source": entry_source,
-        "stop_label": stop_label,
-        "stop_details": stop_details,
+        "stop_label": planned.stop_label,
+        "stop_details": planned.stop_details,
         "stop_distance_percent": fmt(abs(fig.entry - fig.stop) / fig.entry * 100, 4),
         "risk_budget": fmt(sizing.risk_budget),
         "raw_quantity": fmt(sizing.raw_quantity),
@@ -134,12 +97,14 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
         "fees": fmt(fig.fees),
         "risk_with_fees": fmt(fig.total_risk),
         "risk_with_fees_percent": fmt(fig.total_risk_percent, 4),
-        "target_source": target_source,
-        "reward_to_risk": fmt(reward_to_risk(request.side, fig.entry, fig.stop, target), 2) if target else None,
+        "target_source": planned.target_source,
+        "reward_to_risk": fmt(planned.reward_to_risk, 2) if target else None,
         "quote_asset": info.quote_asset,
         "base_asset": info.base_asset,
         "market": market.name,
     }
+    if planned.anchor:
+        details["anchor"] = planned.anchor  # levels that follow the entry fill at execution
     intent = TradingIntent(
         id=new_id(INTENT_PREFIX),
         symbol=symbol,

@@ -11,13 +11,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
 from robson.domain.operation import Operation, OperationStatus
 from robson.domain.orders import AuditEvent, Order
-from robson.domain.signals import Signal, SignalStatus
+from robson.domain.signals import Decision, Signal, SignalStatus
+
+if TYPE_CHECKING:  # the scan grammar loads only for the commands that scan
+    from robson.domain.conditions import Detection, ScanDefinition, Setup
 
 
 class Clock(Protocol):
@@ -44,7 +47,14 @@ class MarketData(Protocol):
         ...
 
     def last_price(self, symbol: str) -> PriceQuote:
-        """Return the last price; raise NotFound for an unknown symbol, MarketDataError if none."""
+        """Return the last price known now (a replay: the close of the last candle closed by now).
+
+        Raise NotFound for an unknown symbol, MarketDataError if there is none.
+        """
+        ...
+
+    def fill_price(self, symbol: str) -> PriceQuote:
+        """Return the price a market order sent now trades at (a replay: the first trade at or after now)."""
         ...
 
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
@@ -141,8 +151,8 @@ class StoreSession(Protocol):
     def realized_pnl_between(self, start: datetime, end: datetime) -> Decimal:
         """Net realized P&L of operations closed in [start, end)."""
         ...
-    def last_stop_out(self, symbol: str) -> datetime | None:
-        """When an operation on symbol last closed at its stop, if ever."""
+    def last_stop_out(self, symbol: str, at_or_before: datetime | None = None) -> datetime | None:
+        """When an operation on symbol last closed at its stop (at or before a market time), if ever."""
         ...
 
     # orders and the paper exchange's book
@@ -203,6 +213,33 @@ class Store(Protocol):
 
     def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
         """Hold a named lock across processes; raise AlreadyRunning if another live process holds it."""
+        ...
+
+
+class SignalEvaluation(Protocol):
+    """A strategy's scan definition evaluated over one series of closed candles (oldest first)."""
+
+    def __len__(self) -> int: ...
+
+    def detection(self, setup: Setup, index: int) -> Detection | None:
+        """Return the setup's detection at the candle at index (−1: the last), or None."""
+        ...
+
+    def decide(self, signal: Signal, setup: Setup) -> Decision:
+        """Decide a DETECTED signal from the candles closed after its own; raise MarketDataError if undecidable."""
+        ...
+
+    def timeline(self, setup: Setup) -> list[tuple[int, int, int, int]]:
+        """Every detection as (candle index, outcome: 0 waiting, 1 confirmed, 2 invalidated, 3 expired,
+        deciding candle index or −1, confidence boosts held)."""
+        ...
+
+
+class SignalEngine(Protocol):
+    """The one evaluator of the scan grammar (robson/adapters/signal_engine.py)."""
+
+    def evaluate(self, definition: ScanDefinition, series: Sequence[Candle] | Any) -> SignalEvaluation:
+        """Compute the definition's indicators over series and evaluate its setups; raise MarketDataError."""
         ...
 
 

@@ -14,21 +14,19 @@ weight); indicators, decisions and store writes run on the calling thread.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
-
 from robson.application.plan import Account, PlanRequest, plan
-from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.application.ports import Clock, Exchange, MarketData, SignalEngine, SignalEvaluation, Store
 from robson.application.validate import day_start, validate
-from robson.domain.conditions import IndicatorSpec, ScanDefinition, detect
+from robson.domain.conditions import ConfirmRule, ScanDefinition
 from robson.domain.guards import Verdict
 from robson.domain.intent import IntentSource, TradingIntent
 from robson.domain.market import Candle, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import fmt
-from robson.domain.signals import Decision, Signal, SignalEvent, SignalStatus, decide, new_signal
+from robson.domain.signals import Decision, Signal, SignalEvent, SignalStatus, new_signal
 from robson.domain.strategy import Strategy
 from robson.errors import (
     ExchangeError,
@@ -40,7 +38,6 @@ from robson.errors import (
     StrategyError,
 )
 
-Indicators = Callable[[Sequence[IndicatorSpec], Sequence[Candle]], Mapping[str, Sequence[Any]]]
 # A candle that closed this recently may not be served yet (the exchange's clock lags ours a little).
 CLOSE_GRACE_MS = 60_000
 Progress = Callable[[int, int, str], None]  # (groups done, groups in all, "BTCUSDT 15m")
@@ -131,15 +128,15 @@ def scan(
     exchange: Exchange,
     account: Account,
     clock: Clock,
-    indicators: Indicators,
+    engine: SignalEngine,
     validation_exchange: Exchange | None = None,
     max_workers: int = 4,
     on_progress: Progress | None = None,
 ) -> ScanReport:
     """Scan every (strategy, symbol); return what was recorded, decided, entered, skipped and failed.
 
-    indicators computes the strategies' indicators (robson.adapters.indicators.compute_indicators),
-    on this thread only. exchange sizes plans, as `robson plan` does; validation_exchange (default:
+    engine evaluates the strategies' setups (robson.adapters.signal_engine.SignalEngine), on this
+    thread only: the same evaluator the backtest uses. exchange sizes plans, as `robson plan` does; validation_exchange (default:
     exchange) is the one validation checks. A symbol that fails (unknown, delisted, no fresh data,
     exchange error) is reported in failures and the others are still scanned. Raise InvalidInput
     for a strategy without a scan section or an unknown timeframe.
@@ -162,7 +159,7 @@ def scan(
         else:
             for strategy in strategies:
                 waiting = [s for s in pending if (s.strategy, s.symbol, s.timeframe) == (strategy.name, symbol, timeframe)]
-                _scan_one(strategy, symbol, timeframe, outcome, waiting, compute=indicators, store=store, now=now,
+                _scan_one(strategy, symbol, timeframe, outcome, waiting, engine=engine, store=store, now=now,
                           report=report, confirmed=confirmed)
         done += 1
         if on_progress is not None:
@@ -226,16 +223,20 @@ def _utc(ms: int) -> str:
 
 
 def _scan_one(strategy: Strategy, symbol: str, timeframe: str, candles: list[Candle], waiting: list[Signal], *,
-              compute: Indicators, store: Store, now: datetime, report: ScanReport,
+              engine: SignalEngine, store: Store, now: datetime, report: ScanReport,
               confirmed: list[_Confirmed]) -> None:
-    """Decide the DETECTED signals of one (strategy, symbol, timeframe), then detect on the last closed candle."""
+    """Decide the DETECTED signals of one (strategy, symbol, timeframe), then detect on the last closed candle.
+
+    A setup that asks for no confirmation (confirm: none) is CONFIRMED by its own candle at once.
+    """
     definition = strategy.scan
     assert definition is not None  # checked by _groups
     window = candles[-candles_to_fetch(definition):]
     try:
-        series = compute(definition.indicators, window)
-        decisions = [(signal, _decide(signal, definition, window, series)) for signal in waiting]
-        detections = [d for setup in definition.setups if (d := detect(setup, series, window)) is not None]
+        evaluation = engine.evaluate(definition, window)
+        decisions = [(signal, _decide(signal, definition, evaluation)) for signal in waiting]
+        detections = [(setup, d) for setup in definition.setups
+                      if (d := evaluation.detection(setup, -1)) is not None]
     except (InvalidInput, MarketDataError) as e:
         report.failures.append(Failure(symbol, timeframe, (strategy.name,), _message(e)))
         return
@@ -252,24 +253,30 @@ def _scan_one(strategy: Strategy, symbol: str, timeframe: str, candles: list[Can
         report.resolved.append(decided)
         if decided.status is SignalStatus.CONFIRMED:
             confirmed.append(_Confirmed(decided, decision, strategy, timeframe, window[-1].open_time))
-    for detection in detections:
+    for setup, detection in detections:
         signal = new_signal(detection, strategy=strategy.name, symbol=symbol, timeframe=timeframe, at=now)
+        decision = evaluation.decide(signal, setup) if setup.confirm is ConfirmRule.NONE else None
         with store.transaction() as tx:
             added = tx.add_signal(signal)
+            if added and decision is not None:
+                signal = signal.apply(SignalEvent.CONFIRM, now, _resolution(decision))
+                tx.update_signal(signal, expected_status=SignalStatus.DETECTED)
             if not added:  # show the signal recorded earlier, not the copy that was not stored
                 signal = next((s for s in tx.list_signals(strategy=strategy.name, symbol=symbol)
                                if s.key == signal.key), signal)
         (report.detected if added else report.already_recorded).append(signal)
+        if added and decision is not None:
+            report.resolved.append(signal)
+            confirmed.append(_Confirmed(signal, decision, strategy, timeframe, window[-1].open_time))
 
 
-def _decide(signal: Signal, definition: ScanDefinition, candles: list[Candle],
-            series: Mapping[str, Sequence[Any]]) -> Decision:
+def _decide(signal: Signal, definition: ScanDefinition, evaluation: SignalEvaluation) -> Decision:
     try:
         setup = definition.setup(signal.pattern)
     except StrategyError:
         return Decision(SignalEvent.EXPIRE, f"the strategy no longer has the setup '{signal.pattern}'")
     try:
-        return decide(signal, setup, candles, series)
+        return evaluation.decide(signal, setup)
     except MarketDataError as e:
         # Its candle is later than the market's clock (a replay moved back in time): leave it for later.
         return Decision(None, e.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
@@ -18,7 +19,7 @@ from robson.domain.guards import (
     run_guards,
 )
 from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
-from robson.domain.market import SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
+from robson.domain.market import SymbolInfo, check_not_before, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind
 from robson.domain.strategy import Strategy
@@ -45,6 +46,23 @@ def next_month(moment: datetime) -> datetime:
     return (start + timedelta(days=32)).replace(day=1)
 
 
+def known_by(now: datetime) -> datetime:
+    """The end (exclusive) of what is known at market time now: everything closed at or before it."""
+    return now + timedelta(microseconds=1)
+
+
+def realized_so_far(session, now: datetime) -> tuple[Decimal, Decimal]:
+    """Return (today's, this month's) realized P&L as known at market time now.
+
+    The UTC day and month are those of now; an operation counts once it has closed, at or
+    before now, so a replay never counts a close it has not reached yet.
+    """
+    end = known_by(now)
+    today = session.realized_pnl_between(day_start(now), min(day_start(now) + timedelta(days=1), end))
+    month = session.realized_pnl_between(month_start(now), min(next_month(now), end))
+    return today, month
+
+
 def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market: MarketData, exchange: Exchange,
              account: Account, clock: Clock) -> ValidationOutcome:
     """Run all guards; store the report and move the intent to VALIDATED or FAILED."""
@@ -54,6 +72,7 @@ def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market:
         raise IllegalTransition(
             f"intent {intent.id} is {intent.status.value}: only PENDING or VALIDATED intents can be validated"
         )
+    check_not_before(clock.now(), intent.updated_at, f"the last change of {intent.id} ({intent.status.value})")
     limits = account.limits_for(strategy)
     ctx = gather_context(intent, store=store, market=market, exchange=exchange, account=account, clock=clock,
                          limits=limits)
@@ -112,10 +131,9 @@ def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, e
         pass
     free = {asset: b.free for asset, b in exchange.balances().items()}
     with store.read() as session:
-        today = session.realized_pnl_between(day_start(now), day_start(now) + timedelta(days=1))
-        month = session.realized_pnl_between(month_start(now), next_month(now))
+        today, month = realized_so_far(session, now)
         open_ops = session.list_operations(OperationStatus.ACTIVE)
-        last_stop = session.last_stop_out(intent.symbol)
+        last_stop = session.last_stop_out(intent.symbol, at_or_before=now)
     return GuardContext(
         intent=intent,
         symbol_info=info,

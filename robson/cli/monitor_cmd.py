@@ -11,10 +11,11 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, log, print_json, table
 from robson.cli.views import monitor_report_doc, monitor_summary
-from robson.domain.money import fmt
+from robson.domain.money import fmt, parse_decimal
 from robson.errors import AlreadyRunning, InvalidInput, RobsonError
 
 DEFAULT_INTERVAL_SECONDS = 60.0
+MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1, 86400
 
 
 def wait(stop: threading.Event, seconds: float) -> None:
@@ -76,6 +77,18 @@ def with_live_operations(c, paper_report):
     return merge_reports(paper_report, report)
 
 
+def _interval_seconds(text: str) -> float:
+    """Parse --interval: 1 to 86400 seconds (nan, inf, 1e999 and 1e-320 would busy-loop or never wake)."""
+    try:
+        number = parse_decimal(text, "--interval")
+    except InvalidInput as e:
+        raise InvalidInput(f"{e.message}; give seconds from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS}") from None
+    if not MIN_INTERVAL_SECONDS <= number <= MAX_INTERVAL_SECONDS:
+        raise InvalidInput(f"--interval must be from {MIN_INTERVAL_SECONDS} to {MAX_INTERVAL_SECONDS} seconds, "
+                           f"got '{text}'")
+    return float(number)
+
+
 def _stop_on_signals(stop: threading.Event) -> dict:
     """Turn Ctrl-C and SIGTERM into a request to stop after the tick in progress; return the old handlers."""
     previous = {}
@@ -90,8 +103,8 @@ def _stop_on_signals(stop: threading.Event) -> dict:
 def monitor_command(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Check every ACTIVE operation once and exit (for cron).")] = False,
-    interval: Annotated[float | None, typer.Option("--interval", help="Seconds between checks in a loop (default 60).",
-                                                   show_default=False)] = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="Seconds between checks in a loop, 1 to 86400 "
+                                                 "(default 60).", show_default=False)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Watch ACTIVE operations: stops, targets, trailing stops and time exits, paper and live.
@@ -104,13 +117,13 @@ def monitor_command(
 
     Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)
     """
-    from robson.application.monitor import monitor_once, run_monitor
+    from robson.application.monitor import monitor_once
+    from robson.application.watching import run_monitor
     from robson.cli.reconcile_cmd import settle_pending
 
     if once and interval is not None:
         raise InvalidInput("give either --once or --interval, not both")
-    if interval is not None and interval <= 0:
-        raise InvalidInput(f"--interval must be greater than 0 seconds, got {interval:g}")
+    seconds = None if interval is None else _interval_seconds(interval)
     c = container(ctx)
     errors: list[int] = []
 
@@ -155,7 +168,7 @@ def monitor_command(
     previous = _stop_on_signals(stop)
     try:
         ticks = run_monitor(tick, store=c.store, on_report=on_report,
-                            interval=interval or DEFAULT_INTERVAL_SECONDS,
+                            interval=seconds or DEFAULT_INTERVAL_SECONDS,
                             sleep=lambda seconds: wait(stop, seconds), stopping=stop.is_set, on_error=on_error)
     finally:
         for signum, handler in previous.items():

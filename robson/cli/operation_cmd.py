@@ -114,7 +114,7 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
 
 def _closed_by_hand_events(c, closed) -> list:
     """Return the close's notification, and a halt if this loss crossed a limit."""
-    from robson.application.monitor import loss_halts
+    from robson.application.watching import loss_halts
     from robson.application.notify import event_closed, events_halted
 
     at = closed.closed_at or closed.updated_at
@@ -192,7 +192,7 @@ def modify(
 
     Example: robson operation modify op-1c2d --stop 35250
     """
-    from robson.application.monitor import modify_operation
+    from robson.application.operations import modify_operation
     from robson.cli.reconcile_cmd import settle_pending
 
     new_stop = None if stop is None else parse_decimal(stop, "stop")

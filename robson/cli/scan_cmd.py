@@ -108,7 +108,7 @@ def scan_command(
     Example: robson scan --strategy rescue-forces --symbols BTCUSDT,ETHUSDT
     (crontab: */15 * * * * robson scan)
     """
-    from robson.adapters.indicators import compute_indicators
+    from robson.adapters.signal_engine import SignalEngine
     from robson.application.scan import ScanRequest, scan
     from robson.domain.market import timeframe_ms
 
@@ -136,7 +136,7 @@ def scan_command(
                 progress.update(task, completed=done, total=total, description=label)
 
         report = scan(request, store=c.store, market=market, exchange=c.paper, validation_exchange=validation_exchange,
-                      account=c.account, clock=c.clock, indicators=compute_indicators,
+                      account=c.account, clock=c.clock, engine=SignalEngine(),
                       max_workers=c.settings["scan.max_workers"],
                       on_progress=on_progress)
     if report.entries:

@@ -1,4 +1,4 @@
-"""Scan rules: a closed grammar for a strategy's ``scan:`` section, parsed without eval, evaluated purely.
+"""Scan rules: a closed grammar for a strategy's ``scan:`` section, parsed without eval.
 
 The section (docs/strategy-reference.md has every operator with an example)::
 
@@ -24,9 +24,13 @@ A *condition* is a one-key mapping: ``gt lt ge le crosses_above crosses_below: [
 ``between: [term, low, high]`` (inclusive), ``all / any: [condition, ...]``, ``not: condition``,
 ``pattern: hammer|inverted_hammer|bullish_engulfing|bearish_engulfing|morning_star``.
 
-Evaluation is three-valued: a value missing during warm-up (None), a crossing on the first
-candle or a division by zero makes a comparison *unknown*; ``all``/``any``/``not`` follow
-Kleene logic (``not`` of unknown stays unknown), and an unknown result never matches.
+Evaluation is three-valued: a value missing during warm-up, a crossing on the first candle or
+a division by zero makes a comparison *unknown*; ``all``/``any``/``not`` follow Kleene logic
+(``not`` of unknown stays unknown), and an unknown result never matches. A crossing compares
+the candle with the one before (left at or below right, then above); a confirmation asking
+whether the setup "still holds" judges a crossing as a state and a formed pattern as holding.
+robson.adapters.signal_engine is the one evaluator of these rules, for the scan and the
+backtest alike.
 Parse errors raise StrategyError("field 'scan.setups[0].when.gt[1]': problem"); the caller
 prefixes the file name.
 """
@@ -36,14 +40,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, Decimal
 from enum import StrEnum
 from typing import Any
 
-from robson.domain.market import Candle, Side
+from robson.domain.market import Side
 from robson.domain.money import ONE, ZERO, fmt, parse_decimal
-from robson.domain.patterns import PATTERNS, pattern_at
-from robson.errors import InvalidInput, MarketDataError, StrategyError
+from robson.domain.patterns import PATTERNS
+from robson.errors import InvalidInput, StrategyError
 
 PRICE_SERIES = ("open", "high", "low", "close", "volume")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -112,9 +116,6 @@ class IndicatorSpec:
 class Number:
     value: Decimal
 
-    def value_at(self, ctx: _Context, offset: int = 0) -> Decimal | None:
-        return self.value
-
     def describe(self) -> str:
         return fmt(self.value)
 
@@ -122,9 +123,6 @@ class Number:
 @dataclass(frozen=True, slots=True)
 class Ref:
     name: str
-
-    def value_at(self, ctx: _Context, offset: int = 0) -> Decimal | None:
-        return ctx.lookup(self.name, offset)
 
     def describe(self) -> str:
         return self.name
@@ -138,21 +136,6 @@ class Arithmetic:
     op: str  # add, sub, mul, div
     left: Term
     right: Term
-
-    def value_at(self, ctx: _Context, offset: int = 0) -> Decimal | None:
-        left, right = self.left.value_at(ctx, offset), self.right.value_at(ctx, offset)
-        if left is None or right is None:
-            result = None
-        elif self.op == "add":
-            result = left + right
-        elif self.op == "sub":
-            result = left - right
-        elif self.op == "mul":
-            result = left * right
-        else:
-            result = left / right if right != 0 else None
-        ctx.record(self.describe(), offset, result)
-        return result
 
     def describe(self) -> str:
         def side(term: Term) -> str:
@@ -170,25 +153,11 @@ COMPARISONS = {"gt": ">", "lt": "<", "ge": "≥", "le": "≤"}
 CROSSES = {"crosses_above": "crosses above", "crosses_below": "crosses below"}
 
 
-def _compare(op: str, left: Decimal, right: Decimal) -> bool:
-    if op == "gt":
-        return left > right
-    if op == "lt":
-        return left < right
-    if op == "ge":
-        return left >= right
-    return left <= right
-
-
 @dataclass(frozen=True, slots=True)
 class Compare:
     op: str  # gt, lt, ge, le
     left: Term
     right: Term
-
-    def check(self, ctx: _Context) -> bool | None:
-        left, right = self.left.value_at(ctx), self.right.value_at(ctx)
-        return None if left is None or right is None else _compare(self.op, left, right)
 
     def describe(self, nested: bool = False) -> str:
         return f"{self.left.describe()} {COMPARISONS[self.op]} {self.right.describe()}"
@@ -200,10 +169,6 @@ class Between:
     low: Term
     high: Term
 
-    def check(self, ctx: _Context) -> bool | None:
-        value, low, high = self.value.value_at(ctx), self.low.value_at(ctx), self.high.value_at(ctx)
-        return None if value is None or low is None or high is None else low <= value <= high
-
     def describe(self, nested: bool = False) -> str:
         return f"{self.low.describe()} ≤ {self.value.describe()} ≤ {self.high.describe()}"
 
@@ -214,26 +179,6 @@ class Cross:
     left: Term
     right: Term
 
-    def check(self, ctx: _Context) -> bool | None:
-        """Left was at or below right on the previous candle and is above it now (mirror for below).
-
-        When confirming (ctx.holding) the cross is judged as a state: left still above right.
-        """
-        above = self.op == "crosses_above"
-        left, right = self.left.value_at(ctx), self.right.value_at(ctx)
-        if left is None or right is None:
-            return None
-        now = left > right if above else left < right
-        if ctx.holding:
-            return now
-        if ctx.position == 0:
-            return None
-        before_left, before_right = self.left.value_at(ctx, 1), self.right.value_at(ctx, 1)
-        if before_left is None or before_right is None:
-            return None
-        was_on_other_side = before_left <= before_right if above else before_left >= before_right
-        return was_on_other_side and now
-
     def describe(self, nested: bool = False) -> str:
         return f"{self.left.describe()} {CROSSES[self.op]} {self.right.describe()}"
 
@@ -241,12 +186,6 @@ class Cross:
 @dataclass(frozen=True, slots=True)
 class AllOf:
     items: tuple[Condition, ...]
-
-    def check(self, ctx: _Context) -> bool | None:
-        results = [item.check(ctx) for item in self.items]  # every item runs: all values are recorded
-        if False in results:
-            return False
-        return None if None in results else True
 
     def describe(self, nested: bool = False) -> str:
         text = " and ".join(item.describe(True) for item in self.items)
@@ -257,12 +196,6 @@ class AllOf:
 class AnyOf:
     items: tuple[Condition, ...]
 
-    def check(self, ctx: _Context) -> bool | None:
-        results = [item.check(ctx) for item in self.items]
-        if True in results:
-            return True
-        return None if None in results else False
-
     def describe(self, nested: bool = False) -> str:
         text = " or ".join(item.describe(True) for item in self.items)
         return f"({text})" if nested and len(self.items) > 1 else text
@@ -272,10 +205,6 @@ class AnyOf:
 class Not:
     item: Condition
 
-    def check(self, ctx: _Context) -> bool | None:
-        result = self.item.check(ctx)
-        return None if result is None else not result
-
     def describe(self, nested: bool = False) -> str:
         return f"not ({self.item.describe()})"
 
@@ -284,95 +213,11 @@ class Not:
 class Pattern:
     name: str
 
-    def check(self, ctx: _Context) -> bool | None:
-        """Tell whether the candle pattern ends at this candle; a formed pattern still holds when confirming."""
-        if ctx.holding:
-            return True
-        for price in ("open", "high", "low", "close"):
-            ctx.lookup(price, 0)
-        return pattern_at(self.name, ctx.candles, ctx.position)
-
     def describe(self, nested: bool = False) -> str:
         return f"pattern {self.name}"
 
 
 Condition = Compare | Between | Cross | AllOf | AnyOf | Not | Pattern
-
-
-# --- evaluation ------------------------------------------------------------------------------
-
-
-class _Context:
-    """The candle being judged and the values looked at, recorded for the explanation."""
-
-    def __init__(self, series: Mapping[str, Sequence[Any]], candles: Sequence[Candle], index: int, holding: bool):
-        if not candles:
-            raise MarketDataError("cannot evaluate a condition without candles")
-        position = index if index >= 0 else len(candles) + index
-        if not 0 <= position < len(candles):
-            raise MarketDataError(f"candle index {index} is outside the {len(candles)} candles given")
-        self.series, self.candles, self.position, self.holding = series, candles, position, holding
-        self.values: dict[str, Decimal | None] = {}
-
-    def lookup(self, name: str, offset: int) -> Decimal | None:
-        position = self.position - offset
-        if position < 0:
-            value = None
-        elif name in PRICE_SERIES:
-            value = getattr(self.candles[position], name)
-        else:
-            values = self.series.get(name)
-            if values is None:
-                raise MarketDataError(f"no values were computed for '{name}'")
-            if len(values) != len(self.candles):
-                raise MarketDataError(f"'{name}' has {len(values)} values for {len(self.candles)} candles")
-            value = _to_decimal(values[position])
-        self.record(name, offset, value)
-        return value
-
-    def record(self, name: str, offset: int, value: Decimal | None) -> None:
-        self.values[f"{name}[-{offset}]" if offset else name] = value
-
-
-def _to_decimal(value: Any) -> Decimal | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, Decimal):
-        number = value
-    else:
-        # str gives the shortest text that round-trips a float (numpy's too): the number the indicator meant.
-        try:
-            number = Decimal(str(value))
-        except InvalidOperation:
-            raise MarketDataError(f"an indicator value is not a number: {value!r}") from None
-    return number if number.is_finite() else None  # NaN and infinities count as missing
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    """Whether a condition held at a candle, and every value it looked at (None during warm-up)."""
-
-    matched: bool
-    values: dict[str, Decimal | None]
-
-
-def evaluate(
-    condition: Condition,
-    series: Mapping[str, Sequence[Any]],
-    candles: Sequence[Candle],
-    index: int = -1,
-    *,
-    holding: bool = False,
-) -> Evaluation:
-    """Evaluate condition at candles[index] (default the last closed candle).
-
-    series maps each indicator output name to values aligned with candles (floats, Decimals or
-    None during warm-up). holding=True judges crossings as states and patterns as formed, the
-    way a confirmation on a later candle asks "does it still hold?". An unknown result is not
-    a match. Raise MarketDataError when a referenced series is missing or misaligned.
-    """
-    ctx = _Context(series, candles, index, holding)
-    return Evaluation(matched=condition.check(ctx) is True, values=ctx.values)
 
 
 # --- setups ----------------------------------------------------------------------------------
@@ -381,6 +226,7 @@ def evaluate(
 class ConfirmRule(StrEnum):
     NEXT_CLOSE_ABOVE_HIGH = "next_close_above_high"  # sells: a close below the signal candle's low
     CONDITION_HOLDS = "condition_holds"  # the setup's condition still holds on the next close
+    NONE = "none"  # no confirmation: the signal candle itself decides, the entry is the next open
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,33 +270,6 @@ class Detection:
     confidence: Decimal
     values: dict[str, Decimal | None]
     reason: str
-
-
-def detect(
-    setup: Setup, series: Mapping[str, Sequence[Any]], candles: Sequence[Candle], index: int = -1
-) -> Detection | None:
-    """Return a Detection when setup.when holds at candles[index], else None; raise MarketDataError."""
-    result = evaluate(setup.when, series, candles, index)
-    if not result.matched:
-        return None
-    values = dict(result.values)
-    held = []
-    for boost in setup.boosts:
-        boost_result = evaluate(boost, series, candles, index)
-        values.update(boost_result.values)
-        if boost_result.matched:
-            held.append(boost.describe())
-    reason = setup.when.describe()
-    if setup.boosts:
-        reason += f"; boosts {len(held)}/{len(setup.boosts)}" + (f": {', '.join(held)}" if held else "")
-    return Detection(
-        setup=setup.name,
-        side=setup.side,
-        candle_open_time=candles[index].open_time,
-        confidence=setup.confidence(len(held)),
-        values=values,
-        reason=reason,
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -273,8 +273,16 @@ def data_freshness(ctx: GuardContext) -> GuardResult:
 
 
 def _minutes(delta: timedelta) -> str:
+    """Return a readable duration: '4m05s' under an hour, '3h 05m' under a day, then '167d 3h'."""
     seconds = int(delta.total_seconds())
-    return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 0:
+        return f"-{_minutes(-delta)}"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if hours < 1:
+        return f"{minutes}m{seconds % 60:02d}s"
+    if days < 1:
+        return f"{hours}h {minutes % 60:02d}m"
+    return f"{days:,}d {hours % 24}h"
 
 
 def cooldown(ctx: GuardContext) -> GuardResult:
@@ -313,9 +321,15 @@ def order_test(exchange: str, side: str, quantity: Decimal, symbol: str, rejecti
                        fix="plan again: the exchange's filters, balance or status no longer allow this order")
 
 
-def run_guards(ctx: GuardContext) -> list[GuardResult]:
-    """Run every guard and return all verdicts, in the SPEC's order."""
-    return [guard(ctx) for guard in GUARDS]
+GUARD_NAMES: tuple[str, ...] = (
+    "symbol tradable", "exchange filters", "balance", "risk per trade", "stop distance", "daily loss",
+    "monthly drawdown", "open positions", "data freshness", "cooldown",
+)
+
+
+def run_guards(ctx: GuardContext, *, skip: frozenset[str] = frozenset()) -> list[GuardResult]:
+    """Run every guard (but those named in skip, a backtest's --no-guards) and return all verdicts, in the SPEC's order."""
+    return [guard(ctx) for guard, name in zip(GUARDS, GUARD_NAMES, strict=True) if name not in skip]
 
 
 def overall(results: Sequence[GuardResult]) -> Verdict:

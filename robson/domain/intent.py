@@ -61,7 +61,11 @@ def next_status(status: IntentStatus, event: IntentEvent) -> IntentStatus:
     except KeyError:
         allowed = sorted(e.value for (s, e) in TRANSITIONS if s == status)
         detail = f"; from {status.value} only: {', '.join(allowed)}" if allowed else f"; {status.value} is final"
-        raise IllegalTransition(f"intent cannot go {status.value} -> {event.value}{detail}") from None
+        raise IllegalTransition(f"intent cannot go {status.value} -> {event.value}{detail}",
+                                hint=PLAN_AGAIN if status is S.FAILED else None) from None
+
+
+PLAN_AGAIN = "a FAILED intent is final: fix what its report says, then plan again (robson plan buy|sell SYMBOL)"
 
 
 class IntentSource(StrEnum):

@@ -58,6 +58,21 @@ def datetime_to_ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def check_not_before(now: datetime, moment: datetime | None, what: str) -> None:
+    """Refuse to write at market time now when it is earlier than moment, the latest time of what is touched.
+
+    A replay (--as-of) may move the clock anywhere, but history is never written backwards: an
+    operation is not closed before it opened, an intent not executed before it was validated.
+    Raise InvalidInput (exit 2) naming both times.
+    """
+    if moment is not None and now < moment:
+        raise InvalidInput(
+            f"market time {now.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC is before {what} at "
+            f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC: robson never writes history backwards",
+            hint=f"use --as-of {moment.astimezone(UTC):%Y-%m-%dT%H:%M:%S} or later",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Candle:
     """One OHLCV bar; open_time is epoch milliseconds (UTC), the bar closes at open_time + length."""

@@ -30,6 +30,7 @@ class CloseReason(StrEnum):
     TIME_EXIT = "time_exit"
     MANUAL = "manual"
     STOP_PLACEMENT_FAILED = "stop_placement_failed"
+    END_OF_DATA = "end_of_data"  # a backtest's position still open when the data ends, valued at the last close
 
 
 class OperationEvent(StrEnum):

@@ -9,20 +9,18 @@ A signal is recorded once per (strategy, pattern, symbol, timeframe, candle open
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from robson.domain.ids import new_id
-from robson.domain.market import Candle, Side, ms_to_datetime, timeframe_ms
-from robson.domain.money import fmt
-from robson.errors import IllegalTransition, MarketDataError
+from robson.domain.market import Side
+from robson.errors import IllegalTransition
 
-if TYPE_CHECKING:  # the grammar loads when a signal is decided, not whenever the store reads one
-    from robson.domain.conditions import Detection, Setup
+if TYPE_CHECKING:  # the grammar loads when a signal is detected, not whenever the store reads one
+    from robson.domain.conditions import Detection
 
 SIGNAL_PREFIX = "sg"
 
@@ -120,88 +118,18 @@ def new_signal(detection: Detection, *, strategy: str, symbol: str, timeframe: s
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What the candles after a DETECTED signal say: an event, or None while still waiting."""
+    """What the candles after a DETECTED signal say: an event, or None while still waiting.
+
+    The setup's confirmation rule decides (robson.adapters.signal_engine evaluates it): each of
+    the first `window` candles after the signal candle is judged in turn, the first verdict wins.
+    next_close_above_high: a close above the signal candle's high confirms, one below its low
+    invalidates (mirrored for sells), one in between decides nothing; condition_holds: the first
+    later candle confirms if the confirm condition still holds there, else invalidates; none:
+    the signal candle itself confirms. With `window` candles closed and no verdict, the signal
+    expires; with fewer, it waits.
+    """
 
     event: SignalEvent | None
     reason: str
     candle_open_time: int | None = None  # the candle that decided, if one did
     values: dict[str, Decimal | None] = field(default_factory=dict)
-
-
-def decide(
-    signal: Signal, setup: Setup, candles: Sequence[Candle], series: Mapping[str, Sequence[Any]]
-) -> Decision:
-    """Decide a DETECTED signal from the closed candles after its own (confirm, invalidate, expire or wait).
-
-    candles are closed candles oldest first, including the signal candle, aligned with series
-    (needed by condition_holds). Each of the first setup.window candles after the signal candle
-    is judged in turn, the first verdict wins:
-
-    - next_close_above_high: a close above the signal candle's high confirms, a close below its
-      low invalidates (mirrored for sells); a close in between decides nothing;
-    - condition_holds: the first later candle decides: confirmed if the setup's confirm condition
-      (its own ``holds`` condition, else ``when``) still holds there (crossings judged as states,
-      patterns as formed), invalidated otherwise.
-
-    With window candles closed and no verdict, the signal expires; with fewer, it waits. If the
-    signal candle has left the data, the signal expires when window timeframes have passed.
-    Raise IllegalTransition for a signal that is not DETECTED, MarketDataError when the signal
-    candle is missing yet the window has not passed.
-    """
-    if signal.status is not SignalStatus.DETECTED:
-        raise IllegalTransition(f"signal {signal.id} is {signal.status.value}: only a DETECTED signal is decided")
-    window = setup.window
-    position = next((i for i, c in enumerate(candles) if c.open_time == signal.candle_open_time), None)
-    if position is None:
-        return _decide_without_signal_candle(signal, window, candles)
-    signal_candle = candles[position]
-    for later in range(position + 1, min(len(candles), position + 1 + window)):
-        decision = _judge(signal, setup, signal_candle, candles, later, series)
-        if decision is not None:
-            return decision
-    closed_after = len(candles) - 1 - position
-    if closed_after >= window:
-        return Decision(SignalEvent.EXPIRE, f"not confirmed within {_candles(window)}")
-    return Decision(None, f"waiting: {closed_after} of {window} candles closed")
-
-
-def _judge(
-    signal: Signal,
-    setup: Setup,
-    signal_candle: Candle,
-    candles: Sequence[Candle],
-    position: int,
-    series: Mapping[str, Sequence[Any]],
-) -> Decision | None:
-    from robson.domain.conditions import ConfirmRule, evaluate
-
-    candle = candles[position]
-    at = candle.open_time
-    if setup.confirm is ConfirmRule.CONDITION_HOLDS:
-        condition = setup.confirm_condition
-        result = evaluate(condition, series, candles, position, holding=True)
-        verdict = "still holds" if result.matched else "no longer holds"
-        event = SignalEvent.CONFIRM if result.matched else SignalEvent.INVALIDATE
-        return Decision(event, f"{condition.describe()} {verdict} on the next close", at, result.values)
-    close, high, low = candle.close, signal_candle.high, signal_candle.low
-    above, below = f"close {fmt(close)} above the signal high {fmt(high)}", f"close {fmt(close)} below the signal low {fmt(low)}"
-    if close > high:
-        event = SignalEvent.CONFIRM if signal.side is Side.BUY else SignalEvent.INVALIDATE
-        return Decision(event, above, at, {"close": close, "signal_high": high})
-    if close < low:
-        event = SignalEvent.CONFIRM if signal.side is Side.SELL else SignalEvent.INVALIDATE
-        return Decision(event, below, at, {"close": close, "signal_low": low})
-    return None
-
-
-def _decide_without_signal_candle(signal: Signal, window: int, candles: Sequence[Candle]) -> Decision:
-    length = timeframe_ms(signal.timeframe)
-    elapsed = (candles[-1].open_time - signal.candle_open_time) // length if candles else 0
-    if elapsed >= window:
-        return Decision(SignalEvent.EXPIRE, f"not confirmed within {_candles(window)} (signal candle no longer in the data)")
-    when = ms_to_datetime(signal.candle_open_time).strftime("%Y-%m-%d %H:%M")
-    raise MarketDataError(f"the signal candle ({when} UTC) of {signal.id} is not among the candles given")
-
-
-def _candles(count: int) -> str:
-    return f"{count} closed candle{'s' if count != 1 else ''}"

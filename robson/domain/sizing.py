@@ -165,12 +165,6 @@ def size_position(request: SizingRequest, info: SymbolInfo) -> Sizing:
     )
 
 
-def target_from_r_multiple(side: Side, entry: Decimal, stop: Decimal, r_multiple: Decimal, info: SymbolInfo) -> Decimal:
-    """Place a target r_multiple × stop distance beyond entry, rounded toward entry."""
-    raw = entry + side.sign * r_multiple * stop_distance(entry, stop)
-    return info.round_price(raw, up=side is Side.SELL)
-
-
 def reward_to_risk(side: Side, entry: Decimal, stop: Decimal, target: Decimal | None) -> Decimal | None:
     """Return |target − entry| / |entry − stop|, or None without a target."""
     if target is None:

@@ -180,8 +180,21 @@ class _Context:
         return {"side": self.side.value, "entry": self.entry, "candles": len(self.candles), **extra}
 
 
+# A strategy's settings object is checked once per process (by identity: True == 1 must not pass as 1).
+_CHECKED: dict[int, tuple[StopSettings, StopSettings]] = {}
+
+
 def _checked(settings: StopSettings) -> StopSettings:
     """Return settings with every number validated and Decimal; raise InvalidInput naming the field."""
+    known = _CHECKED.get(id(settings))
+    if known is not None and known[0] is settings:
+        return known[1]
+    checked = _check(settings)
+    _CHECKED[id(settings)] = (settings, checked)  # holding settings keeps its id from being reused
+    return checked
+
+
+def _check(settings: StopSettings) -> StopSettings:
     if settings.kind not in STOP_KINDS:
         raise InvalidInput(f"unknown stop kind '{settings.kind}' (known: {', '.join(STOP_KINDS)})")
     for name in _INT_SETTINGS:

@@ -15,17 +15,20 @@ from typing import Any
 
 from robson.domain.conditions import ScanDefinition, parse_scan
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT, RiskLimits
-from robson.domain.market import TIMEFRAME_MS
+from robson.domain.market import TIMEFRAME_MS, Side
 from robson.domain.monitoring import TimeExitRule, parse_duration
-from robson.domain.money import parse_decimal
-from robson.domain.stops import STOP_KINDS, StopSettings
+from robson.domain.money import HUNDRED, fmt, parse_decimal
+from robson.domain.stops import STOP_KINDS, StopSettings, compute_stop
 from robson.errors import InvalidInput, StrategyError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+MAX_WHOLE = 100_000
 TOP_LEVEL_FIELDS = {
     "name", "title", "description", "entry", "timeframe", "risk_percent", "max_risk_percent",
-    "stop", "target", "limits", "auto_entry", "scan", "trailing", "time_exit",
+    "stop", "target", "limits", "auto_entry", "scan", "trailing", "time_exit", "backtest",
 }
+TARGET_FIELDS = {"r_multiple", "percent", "after_fees"}
+BACKTEST_FIELDS = {"slippage_percent"}
 STOP_FIELDS = {"method"} | {f.name for f in dataclasses.fields(StopSettings)} - {"kind"}
 LIMIT_FIELDS = {f.name for f in dataclasses.fields(RiskLimits)} - {"max_risk_percent"}
 TRAILING_MODES = ("hand_span", "off")
@@ -42,6 +45,33 @@ class AutoEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetRule:
+    """Where the target sits: an R multiple of the stop distance, or a percent of the entry.
+
+    A percent target with after_fees is the exit price at which the trade nets that percent of
+    its cost once both taker fees are paid (freqtrade's ROI): entry × (1 + p) × (1 + f) / (1 − f).
+    """
+
+    r_multiple: Decimal | None = None
+    percent: Decimal | None = None
+    after_fees: bool = False
+
+    def describe(self) -> str:
+        if self.r_multiple is not None:
+            return f"{fmt(self.r_multiple)}R"
+        if self.percent is not None:
+            return f"{fmt(self.percent)} %" + (" after fees" if self.after_fees else "")
+        return "-"
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestDefaults:
+    """What `robson backtest` assumes for this strategy unless told otherwise (None: the config's)."""
+
+    slippage_percent: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Strategy:
     name: str
     title: str
@@ -51,13 +81,18 @@ class Strategy:
     risk_percent: Decimal
     max_risk_percent: Decimal
     stop: StopSettings
-    target_r_multiple: Decimal | None
+    target: TargetRule
     limit_overrides: dict[str, Any] = field(default_factory=dict)
     auto_entry: AutoEntry | None = None  # None: a person decides every entry (entry: manual)
     scan: ScanDefinition | None = None  # the setups `robson scan` looks for; None: nothing to scan
     source: str = ""  # the file it came from
     trailing: str = "off"  # "hand_span" (SPEC §2 trailing stop) or "off"
     time_exit: TimeExitRule | None = None  # close after N candles of the timeframe and/or at an age
+    backtest: BacktestDefaults = field(default_factory=BacktestDefaults)
+
+    @property
+    def target_r_multiple(self) -> Decimal | None:
+        return self.target.r_multiple
 
     @property
     def trails(self) -> bool:
@@ -85,6 +120,8 @@ def _decimal(source: str, field_name: str, value: Any, *, allow_zero: bool = Fal
 def _int(source: str, field_name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _fail(source, field_name, f"must be a whole number ≥ {minimum}, got {value!r}")
+    if value > MAX_WHOLE:  # counts of candles or minutes: beyond this, times run off the calendar
+        raise _fail(source, field_name, f"must be at most {MAX_WHOLE:,}, got {value if value < 10**40 else 'a huge number'}")
     return value
 
 
@@ -117,7 +154,12 @@ def _parse_stop(source: str, data: dict[str, Any]) -> StopSettings:
             values[key] = _int(source, f"stop.{key}", raw)
         else:
             values[key] = _decimal(source, f"stop.{key}", raw, allow_zero=key == "buffer_percent")
-    return StopSettings(**values)
+    settings = StopSettings(**values)
+    try:  # the stop rules' own check of their settings, so `config check` refuses what `plan` would
+        compute_stop(Side.BUY, HUNDRED, (), settings)
+    except InvalidInput as e:
+        raise _fail(source, "stop", e.message) from None
+    return settings
 
 
 def _parse_limits(source: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -181,11 +223,46 @@ def _parse_time_exit(source: str, data: dict[str, Any]) -> TimeExitRule | None:
     max_age = None
     if "max_age" in data:
         try:
+            if not str(data["max_age"]).isascii():  # '٩٠m' would read as 90m
+                raise InvalidInput("digits other than 0-9")
             max_age = parse_duration(data["max_age"], "time_exit.max_age")
-        except InvalidInput:
-            raise _fail(source, "time_exit.max_age",
-                        f"must be a positive duration like 90m, 12h, 3d or 2w, got {data['max_age']!r}") from None
+            if max_age.days > MAX_WHOLE:  # the deadline has to stay on the calendar
+                raise InvalidInput("too long")
+        except (InvalidInput, OverflowError):
+            raise _fail(source, "time_exit.max_age", f"must be a positive duration like 90m, 12h, 3d or 2w "
+                                                     f"(at most {MAX_WHOLE:,} days), got {data['max_age']!r}") from None
     return TimeExitRule(candles=candles, max_age=max_age)
+
+
+def _parse_target(source: str, data: dict[str, Any]) -> TargetRule:
+    _unknown(source, "target.", data, TARGET_FIELDS)
+    if "r_multiple" in data and "percent" in data:
+        raise _fail(source, "target", "give r_multiple or percent, not both")
+    after_fees = data.get("after_fees", False)
+    if not isinstance(after_fees, bool):
+        raise _fail(source, "target.after_fees", f"must be true or false, got {after_fees!r}")
+    if "r_multiple" in data:
+        if after_fees:
+            raise _fail(source, "target.after_fees", "applies only to a percent target")
+        return TargetRule(r_multiple=_decimal(source, "target.r_multiple", data["r_multiple"]))
+    if "percent" in data:
+        percent = _decimal(source, "target.percent", data["percent"])
+        if percent > 10 * HUNDRED:
+            raise _fail(source, "target.percent", f"must be at most 1000, got {fmt(percent)}")
+        return TargetRule(percent=percent, after_fees=after_fees)
+    if after_fees:
+        raise _fail(source, "target.after_fees", "applies only to a percent target")
+    return TargetRule()
+
+
+def _parse_backtest(source: str, data: dict[str, Any]) -> BacktestDefaults:
+    _unknown(source, "backtest.", data, BACKTEST_FIELDS)
+    slippage = None
+    if "slippage_percent" in data:
+        slippage = _decimal(source, "backtest.slippage_percent", data["slippage_percent"], allow_zero=True)
+        if slippage >= HUNDRED:
+            raise _fail(source, "backtest.slippage_percent", f"must be below 100, got {fmt(slippage)}")
+    return BacktestDefaults(slippage_percent=slippage)
 
 
 def parse_strategy(data: Any, source: str) -> Strategy:
@@ -210,9 +287,6 @@ def parse_strategy(data: Any, source: str) -> Strategy:
     if risk > max_risk:
         raise _fail(source, "risk_percent", f"{risk}% is above max_risk_percent {max_risk}%")
     stop = _parse_stop(source, _mapping(source, "stop", data.get("stop")))
-    target = _mapping(source, "target", data.get("target"))
-    _unknown(source, "target.", target, {"r_multiple"})
-    r_multiple = _decimal(source, "target.r_multiple", target["r_multiple"]) if "r_multiple" in target else None
     return Strategy(
         name=name,
         title=str(data.get("title") or name),
@@ -222,11 +296,12 @@ def parse_strategy(data: Any, source: str) -> Strategy:
         risk_percent=risk,
         max_risk_percent=max_risk,
         stop=stop,
-        target_r_multiple=r_multiple,
+        target=_parse_target(source, _mapping(source, "target", data.get("target"))),
         limit_overrides=_parse_limits(source, _mapping(source, "limits", data.get("limits"))),
         auto_entry=_parse_auto_entry(source, entry, data.get("auto_entry")),
         scan=_parse_scan(source, entry, data.get("scan")),
         source=source,
         trailing=_parse_trailing(source, data.get("trailing")),
         time_exit=_parse_time_exit(source, _mapping(source, "time_exit", data.get("time_exit"))),
+        backtest=_parse_backtest(source, _mapping(source, "backtest", data.get("backtest"))),
     )

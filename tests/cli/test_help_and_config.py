@@ -96,7 +96,7 @@ def test_init_writes_a_config_that_config_check_accepts(robson, tmp_path):
     checked = robson("config", "check", "--json")
     doc = parsed(checked)
     assert doc["ok"] is True and doc["config_file"].endswith(".robson.yaml")
-    assert len(doc["strategies"]) == 5
+    assert len(doc["strategies"]) == 6
     assert parsed(robson("config", "show", "--json"))["settings"]["capital"]["source"].endswith(".robson.yaml")
 
 

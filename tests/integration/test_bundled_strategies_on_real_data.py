@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from robson.adapters.indicators import compute_indicators
 from robson.adapters.market.sample import SampleMarket
+from robson.adapters.signal_engine import Evaluation, SignalEngine
 from robson.adapters.strategies import StrategyCatalog, bundled_strategies_dir
-from robson.domain.conditions import Detection, Setup, detect
+from robson.domain.conditions import Detection, Setup
 from robson.domain.market import Candle, datetime_to_ms
-from robson.domain.signals import SignalEvent, decide, new_signal
+from robson.domain.signals import SignalEvent, new_signal
 
 NOW = datetime(2021, 7, 18, tzinfo=UTC)
 
@@ -33,21 +33,24 @@ class Run:
     setup: Setup
     timeframe: str
     candles: list[Candle]
-    series: dict[str, list[float | None]]
+    evaluation: Evaluation
 
     def index(self, when: str) -> int:
         open_time = datetime_to_ms(datetime.strptime(when, "%Y-%m-%d %H:%M").replace(tzinfo=UTC))
         return next(i for i, candle in enumerate(self.candles) if candle.open_time == open_time)
 
     def detect_at(self, when: str) -> Detection | None:
-        return detect(self.setup, self.series, self.candles, self.index(when))
+        return self.evaluation.detection(self.setup, self.index(when))
 
     def decision_after(self, detection: Detection, name: str) -> SignalEvent | None:
         """Decide the signal with the closed candles of its window after it, as the next scans would."""
         signal = new_signal(detection, strategy=name, symbol="BTCUSDT", timeframe=self.timeframe, at=NOW)
-        end = self.candles.index(next(c for c in self.candles if c.open_time == detection.candle_open_time))
-        end += 1 + self.setup.window
-        return decide(signal, self.setup, self.candles[:end], {k: v[:end] for k, v in self.series.items()}).event
+        # Only the window's candles after the signal decide: later ones are never looked at.
+        return self.evaluation.decide(signal, self.setup).event
+
+    def detections(self) -> list[Detection]:
+        found = self.evaluation.setup_mask(self.setup).nonzero()[0]
+        return [d for i in found if (d := self.evaluation.detection(self.setup, int(i))) is not None]
 
 
 @cache
@@ -55,8 +58,8 @@ def run(name: str) -> Run:
     strategy = StrategyCatalog([bundled_strategies_dir()]).get(name)
     assert strategy.scan is not None
     candles = SampleMarket().candles("BTCUSDT", strategy.timeframe, 100_000)
-    series = compute_indicators(strategy.scan.indicators, candles)
-    return Run(strategy.scan.setups[0], strategy.timeframe, candles, series)
+    evaluation = SignalEngine().evaluate(strategy.scan, candles)
+    return Run(strategy.scan.setups[0], strategy.timeframe, candles, evaluation)
 
 
 def assert_values(detection: Detection, expected: dict[str, str]) -> None:
@@ -126,7 +129,7 @@ def test_rescue_forces_stays_quiet_where_a_hand_check_says_no(when, why):
 
 def test_most_rescue_forces_detections_on_the_sample_confirm_because_the_cross_still_holds():
     r = run("rescue-forces")
-    detections = [d for i in range(len(r.candles)) if (d := detect(r.setup, r.series, r.candles, i)) is not None]
+    detections = r.detections()
 
     decisions = [r.decision_after(d, "rescue-forces") for d in detections]
 

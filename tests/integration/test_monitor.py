@@ -66,6 +66,9 @@ class FakeMarket:
     def last_price(self, symbol: str) -> PriceQuote:
         return PriceQuote(symbol, self.price, self.clock)
 
+    def fill_price(self, symbol: str) -> PriceQuote:
+        return self.last_price(symbol)
+
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
         self.fetches.append((symbol, timeframe))
         if timeframe != "5m":
@@ -97,6 +100,7 @@ def book(store, market) -> PaperExchange:
 def open_operation(store, market, book, *, intent_id="pl-00000001", stop="95", target=None, strategy="plain"):
     """Execute a 2-unit long at the market price 100 (fee 0.2): one R = 2 × (100 − stop)."""
     intent = make_intent(intent_id, status=IntentStatus.VALIDATED, validated_at=market.clock, strategy=strategy,
+                         created_at=market.clock, updated_at=market.clock,
                          capital=D("1000"), quantity=D("2"), entry=D("100"), stop=D(stop),
                          target=D(target) if target else None, timeframe="15m")
     with store.transaction() as tx:

@@ -22,7 +22,7 @@ import pytest
 
 from robson.adapters.notify import Dispatcher, TelegramSink, WebhookSink, build_notifier
 from robson.application.execute import ExecutionResult
-from robson.application.monitor import Halt, MonitorReport, OperationCheck, Problem
+from robson.application.watching import Halt, MonitorReport, OperationCheck, Problem
 from robson.application.notify import (
     EVENT_KINDS,
     EventKind,

@@ -85,19 +85,34 @@ def test_last_price_by_default_is_the_last_5m_close_stamped_with_the_market_cloc
     assert quote.at == at(2021, 7, 17, 21, 10)
 
 
-def test_last_price_as_of_is_the_close_of_the_current_5m_candle():
+def test_last_price_inside_a_candle_is_the_close_of_the_last_candle_closed_by_then():
     market = SampleMarket(as_of=at(2021, 7, 17, 21, 2))
 
     quote = market.last_price("btcusdt")
 
-    assert quote.price == Decimal("31689.45")  # the 21:00 candle, still open at 21:02
-    assert quote.at == at(2021, 7, 17, 21, 2)
+    # The 21:00 candle is still open at 21:02: nothing of it exists yet. The 20:55 candle closed at 21:00.
+    assert quote.price == Decimal("31723.09")
+    assert quote.at == at(2021, 7, 17, 21, 0)
+
+
+def test_last_price_at_a_candle_boundary_is_the_close_of_the_candle_that_just_closed():
+    market = SampleMarket(as_of=at(2021, 6, 9, 5, 45))
+
+    quote = market.last_price("BTCUSDT")
+
+    # The 05:40 candle closed at 05:45 at 33566.91; the 05:45 candle (close 33466.53) has not closed.
+    assert quote.price == Decimal("33566.91")
+    assert quote.at == at(2021, 6, 9, 5, 45)
 
 
 def test_last_price_in_a_gap_is_the_close_of_the_latest_candle_before_it():
     market = SampleMarket(as_of=at(2020, 12, 21, 15, 30))  # no 5m candles from 14:10 to 18:00
 
-    assert market.last_price("BTCUSDT").price == Decimal("22646.53")  # the 14:05 candle
+    quote = market.last_price("BTCUSDT")
+
+    # The last 5m candle before the gap (14:05) and the 1h candle of 14:00, which closed later, at 15:00.
+    assert quote.price == Decimal("22646.53")
+    assert quote.at == at(2020, 12, 21, 15, 0)  # the close of the candle it came from: the quote shows its age
 
 
 def test_last_price_past_the_data_is_the_last_close():
@@ -106,10 +121,29 @@ def test_last_price_past_the_data_is_the_last_close():
     assert market.last_price("BTCUSDT").price == Decimal("31706.33")
 
 
-def test_last_price_of_a_symbol_with_only_1h_data_is_the_close_of_the_current_hour():
-    market = SampleMarket(as_of=at(2021, 7, 17, 20, 30))
+def test_last_price_of_a_symbol_with_only_1h_data_is_the_close_of_the_last_closed_hour():
+    inside = SampleMarket(as_of=at(2021, 7, 17, 20, 30)).last_price("ETHUSDT")
+    after = SampleMarket(as_of=at(2021, 7, 17, 21, 0)).last_price("ETHUSDT")
 
-    assert market.last_price("ETHUSDT").price == Decimal("1898.28")  # the 20:00 candle
+    assert (inside.price, inside.at) == (Decimal("1908.0"), at(2021, 7, 17, 20, 0))  # the 19:00 candle
+    assert (after.price, after.at) == (Decimal("1898.28"), at(2021, 7, 17, 21, 0))  # the 20:00 candle
+
+
+def test_a_market_order_at_a_candle_boundary_fills_at_the_open_of_the_candle_opening_then():
+    market = SampleMarket(as_of=at(2021, 6, 9, 5, 45))
+
+    assert market.fill_price("BTCUSDT").price == Decimal("33566.91")  # the 05:45 candle's open: the next trade
+    assert market.fill_price("BTCUSDT").at == at(2021, 6, 9, 5, 45)
+
+
+def test_a_market_order_inside_a_candle_or_past_the_data_fills_at_the_last_price():
+    inside = SampleMarket(as_of=at(2021, 6, 9, 5, 47))
+    past = SampleMarket(as_of=at(2021, 9, 1))
+    hourly = SampleMarket(as_of=at(2021, 7, 17, 20, 30))
+
+    assert inside.fill_price("BTCUSDT").price == Decimal("33566.91")  # the 05:40 candle's close
+    assert past.fill_price("BTCUSDT").price == Decimal("31706.33")
+    assert hourly.fill_price("ETHUSDT").price == Decimal("1908.0")
 
 
 def test_a_naive_as_of_is_taken_as_utc():
@@ -296,7 +330,7 @@ def test_imported_candles_after_the_bundled_data_join_the_series_and_the_price()
 
     assert [c.close for c in rows] == [Decimal("31689.45"), Decimal("31706.33"), Decimal("32000")]
     assert rows[-1] == later[0]  # the 21:15 candle is still open at 21:17
-    assert market.last_price("BTCUSDT").price == Decimal("32100")
+    assert market.last_price("BTCUSDT").price == Decimal("32000")  # so its close (32100) is not known yet
 
 
 def test_imported_5m_candles_feed_resampled_timeframes():

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from robson.adapters.indicators import compute_indicators
+from robson.adapters.indicators import indicator_arrays
 from robson.adapters.market.sample import SampleMarket
 from robson.adapters.paper import PaperExchange
+from robson.adapters.signal_engine import SignalEngine
 from robson.adapters.store import SqlStore
 from robson.adapters.strategies import StrategyCatalog, bundled_strategies_dir
 from robson.application.plan import Account
@@ -57,6 +58,10 @@ class RecordingMarket:
         return self.inner.candles(symbol, timeframe, limit)
 
 
+# The scanning strategies of the product brief (ma-cross-5m, freqtrade's reference rules, is left out).
+FOUR_SCANNING = [s for s in CATALOG.all() if s.scan is not None and s.name != "ma-cross-5m"]
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqlStore]:
     store = SqlStore.for_path(tmp_path / "robson.db")
@@ -69,7 +74,7 @@ def run(store: SqlStore, when: str, *, strategies=(RESCUE,), symbols=("BTCUSDT",
     market = market or SampleMarket(as_of=at(when))
     exchange = PaperExchange(store, market, fee_rate=ACCOUNT.fee_rate, slippage_rate=Decimal("0.0005"),
                              starting_balances={"USDT": Decimal(1000)})
-    options.setdefault("indicators", compute_indicators)
+    options.setdefault("engine", SignalEngine())
     return scan(ScanRequest(strategies=tuple(strategies), symbols=tuple(symbols), entries=entries),
                 store=store, market=market, exchange=exchange, account=ACCOUNT, clock=clock or Clock(at(when)),
                 **options)
@@ -79,11 +84,12 @@ def test_candles_are_fetched_on_worker_threads_and_indicators_computed_on_the_ca
     market = RecordingMarket(SampleMarket(as_of=at("2021-06-22T01:15")))
     computed_on: list[str] = []
 
-    def indicators(specs, candles):
+    def indicators(specs, prices):
         computed_on.append(threading.current_thread().name)
-        return compute_indicators(specs, candles)
+        return indicator_arrays(specs, prices)
 
-    report = run(store, "2021-06-22T01:15", strategies=CATALOG.all()[1:], market=market, indicators=indicators)
+    report = run(store, "2021-06-22T01:15", strategies=FOUR_SCANNING, market=market,
+                 engine=SignalEngine(indicators))
 
     assert report.scanned == 4
     assert all(name.startswith("scan-fetch") for name in market.fetch_threads)
@@ -130,7 +136,7 @@ def test_a_candle_closed_seconds_ago_and_not_served_yet_is_not_stale(store):
 def test_progress_is_reported_once_per_symbol_and_timeframe(store):
     seen: list[tuple[int, int, str]] = []
 
-    run(store, "2021-06-22T01:15", strategies=CATALOG.all()[1:], symbols=("BTCUSDT", "ETHUSDT"),
+    run(store, "2021-06-22T01:15", strategies=FOUR_SCANNING, symbols=("BTCUSDT", "ETHUSDT"),
         on_progress=lambda done, total, label: seen.append((done, total, label)))
 
     assert [done for done, _, _ in seen] == [1, 2, 3, 4, 5, 6]

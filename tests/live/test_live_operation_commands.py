@@ -122,7 +122,7 @@ def test_the_monitor_skips_an_operation_another_command_is_changing(live: Live) 
 def test_close_waits_for_a_monitor_check_and_gives_up_with_exit_4_sending_nothing(live: Live,
                                                                                  monkeypatch) -> None:
     op = executed(live)
-    monkeypatch.setattr("robson.application.monitor.OPERATION_LOCK_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr("robson.application.watching.OPERATION_LOCK_WAIT_SECONDS", 0.2)
     orders_before = live.server.orders()
 
     with lock_held_by_another_process(live, f"operation:{op['id']}"):

@@ -6,11 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from robson.adapters.signal_engine import detect, evaluate
 from robson.domain.conditions import (
     ConfirmRule,
     Setup,
-    detect,
-    evaluate,
     parse_condition,
     parse_scan,
 )
@@ -421,7 +420,7 @@ PARSE_ERRORS = [
     ("bad side", scan_with(side="long"), "field 'scan.setups[0].side': must be 'buy' or 'sell', got 'long'"),
     ("missing when", {"setups": [{"name": "x", "side": "buy"}]}, "field 'scan.setups[0].when': is required"),
     ("unknown confirm", scan_with(confirm="next_open"),
-     "field 'scan.setups[0].confirm': must be one of next_close_above_high, condition_holds, got 'next_open'"),
+     "field 'scan.setups[0].confirm': must be one of next_close_above_high, condition_holds, none, got 'next_open'"),
     ("confirm as a list", scan_with(confirm=["condition_holds"]), "field 'scan.setups[0].confirm': must be one of"),
     ("confirm mapping with other key", scan_with(confirm={"holds": {"lt": ["close", 1]}}),
      "field 'scan.setups[0].confirm': as a mapping, confirm has exactly one key: condition_holds"),

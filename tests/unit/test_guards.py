@@ -175,3 +175,25 @@ def test_cooldown_after_a_stop_out_on_the_same_symbol():
 def test_overall_is_warn_when_only_warnings():
     results = [g.GuardResult("a", Verdict.PASS, ""), g.GuardResult("b", Verdict.WARN, "")]
     assert overall(results) is Verdict.WARN
+
+
+@pytest.mark.parametrize(("age", "shown"), [
+    (timedelta(minutes=5, seconds=1), "price 5m01s old"),
+    (timedelta(minutes=59, seconds=59), "price 59m59s old"),
+    (timedelta(hours=3, minutes=5), "price 3h 05m old"),
+    (timedelta(minutes=240645), "price 167d 2h old"),
+    (timedelta(days=1500, hours=23, minutes=59), "price 1,500d 23h old"),
+])
+def test_a_stale_price_says_how_old_in_readable_units(age, shown):
+    stale = g.data_freshness(context(last_price_at=NOW - age))
+
+    assert stale.verdict is Verdict.FAIL
+    assert shown in stale.message
+    assert "240645m" not in stale.message
+
+
+def test_a_cooldown_of_days_waits_in_days_and_hours():
+    limits = dataclasses.replace(RiskLimits(), cooldown_minutes=3 * 24 * 60)
+    r = g.cooldown(context(limits=limits, last_stop_out_at=NOW - timedelta(hours=1)))
+
+    assert r.verdict is Verdict.FAIL and "stopped out 1h 00m ago" in r.message and r.fix == "wait 2d 23h before re-entering"

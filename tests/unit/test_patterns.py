@@ -5,7 +5,7 @@ from decimal import Decimal as D
 import pytest
 
 from robson.domain.market import Candle
-from robson.domain.patterns import (
+from robson.adapters.signal_engine import (
     is_bearish_engulfing,
     is_bullish_engulfing,
     is_hammer,

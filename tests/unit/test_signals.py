@@ -6,6 +6,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from robson.adapters.signal_engine import decide
 from robson.domain import signals as signal_sm
 from robson.domain.conditions import Detection, parse_scan
 from robson.domain.market import Candle, Side
@@ -14,7 +15,6 @@ from robson.domain.signals import (
     Signal,
     SignalEvent,
     SignalStatus,
-    decide,
     new_signal,
     signal_key,
 )

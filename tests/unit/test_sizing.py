@@ -5,14 +5,15 @@ from decimal import Decimal as D
 
 import pytest
 
+from robson.domain.lifecycle import target_for
 from robson.domain.market import Side, SymbolInfo
 from robson.domain.sizing import (
     SizingRequest,
     reward_to_risk,
     risk_figures,
     size_position,
-    target_from_r_multiple,
 )
+from robson.domain.strategy import TargetRule
 from robson.errors import InvalidInput, SizingRefused
 
 BTC = SymbolInfo(
@@ -120,8 +121,8 @@ def test_risk_figures_percentages():
 
 
 def test_target_from_r_multiple_and_reward_to_risk():
-    target = target_from_r_multiple(Side.BUY, D("95432"), D("93500"), D("2"), BTC)
+    target = target_for(TargetRule(r_multiple=D("2")), Side.BUY, D("95432"), D("93500"), BTC, D("0.001"))
     assert target == D("99296.00")
     assert reward_to_risk(Side.BUY, D("95432"), D("93500"), target) == D("2")
-    short_target = target_from_r_multiple(Side.SELL, D("93500"), D("95432"), D("2"), BTC)
+    short_target = target_for(TargetRule(r_multiple=D("2")), Side.SELL, D("93500"), D("95432"), BTC, D("0.001"))
     assert short_target == D("89636.00")

@@ -14,7 +14,7 @@ from robson.domain.monitoring import TimeExitRule
 from robson.domain.strategy import AutoEntry, parse_strategy
 from robson.errors import NotFound, StrategyError
 
-BUNDLED = {"all-in", "rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99"}
+BUNDLED = {"all-in", "rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99", "ma-cross-5m"}
 
 
 def minimal(**changes):
@@ -23,7 +23,7 @@ def minimal(**changes):
     return data
 
 
-def test_the_five_bundled_strategies_load():
+def test_the_six_bundled_strategies_load():
     catalog = StrategyCatalog([bundled_strategies_dir()])
     assert {s.name for s in catalog.all()} == BUNDLED
 
@@ -191,7 +191,7 @@ def test_a_bad_scan_in_a_user_file_names_that_file(tmp_path):
         StrategyCatalog([tmp_path]).all()
 
 
-def test_the_four_scanning_bundled_strategies_carry_their_setups_and_all_in_stays_manual():
+def test_the_scanning_bundled_strategies_carry_their_setups_and_all_in_stays_manual():
     catalog = StrategyCatalog([bundled_strategies_dir()])
 
     setups = {s.name: [setup.name for setup in s.scan.setups] for s in catalog.all() if s.scan is not None}
@@ -200,6 +200,7 @@ def test_the_four_scanning_bundled_strategies_carry_their_setups_and_all_in_stay
         "smooth-sailing": ["pullback-to-ma50"],
         "bounce-back": ["close-below-lower-band"],
         "mean-reversion-ma99": ["stretched-below-ma99"],
+        "ma-cross-5m": ["sma4-crosses-above-sma9"],
     }
     assert catalog.get("all-in").scan is None and catalog.get("all-in").auto_entry is None
     assert {s.name for s in catalog.all() if s.auto_entry is not None} == {"rescue-forces"}

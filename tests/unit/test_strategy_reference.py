@@ -122,7 +122,7 @@ def bundled_scans_shown() -> dict[str, str]:
 def test_the_bundled_scans_shown_are_the_bundled_files():
     shown = bundled_scans_shown()
 
-    assert set(shown) == {"rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99"}
+    assert set(shown) == {"rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99", "ma-cross-5m"}
     for name, body in shown.items():
         assert yaml.safe_load(body)["scan"] == bundled(name)["scan"], name
 

@@ -70,6 +70,10 @@ class BinanceMarket:
         answer = self._gateway.call(lambda c: c.get_symbol_ticker(symbol=symbol.upper()), weight=WEIGHT_TICKER)
         return PriceQuote(symbol=symbol.upper(), price=Decimal(answer["price"]), at=self.now())
 
+    def fill_price(self, symbol: str) -> PriceQuote:
+        """Return the last traded price: on the live exchange a market order trades at the market."""
+        return self.last_price(symbol)
+
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
         """Return the last `limit` candles closed by now, oldest first, paging 1000 at a time."""
         length = timeframe_ms(timeframe)

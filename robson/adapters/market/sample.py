@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robson.domain.candles import merge, resample
 from robson.domain.market import (
@@ -27,6 +28,9 @@ from robson.domain.market import (
     timeframe_ms,
 )
 from robson.errors import InvalidInput, MarketDataError, NotFound
+
+if TYPE_CHECKING:  # numpy loads only for the backtest
+    from robson.adapters.market.history import HistorySeries
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "market"
 # First bundled open and last bundled 5m close; a test checks them against the files.
@@ -62,6 +66,7 @@ class SampleMarket:
         self._extra_candles = extra_candles
         self._imported_series = imported_series
         self._imported_pairs: set[tuple[str, str]] | None = None
+        self._histories: dict[tuple[str, str], HistorySeries] = {}
         if self._now < SAMPLE_START and not self._imported_before(self._as_of_ms + 1):
             raise MarketDataError(
                 f"as-of {_fmt(self._as_of_ms)} is before the sample market's data, "
@@ -90,19 +95,41 @@ class SampleMarket:
         return SymbolInfo.from_exchange_info(entry)
 
     def last_price(self, symbol: str) -> PriceQuote:
-        """Return the close of the current (or latest earlier) candle at now; raise NotFound or MarketDataError."""
+        """Return the close of the last candle closed by now, on the finest timeframe held; raise NotFound or MarketDataError.
+
+        Only candles closed by now exist: a clock inside a candle sees nothing of that candle.
+        The quote is stamped with that candle's close, so a stale price shows its age.
+        """
         symbol = self._known(symbol)
         best: tuple[Candle, int] | None = None
         for timeframe in sorted(self._timeframes(symbol), key=timeframe_ms):
             length = timeframe_ms(timeframe)
-            rows = self._last(symbol, timeframe, self._as_of_ms + 1, 1)
-            if rows and (best is None or rows[0].open_time > best[0].open_time):
+            rows = self._last(symbol, timeframe, self._as_of_ms - length + 1, 1)  # closed: open + length <= now
+            if rows and (best is None or rows[0].open_time + length > best[0].open_time + best[1]):
                 best = (rows[0], length)
-            if best is not None and best[0].open_time + best[1] > self._as_of_ms:
-                break  # the finest current candle: nothing coarser can be more recent
+            if best is not None and best[0].open_time + best[1] > self._as_of_ms - length:
+                break  # closed within one candle of this timeframe: nothing coarser can close later
         if best is None:
-            raise MarketDataError(f"no {symbol} price at or before {_fmt(self._as_of_ms)} in the sample market")
-        return PriceQuote(symbol=symbol, price=best[0].close, at=self._now)
+            raise MarketDataError(f"no {symbol} candle closed by {_fmt(self._as_of_ms)} in the sample market")
+        candle, length = best
+        return PriceQuote(symbol=symbol, price=candle.close, at=ms_to_datetime(candle.open_time + length))
+
+    def fill_price(self, symbol: str) -> PriceQuote:
+        """Return the price a market order sent now trades at: the first trade at or after now.
+
+        That is the open of the candle opening exactly at now on the finest timeframe held (a
+        replay at a candle boundary); otherwise, inside a candle or past the end of the data,
+        the last price. Nothing later than the first trade after now is looked at.
+        """
+        symbol = self._known(symbol)
+        for timeframe in sorted(self._timeframes(symbol), key=timeframe_ms):
+            if self._as_of_ms % timeframe_ms(timeframe) == 0:
+                rows = self._last(symbol, timeframe, self._as_of_ms + 1, 1)
+                if rows and rows[0].open_time == self._as_of_ms:
+                    return PriceQuote(symbol=symbol, price=rows[0].open, at=self._now)
+                break
+        quote = self.last_price(symbol)
+        return PriceQuote(symbol=symbol, price=quote.price, at=self._now)
 
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
         """Return up to limit candles closed by now, oldest first; raise InvalidInput, NotFound or MarketDataError."""
@@ -124,6 +151,40 @@ class SampleMarket:
                 f"no {symbol} {timeframe} candles closed by {_fmt(self._as_of_ms)} in the sample market"
             )
         return rows
+
+    def history(self, symbol: str, timeframe: str) -> HistorySeries:
+        """Return every candle of timeframe closed by now, as arrays with exact candles on demand (the backtest's view).
+
+        The same series a scan at now is served (imported candles win over bundled ones; a
+        timeframe the market does not hold is resampled from the finest one dividing it), all of
+        it. Raise InvalidInput, NotFound or MarketDataError as candles() does.
+        """
+        from robson.adapters.market.history import HistorySeries, resample_history
+
+        target = timeframe_ms(timeframe)
+        symbol = self._known(symbol)
+        if (symbol, timeframe) in self._histories:
+            return self._histories[(symbol, timeframe)]
+        source = self._source_timeframe(symbol, timeframe)
+        length = timeframe_ms(source)
+        end = self._as_of_ms - length + 1  # candles opening before it are closed by now
+        imported = self._imported_candles(symbol, source, end, None)
+        series = _bundled_history(symbol, source, end) if not imported else None
+        if series is None:
+            rows: list[str | Candle] = list(_bundled_lines(symbol, source, end))
+            if imported:
+                by_time: dict[int, str | Candle] = {_open_time(line): line for line in rows}
+                by_time.update((c.open_time, c) for c in imported)
+                rows = [by_time[t] for t in sorted(by_time)]
+            series = HistorySeries.from_rows(symbol, source, rows)
+        if source != timeframe:
+            series = resample_history(series, timeframe, target).until(self._as_of_ms)
+        if not len(series):
+            raise MarketDataError(
+                f"no {symbol} {timeframe} candles closed by {_fmt(self._as_of_ms)} in the sample market"
+            )
+        self._histories[(symbol, timeframe)] = series
+        return series
 
     # --- series selection ----------------------------------------------------
 
@@ -238,6 +299,39 @@ def _exchange_info() -> dict[str, dict]:
 
     info = json.loads((DATA_DIR / "exchangeinfo.json").read_text())
     return {entry["symbol"]: entry for entry in info["symbols"]}
+
+
+def _bundled_history(symbol: str, timeframe: str, end: int) -> HistorySeries | None:
+    """The bundled series opening before end from cached arrays, or None when floats cannot give its decimals back."""
+    import numpy as np
+
+    from robson.adapters.market.history import HistorySeries, float_candle, month_arrays
+    from robson.adapters.signal_engine import Series
+
+    parts = []
+    for month_start, path in _bundled_files().get(symbol, {}).get(timeframe, []):
+        if month_start >= end:
+            break
+        rows, exact = month_arrays(path, _lines)
+        if not exact:
+            return None
+        parts.append(rows)
+    rows = np.concatenate(parts) if parts else np.zeros((0, 6))
+    rows = rows[rows[:, 0] < end]
+    times = rows[:, 0].astype(np.int64)
+    series = Series(times, *(np.ascontiguousarray(rows[:, k]) for k in range(1, 6)))
+    return HistorySeries(symbol, timeframe, series, lambda i: float_candle(times[i], rows[i, 1:]))
+
+
+def _bundled_lines(symbol: str, timeframe: str, end: int) -> list[str]:
+    """Every bundled line of a series opening before end, oldest first."""
+    picked: list[str] = []
+    for month_start, path in _bundled_files().get(symbol, {}).get(timeframe, []):
+        if month_start >= end:
+            break
+        lines = _lines(path)
+        picked.extend(lines[: bisect_left(lines, end, key=_open_time)])
+    return picked
 
 
 def _open_time(line: str) -> int:

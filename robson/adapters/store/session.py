@@ -145,13 +145,15 @@ class SqlSession:
         # Summed in Python: SQL SUM over TEXT would go through floating point.
         return sum((_realized_pnl(row) for row in self._connection.execute(query)), _ZERO)
 
-    def last_stop_out(self, symbol: str) -> datetime | None:
-        """Return when an operation on symbol last closed at its stop, if ever."""
+    def last_stop_out(self, symbol: str, at_or_before: datetime | None = None) -> datetime | None:
+        """Return when an operation on symbol last closed at its stop (at or before a market time), if ever."""
         query = select(func.max(OPERATIONS.c.closed_at)).where(
             OPERATIONS.c.symbol == symbol,
             OPERATIONS.c.status == OperationStatus.CLOSED.value,
             OPERATIONS.c.close_reason == CloseReason.STOP.value,
         )
+        if at_or_before is not None:
+            query = query.where(OPERATIONS.c.closed_at <= mapping.encode_datetime(at_or_before))
         return mapping.decode_optional_datetime(self._connection.execute(query).scalar())
 
     # --- orders and balances ---------------------------------------------------------

@@ -1,0 +1,238 @@
+"""One trade lifecycle: the rules plan, execute, the paper exchange, the monitors and the backtest all call.
+
+Pure functions over Decimals and closed candles, the same whatever the clock (live, a replay,
+a backtest's cursor) and the venue (Binance, the paper book, the backtest's simulated book):
+
+- plan_trade: entry, stop (the strategy's method over closed candles), size (the risk rule
+  with its caps, or a fixed notional), target (an R multiple or a percent, optionally after
+  fees), on the exchange's grid;
+- market_fill: where a market order fills (the price moved against the trader by the
+  slippage, on the tick) and its taker fee;
+- anchor_to_fill: percent levels (a fixed-percent stop, a percent target, an R target on a
+  percent stop) follow the entry fill; levels read off the chart stay where the plan put them;
+- execution_risk: the risk a position would carry if entered at the price now;
+- walk_settings / stop_limit_price: how a position is watched and protected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from robson.domain.market import Candle, Side, SymbolInfo
+from robson.domain.money import HUNDRED, ONE, ZERO, fmt, round_to_tick
+from robson.domain.monitoring import MonitorSettings, TimeExitRule, time_exit_deadline
+from robson.domain.operation import Operation, OperationStatus
+from robson.domain.sizing import (
+    Sizing,
+    SizingRequest,
+    check_stop_side,
+    check_target_side,
+    reward_to_risk,
+    size_position,
+    stop_distance,
+)
+from robson.domain.stops import compute_stop
+from robson.domain.strategy import Strategy, TargetRule
+from robson.errors import InvalidInput
+
+FIXED_PERCENT = "fixed_percent"
+
+
+# --- planning ------------------------------------------------------------------------------------
+
+
+def candles_needed(strategy: Strategy) -> int:
+    """How many closed candles the strategy's stop method looks at, with ATR warm-up (0: none)."""
+    s = strategy.stop
+    if s.kind == FIXED_PERCENT:
+        return 0
+    return max(s.lookback, s.fallback_lookback, s.atr_period + 1, s.ma_period) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedTrade:
+    """A sized trade on the exchange's grid, with where each number came from."""
+
+    side: Side
+    entry: Decimal  # on the tick
+    entry_source: str  # "market" or "given"
+    stop: Decimal
+    stop_method: str
+    stop_label: str
+    stop_details: dict[str, Any]
+    sizing: Sizing
+    target: Decimal | None
+    target_source: str
+    anchor: dict[str, str] = field(default_factory=dict)  # levels that follow the entry fill (see anchor_to_fill)
+
+    @property
+    def quantity(self) -> Decimal:
+        return self.sizing.quantity
+
+    @property
+    def reward_to_risk(self) -> Decimal | None:
+        return reward_to_risk(self.side, self.entry, self.stop, self.target)
+
+
+def plan_trade(side: Side, info: SymbolInfo, strategy: Strategy, *, entry: Decimal, entry_source: str,
+               candles: Sequence[Candle], capital: Decimal, fee_rate: Decimal, max_position_percent: Decimal,
+               available_balance: Decimal | None, quantity: Decimal | None = None, stop: Decimal | None = None,
+               target: Decimal | None = None) -> PlannedTrade:
+    """Size a trade by the strategy's rules; raise InvalidInput or SizingRefused.
+
+    candles are the strategy timeframe's closed candles (the last candles_needed of them); a
+    given stop or target overrides the strategy's, and a given quantity skips the risk rule.
+    """
+    if stop is not None:
+        check_stop_side(side, entry, stop)
+        stop_price, method, label, details = stop, "manual", "given with --stop", {}
+    else:
+        result = compute_stop(side, entry, candles, strategy.stop)
+        stop_price, method, label, details = result.price, result.method, result.label, result.details
+    sizing = size_position(
+        SizingRequest(side=side, capital=capital, risk_percent=strategy.risk_percent, entry=entry, stop=stop_price,
+                      fee_rate=fee_rate, max_position_percent=max_position_percent,
+                      available_balance=available_balance, quantity=quantity),
+        info,
+    )
+    fig = sizing.figures
+    anchor: dict[str, str] = {}
+    if method == FIXED_PERCENT:
+        anchor["stop_percent"] = fmt(strategy.stop.percent)
+    if target is not None:
+        target_price = info.round_price(target, up=side is Side.BUY)
+        check_target_side(side, fig.entry, target_price)
+        target_source = "given"
+    else:
+        target_price = target_for(strategy.target, side, fig.entry, fig.stop, info, fee_rate)
+        target_source = "none" if target_price is None else f"{strategy.target.describe()} from strategy"
+        if target_price is not None and (strategy.target.percent is not None or anchor):
+            anchor |= _target_anchor(strategy.target)
+    return PlannedTrade(side=side, entry=fig.entry, entry_source=entry_source, stop=fig.stop, stop_method=method,
+                        stop_label=label, stop_details=details, sizing=sizing, target=target_price,
+                        target_source=target_source, anchor=anchor)
+
+
+def _target_anchor(rule: TargetRule) -> dict[str, str]:
+    if rule.percent is not None:
+        return {"target_percent": fmt(rule.percent), "target_after_fees": "true" if rule.after_fees else "false"}
+    return {"target_r": fmt(rule.r_multiple)}
+
+
+def target_for(rule: TargetRule, side: Side, entry: Decimal, stop: Decimal, info: SymbolInfo,
+               fee_rate: Decimal) -> Decimal | None:
+    """Return the strategy's target on the tick, or None when it sets none.
+
+    An R target sits r × the stop distance beyond entry, rounded toward entry. A percent target
+    sits percent beyond entry, rounded toward entry; after fees, it is the price at which the
+    trade nets that percent of its cost once both taker fees are paid, rounded away from entry
+    so that it nets at least that.
+    """
+    if rule.r_multiple is not None:
+        raw = entry + side.sign * rule.r_multiple * stop_distance(entry, stop)
+        return info.round_price(raw, up=side is Side.SELL)
+    if rule.percent is None:
+        return None
+    move = rule.percent / HUNDRED
+    if not rule.after_fees:
+        return info.round_price(entry * (ONE + side.sign * move), up=side is Side.SELL)
+    if not ZERO <= fee_rate < ONE:
+        raise InvalidInput(f"fee rate must be between 0 and 1, got {fmt(fee_rate)}")
+    sign = side.sign
+    # Long: P·q·(1 − f) = E·q·(1 + f)·(1 + p); a short's proceeds and cost swap sides.
+    raw = entry * (ONE + sign * move) * (ONE + sign * fee_rate) / (ONE - sign * fee_rate)
+    if raw <= 0:
+        raise InvalidInput(f"a {fmt(rule.percent)} % target after fees has no price for a short at {fmt(entry)}")
+    return info.round_price(raw, up=side is Side.BUY)
+
+
+def anchor_to_fill(side: Side, fill: Decimal, anchor: dict[str, str], stop: Decimal, target: Decimal | None,
+                   info: SymbolInfo, fee_rate: Decimal) -> tuple[Decimal, Decimal | None]:
+    """Return (stop, target) re-anchored to the entry fill where the plan set them as a percent of entry.
+
+    A fixed-percent stop is that percent from the fill, rounded away from it; a percent target
+    (or an R target on a percent stop) is recomputed from the fill and that stop. Levels read off
+    the chart (support, moving average, ATR) and prices given by hand stay as planned.
+    """
+    if "stop_percent" in anchor:
+        percent = Decimal(anchor["stop_percent"])
+        stop = info.round_price(fill * (ONE - side.sign * percent / HUNDRED), up=side is Side.SELL)
+    if target is None:
+        return stop, None
+    if "target_percent" in anchor:
+        rule = TargetRule(percent=Decimal(anchor["target_percent"]), after_fees=anchor.get("target_after_fees") == "true")
+        target = target_for(rule, side, fill, stop, info, fee_rate)
+    elif "target_r" in anchor:
+        target = target_for(TargetRule(r_multiple=Decimal(anchor["target_r"])), side, fill, stop, info, fee_rate)
+    return stop, target
+
+
+# --- execution -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    price: Decimal  # on the tick, after slippage
+    fee: Decimal  # taker fee in quote
+
+    def cost(self, side: Side, quantity: Decimal) -> Decimal:
+        """What the fill moves in quote: paid for a buy (notional + fee), received for a sell (notional − fee)."""
+        notional = self.price * quantity
+        return notional + self.fee if side is Side.BUY else notional - self.fee
+
+
+def market_fill(side: Side, price: Decimal, quantity: Decimal, info: SymbolInfo, *, fee_rate: Decimal,
+                slippage_rate: Decimal) -> Fill:
+    """Fill a market order at price moved against the trader by slippage, on the tick; taker fee in quote."""
+    slipped = price * (ONE + side.sign * slippage_rate)
+    fill = info.round_price(slipped, up=side is Side.BUY)
+    return Fill(fill, fill * quantity * fee_rate)
+
+
+def execution_risk(side: Side, quantity: Decimal, price: Decimal, stop: Decimal, anchor: dict[str, str],
+                   info: SymbolInfo, fee_rate: Decimal) -> tuple[Decimal, Decimal]:
+    """Return (stop, risk at stop) of entering quantity at price now, the stop re-anchored where it follows the fill."""
+    stop, _ = anchor_to_fill(side, price, anchor, stop, None, info, fee_rate)
+    return stop, quantity * (price - stop) * side.sign
+
+
+def stop_limit_price(side: Side, stop: Decimal, tick_round, offset_percent: Decimal = Decimal("0.5")) -> Decimal:
+    """Return the limit price of the protective stop: offset_percent beyond the stop, away from the position."""
+    offset = offset_percent / 100
+    if side is Side.BUY:  # a long is protected by a SELL stop; its limit sits lower
+        return tick_round(stop * (1 - offset), up=False)
+    return tick_round(stop * (1 + offset), up=True)
+
+
+def open_operation(*, operation_id: str, intent_id: str, symbol: str, side: Side, mode: str, strategy: str,
+                   quantity: Decimal, entry_price: Decimal, entry_fee: Decimal, stop: Decimal,
+                   target: Decimal | None, at: datetime, quote_asset: str) -> Operation:
+    """Return the ACTIVE operation of a filled entry, checked from the moment it opened."""
+    return Operation(id=operation_id, intent_id=intent_id, symbol=symbol, side=side, status=OperationStatus.ACTIVE,
+                     mode=mode, strategy=strategy, quantity=quantity, entry_price=entry_price, entry_fee=entry_fee,
+                     initial_stop=stop, stop=stop, target=target, opened_at=at, updated_at=at,
+                     quote_asset=quote_asset, last_checked_at=at)
+
+
+# --- watching ------------------------------------------------------------------------------------
+
+
+def walk_settings(operation: Operation, strategy: Strategy | None, timeframe: str, *, fee_rate: Decimal,
+                  slippage_rate: Decimal, tick_size: Decimal) -> MonitorSettings:
+    """Return how the candle walk watches an operation: its candles, costs, the strategy's trailing and time exit."""
+    rule = None
+    if strategy is not None and strategy.time_exit is not None:
+        # N candles count on the strategy's timeframe; the walk runs on finer ones, so pass the deadline as an age.
+        deadline = time_exit_deadline(operation.opened_at, strategy.timeframe, strategy.time_exit)
+        rule = TimeExitRule(max_age=deadline - operation.opened_at) if deadline is not None else None
+    return MonitorSettings(timeframe=timeframe, fee_rate=fee_rate, slippage_rate=slippage_rate, tick_size=tick_size,
+                           trailing=strategy is not None and strategy.trails, time_exit=rule)
+
+
+def tick_rounder(tick_size: Decimal):
+    """Return round(price, up=) on tick_size, as SymbolInfo.round_price does."""
+    return lambda price, *, up: round_to_tick(price, tick_size, up=up)
