@@ -43,16 +43,41 @@ def _positive_decimal(value: Any) -> Decimal:
     return number
 
 
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a whole number, got {value!r}")
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError(f"must be a whole number, got {value!r}") from None
-    if number < 0:
-        raise ValueError(f"must not be negative, got {value!r}")
-    return number
+def _decimal_within(*, above: str | None = None, below: str | None = None, at_most: str | None = None) -> Callable[[Any], Decimal]:
+    """Return a parser of a number (≥ 0) bounded as given: what the commands would refuse, refused when loading."""
+    rules = [f"greater than {above}" if above is not None else "at least 0"]
+    rules += [f"below {below}"] if below is not None else [f"at most {at_most}"] if at_most is not None else []
+
+    def parse(value: Any) -> Decimal:
+        number = _decimal(value)
+        if ((above is not None and number <= Decimal(above)) or (below is not None and number >= Decimal(below))
+                or (at_most is not None and number > Decimal(at_most))):
+            raise ValueError(f"must be {' and '.join(rules)}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _whole(minimum: int, maximum: int) -> Callable[[Any], int]:
+    """Return a parser of a whole number from minimum to maximum, written in ASCII digits."""
+
+    def parse(value: Any) -> int:
+        text = str(value).strip()
+        if isinstance(value, bool) or not text.isascii() or not text.lstrip("+-").isdigit():
+            raise ValueError(f"must be a whole number, got {value!r}")
+        if len(text) > 20 or int(text) > maximum:
+            raise ValueError(f"must be at most {maximum:,}, got {value if len(text) <= 40 else text[:37] + '…'}")
+        if int(text) < minimum:
+            raise ValueError(f"must not be negative, got {value!r}" if minimum == 0 else
+                             f"must be at least {minimum}, got {value!r}")
+        return int(text)
+
+    return parse
+
+
+_int = _whole(0, 1_000_000)
+_minutes = _whole(0, 10 * 366 * 24 * 60)  # ten years: any further and times run off the calendar
+_seconds = _whole(0, 10 * 366 * 24 * 3600)
 
 
 def _bool(value: Any) -> bool:
@@ -87,10 +112,16 @@ def _url(value: Any) -> str:
     from urllib.parse import urlsplit
 
     text = _text(value)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         # Shown redacted: a webhook URL may hold a secret.
         raise ValueError(f"must be an http:// or https:// URL, got {redact_url(text)!r}")
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text):
+        raise ValueError(f"must not contain spaces or control characters (encode a space as %20), got {redact_url(text)!r}")
     return text
 
 
@@ -175,8 +206,14 @@ def parse_time(value: Any) -> datetime:
     return moment.astimezone(UTC)
 
 
-def _optional_time(value: Any) -> datetime | None:
-    return None if value in (None, "") else parse_time(value)
+def _past_time(value: Any) -> datetime | None:
+    """A replay time: it has to have happened (times near year 9999 also overflow every candle sum)."""
+    if value in (None, ""):
+        return None
+    moment = parse_time(value)
+    if moment > datetime.now(UTC):
+        raise ValueError(f"must not be in the future (a replay time is one that has passed), got {value!r}")
+    return moment
 
 
 def _balances(value: Any) -> dict[str, Decimal]:
@@ -202,11 +239,11 @@ class Field:
 FIELDS: tuple[Field, ...] = (
     Field("database", _optional_text, None, "SQLite file path or database URL; default: the user data directory"),
     Field("market", _market, "sample", "market data: 'sample' (bundled real Binance history, offline) or 'binance'"),
-    Field("as_of", _optional_time, None, "replay the sample market at this UTC time (default: end of the data)"),
+    Field("as_of", _past_time, None, "replay the sample market at this UTC time (default: end of the data)"),
     Field("capital", _positive_decimal, Decimal("1000"), "capital in quote currency that risk percentages apply to"),
     Field("default_strategy", _text, "all-in", "strategy used when --strategy is not given"),
     Field("strategies_dir", _optional_text, None, "folder of user strategy YAML files (added to the bundled ones)"),
-    Field("fees.taker_percent", _decimal, Decimal("0.1"), "taker fee per side, percent of notional"),
+    Field("fees.taker_percent", _decimal_within(at_most="10"), Decimal("0.1"), "taker fee per side, percent of notional"),
     Field("risk.max_risk_percent", _positive_decimal, Decimal("2"), "account cap on risk per trade (strategies set their own ≤ this; hard ceiling 2)"),
     Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital"),
     Field("risk.daily_loss_percent", _positive_decimal, Decimal("2"), "no new entries once today's realized loss reaches this percent of capital"),
@@ -214,34 +251,34 @@ FIELDS: tuple[Field, ...] = (
     Field("risk.max_open_positions", _int, 5, "open operations allowed in total"),
     Field("risk.max_positions_per_symbol", _int, 2, "open operations allowed per symbol"),
     Field("risk.max_total_exposure_percent", _positive_decimal, Decimal("80"), "total open notional, percent of capital"),
-    Field("risk.min_stop_distance_percent", _decimal, Decimal("0.1"), "stops closer than this fail validation"),
-    Field("risk.warn_stop_distance_percent", _decimal, Decimal("0.5"), "stops closer than this warn"),
-    Field("risk.max_stop_distance_percent", _positive_decimal, Decimal("10"), "stops further than this fail validation"),
-    Field("risk.max_data_age_minutes", _int, 5, "price and candles older than this fail validation"),
-    Field("risk.cooldown_minutes", _int, 15, "minutes after a stop-out before the same symbol may be entered again"),
-    Field("execution.validation_max_age_minutes", _int, 15, "execute refuses a validation older than this (market time)"),
+    Field("risk.min_stop_distance_percent", _decimal_within(below="100"), Decimal("0.1"), "stops closer than this fail validation"),
+    Field("risk.warn_stop_distance_percent", _decimal_within(below="100"), Decimal("0.5"), "stops closer than this warn"),
+    Field("risk.max_stop_distance_percent", _decimal_within(above="0", below="100"), Decimal("10"), "stops further than this fail validation"),
+    Field("risk.max_data_age_minutes", _minutes, 5, "price and candles older than this fail validation"),
+    Field("risk.cooldown_minutes", _minutes, 15, "minutes after a stop-out before the same symbol may be entered again"),
+    Field("execution.validation_max_age_minutes", _minutes, 15, "execute refuses a validation older than this (market time)"),
     Field("execution.live_trading_enabled", _bool, False, "allow LIVE orders at all (still needs --live and acknowledgement)"),
     Field("paper.balances", _balances, {"USDT": Decimal("1000")}, "starting paper wallet"),
-    Field("paper.slippage_percent", _decimal, Decimal("0.05"), "paper market orders fill this much worse than the price"),
-    Field("execution.stop_limit_offset_percent", _positive_decimal, Decimal("0.5"), "limit of the protective stop-limit order this far beyond its stop, so it still fills in a fast move"),
+    Field("paper.slippage_percent", _decimal_within(at_most="10"), Decimal("0.05"), "paper market orders fill this much worse than the price"),
+    Field("execution.stop_limit_offset_percent", _decimal_within(above="0", below="100"), Decimal("0.5"), "limit of the protective stop-limit order this far beyond its stop, so it still fills in a fast move"),
     Field("scan.symbols", _symbols, ["BTCUSDT", "ETHUSDT"], "symbols `robson scan` looks at when --symbols and --quote are not given"),
     Field("scan.quote", _optional_asset, None, "when set, scan every symbol quoted in this asset (e.g. USDT) instead of scan.symbols"),
     Field("scan.strategies", _optional_names, None, "strategies `robson scan` runs; default: every strategy with a scan section"),
     Field("scan.max_workers", _workers, 4, "symbols fetched at once (within the exchange's request-weight limit)"),
-    Field("binance.base_url", _optional_text, None, "REST base URL (testnet or a local server); default: Binance mainnet"),
+    Field("binance.base_url", _optional_url, None, "REST base URL (testnet or a local server); default: Binance mainnet"),
     Field("binance.key_file", _optional_text, None, "file holding 'API_KEY' and 'API_SECRET' lines; must be mode 0600"),
-    Field("binance.timeout_seconds", _positive_decimal, Decimal("10"), "give up on a Binance request after this many seconds"),
-    Field("binance.recv_window_ms", _int, 5000, "how long a signed request stays valid on Binance's side (1..60000 ms)"),
-    Field("binance.exchange_info_ttl_seconds", _int, 3600, "reuse symbol filters this long before asking Binance again"),
+    Field("binance.timeout_seconds", _decimal_within(above="0", at_most="300"), Decimal("10"), "give up on a Binance request after this many seconds"),
+    Field("binance.recv_window_ms", _whole(1, 60000), 5000, "how long a signed request stays valid on Binance's side (1..60000 ms)"),
+    Field("binance.exchange_info_ttl_seconds", _seconds, 3600, "reuse symbol filters this long before asking Binance again"),
     Field("notify.webhook_url", _optional_url, None, "POST a JSON document for each event to this URL (shown redacted: it may hold a secret)"),
     Field("notify.telegram_chat_id", _optional_text, None, "Telegram chat to message; the bot token comes from ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file"),
     Field("notify.telegram_base_url", _url, "https://api.telegram.org", "Telegram Bot API base URL (a local server in tests)"),
     Field("notify.telegram_token_file", _optional_text, None, "file holding a 'TELEGRAM_BOT_TOKEN=...' line; must be mode 0600 (may be binance.key_file)"),
     Field("notify.events", _notify_events, "all", "events to send: all, none, or a list of intent_created, executed, stop_moved, closed, halted, monitor_error"),
-    Field("notify.timeout_seconds", _positive_decimal, Decimal("5"), "give up on one delivery attempt after this many seconds"),
-    Field("notify.retries", _int, 2, "attempts after the first when a receiver fails or times out"),
-    Field("notify.retry_backoff_seconds", _decimal, Decimal("1"), "wait before the first retry, doubled before each next one"),
-    Field("notify.drain_seconds", _decimal, Decimal("10"), "when a command ends, wait at most this long for notifications still being sent"),
+    Field("notify.timeout_seconds", _decimal_within(above="0", at_most="300"), Decimal("5"), "give up on one delivery attempt after this many seconds"),
+    Field("notify.retries", _whole(0, 20), 2, "attempts after the first when a receiver fails or times out"),
+    Field("notify.retry_backoff_seconds", _decimal_within(at_most="3600"), Decimal("1"), "wait before the first retry, doubled before each next one"),
+    Field("notify.drain_seconds", _decimal_within(at_most="3600"), Decimal("10"), "when a command ends, wait at most this long for notifications still being sent"),
 )
 FIELDS_BY_NAME = {f.name: f for f in FIELDS}
 
@@ -323,6 +360,16 @@ class Settings:
         )
 
 
+EXAMPLE_FILENAME = ".robson.example.yaml"
+
+
+def example_config_path() -> Path:
+    """Return the documented example config: the one source of `robson init` and the repo's example file."""
+    package = Path(__file__).resolve().parent
+    installed = package / "robson.example.yaml"  # the wheel carries the repo's file under this name
+    return installed if installed.is_file() else package.parent / EXAMPLE_FILENAME
+
+
 def default_data_dir() -> Path:
     from platformdirs import user_data_dir
 
@@ -361,18 +408,9 @@ def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _read_file(path: Path) -> dict[str, Any]:
-    import yaml
+    from robson.adapters.yaml_file import load_yaml
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
+    data = load_yaml(path, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -430,11 +468,6 @@ def _check_consistency(values: dict[str, Any], sources: dict[str, str]) -> None:
         raise ConfigError(
             f"{sources['risk.warn_stop_distance_percent']}: field 'risk.warn_stop_distance_percent': "
             f"must lie between min ({minimum}) and max ({maximum}) stop distance"
-        )
-    if not 1 <= values["binance.recv_window_ms"] <= 60000:
-        raise ConfigError(
-            f"{sources['binance.recv_window_ms']}: field 'binance.recv_window_ms': "
-            f"{values['binance.recv_window_ms']} is outside Binance's 1..60000 ms"
         )
     if values["risk.max_risk_percent"] > 2:
         raise ConfigError(

@@ -34,19 +34,13 @@ class StrategyCatalog:
 
     def _load(self) -> dict[str, Strategy]:
         if self._loaded is None:
-            import yaml
+            from robson.adapters.yaml_file import load_yaml
 
             strategies: dict[str, Strategy] = {}
             for folder in self._folders:
                 files = sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml"))
                 for path in files:
-                    try:
-                        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-                    except yaml.YAMLError as e:
-                        mark = getattr(e, "problem_mark", None)
-                        where = f" at line {mark.line + 1}" if mark is not None else ""
-                        raise StrategyError(f"{path}: not valid YAML{where}") from None
-                    strategy = parse_strategy(data, str(path))
+                    strategy = parse_strategy(load_yaml(path, StrategyError), str(path))
                     strategies[strategy.name] = strategy
             self._loaded = strategies
         return self._loaded

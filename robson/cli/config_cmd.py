@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from robson.cli.output import JsonOption, console, emit, table
-from robson.errors import InvalidInput
+from robson.errors import ConfigError, InvalidInput, NotFound
 
 app = typer.Typer(help="Show and check the effective configuration.\n\nExample: robson config show", no_args_is_help=True, rich_markup_mode=None)
 
@@ -53,6 +53,14 @@ def check(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     c = container(ctx)
     strategies = c.strategies.all()
+    # Names the commands would look up: refused here, not at the first plan or scan.
+    named = [("default_strategy", c.settings["default_strategy"])]
+    named += [("scan.strategies", name) for name in c.settings["scan.strategies"] or []]
+    for field, name in named:
+        try:
+            c.strategies.get(name)
+        except NotFound as e:
+            raise ConfigError(f"{c.settings.sources[field]}: field '{field}': {e.message}") from None
     doc = {"ok": True, "config_file": str(c.settings.config_file) if c.settings.config_file else None,
            "strategies": [s.name for s in strategies]}
     emit(as_json, doc, lambda: console().print(
@@ -64,38 +72,23 @@ def init_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Write a starter config (.robson.yaml) with every setting commented.
+    """Write a starter config (.robson.yaml): the documented example, every setting with its default.
 
     Example: robson init
     """
-    from robson.config import FIELDS
+    from robson.config import example_config_path
 
     if path.exists() and not force:
         raise InvalidInput(f"{path} exists already (use --force to overwrite)")
-    lines = ["# robson configuration — precedence: flags > ROBSON_* environment > this file > defaults.",
-             "# API keys never go here: use BINANCE_API_KEY / BINANCE_API_SECRET or binance.key_file (mode 0600).", ""]
-    section = None
-    for f in FIELDS:
-        head, _, leaf = f.name.rpartition(".")
-        if head != section:
-            if head:
-                lines += ["", f"{head}:"]
-            section = head
-        indent = "  " if head else ""
-        value = f.default
-        if isinstance(value, dict):
-            rendered = "{" + ", ".join(f"{k}: {v}" for k, v in value.items()) + "}"
-        elif isinstance(value, list):
-            rendered = "[" + ", ".join(value) + "]"
-        elif value is None:
-            rendered = "null"
-        elif isinstance(value, bool):
-            rendered = str(value).lower()
-        else:
-            rendered = str(value)
-        lines.append(f"{indent}# {f.help}")
-        lines.append(f"{indent}{leaf or f.name}: {rendered}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a folder: give the file to write, e.g. --path {path / '.robson.yaml'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a missing folder is made, as the data folder is
+        path.write_bytes(example_config_path().read_bytes())
+    except (FileExistsError, NotADirectoryError):
+        raise InvalidInput(f"cannot write {path}: a part of its folder {path.parent} is a file") from None
+    except OSError as e:
+        raise InvalidInput(f"cannot write {path}: {e.strerror or e}") from None
     emit(as_json, {"written": str(path)}, lambda: console().print(f"Wrote {path}. Check it with: robson config check"))
 
 

@@ -79,10 +79,10 @@ def console():
     if _console is None:
         from rich.console import Console
 
-        _console = Console(highlight=False, soft_wrap=False, markup=False)
+        _console = Console(highlight=False, soft_wrap=False, markup=False, **_plain_if_no_color())
         if not _console.is_terminal and "COLUMNS" not in os.environ:
             # Piped or captured output: wide enough that tables do not fold into unreadable columns.
-            _console = Console(highlight=False, soft_wrap=False, width=160, markup=False)
+            _console = Console(highlight=False, soft_wrap=False, width=160, markup=False, **_plain_if_no_color())
         _console.on_broken_pipe = reader_left  # type: ignore[method-assign]
     return _console
 
@@ -92,8 +92,13 @@ def err_console():
     if _err_console is None:
         from rich.console import Console
 
-        _err_console = Console(stderr=True, highlight=False, markup=False)
+        _err_console = Console(stderr=True, highlight=False, markup=False, **_plain_if_no_color())
     return _err_console
+
+
+def _plain_if_no_color() -> dict[str, Any]:
+    """NO_COLOR set (to anything but empty): no escape codes at all, bold included (rich keeps bold otherwise)."""
+    return {"color_system": None} if os.environ.get("NO_COLOR") else {}
 
 
 def reset_consoles() -> None:

@@ -52,7 +52,9 @@ def report_command(
     """Performance of closed operations per strategy: trades, win rate, average R, expectancy, profit factor,
     total P&L, max drawdown, best and worst trade, and a per-day or per-month breakdown.
 
-    Realized P&L is after both fees; R is P&L over the planned risk; drawdown is of the configured capital.
+    Realized P&L is after both fees. R is that P&L over the risk the position really took: the filled
+    quantity × |entry fill − initial stop|, before fees (not the plan's numbers: a fill away from the
+    planned entry changes 1 R). Drawdown is of the configured capital.
 
     Example: robson report --since 2021-06-01 --period day
     """

@@ -46,9 +46,15 @@ def list_(
     Example: robson signals list --status CONFIRMED --strategy rescue-forces
     """
     wanted = parse_signal_status(status)
-    with container(ctx).store.read() as session:
-        signals = session.list_signals(wanted, strategy.strip().lower() if strategy else None,
-                                       symbol.strip().upper() if symbol else None)
+    c = container(ctx)
+    name, pair = (strategy.strip().lower() if strategy else None), (symbol.strip().upper() if symbol else None)
+    with c.store.read() as session:
+        signals = session.list_signals(wanted, name, pair)
+    if not signals:  # an unknown name is an error (exit 2); a known one just found nothing
+        if name is not None:
+            c.strategies.get(name)
+        if pair is not None:
+            c.market.symbol_info(pair)
 
     def render() -> None:
         rows = [(s.id, s.status.value, s.strategy, s.pattern, f"{s.side.value} {s.symbol}", s.timeframe, candle_time(s),

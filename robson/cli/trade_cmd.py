@@ -9,9 +9,9 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, styled_verdict, table
 from robson.cli.views import intent_doc, operation_doc, order_doc
-from robson.domain.intent import IntentStatus
+from robson.domain.intent import PLAN_AGAIN, IntentStatus
 from robson.domain.money import fmt
-from robson.errors import ExchangeError, ExecutionRefused, ValidationFailed
+from robson.errors import ExchangeError, ExecutionRefused, IllegalTransition, ValidationFailed
 
 IntentId = Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")]
 
@@ -31,11 +31,16 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
 
     c = container(ctx)
     with c.store.read() as session:
-        strategy_name = session.get_intent(session.resolve_intent_id(intent_id)).strategy
+        stored = session.get_intent(session.resolve_intent_id(intent_id))
     # On a live account (market: binance and keys) the real balances and Binance's order test count.
     exchange = c.binance if c.live_account else c.paper
-    outcome = validate(intent_id, strategy=c.strategy_or_none(strategy_name), store=c.store, market=c.market,
-                       exchange=exchange, account=c.account, clock=c.clock)
+    try:
+        outcome = validate(intent_id, strategy=c.strategy_or_none(stored.strategy), store=c.store, market=c.market,
+                           exchange=exchange, account=c.account, clock=c.clock)
+    except IllegalTransition as e:
+        if stored.status is IntentStatus.FAILED and e.hint is None:  # say what to do instead
+            raise IllegalTransition(e.message, hint=PLAN_AGAIN) from None
+        raise
     intent = outcome.intent
 
     def render() -> None:
@@ -50,7 +55,9 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
     failed = [r for r in outcome.results if r.verdict.value == "FAIL"]
     if failed:
         raise ValidationFailed(
-            f"validation FAILED on {len(failed)} guard(s): " + "; ".join(f"{r.guard}: {r.message}" for r in failed)
+            f"validation FAILED on {len(failed)} guard(s): " + "; ".join(f"{r.guard}: {r.message}" for r in failed),
+            hint=f"{intent.id} is FAILED, which is final: change what the report says, then plan again: "
+                 f"robson plan {intent.side.value.lower()} {intent.symbol} --strategy {intent.strategy}",
         )
 
 

@@ -14,8 +14,12 @@ def new_id(prefix: str) -> str:
 
 
 def normalize_prefix(text: str, prefix: str) -> str:
-    """Accept 'pl-7f3', '7f3' or 'PL-7F3' and return the lowercase 'pl-7f3' form."""
+    """Accept 'pl-7f3', '7f3', 'PL-7F3', 'pl7f3' or 'pl' and return the lowercase 'pl-7f3' (or 'pl-') form.
+
+    Every type prefix holds a letter that is not a hex digit, so 'pl…' is never the start of the
+    random part: it is the type prefix typed without its dash.
+    """
     text = text.strip().lower()
-    if not text.startswith(f"{prefix}-"):
-        text = f"{prefix}-{text}"
-    return text
+    if text.startswith(prefix):
+        text = text[len(prefix):].removeprefix("-")
+    return f"{prefix}-{text}"

@@ -23,18 +23,25 @@ def parse_decimal(value: object, field: str, *, positive: bool = True, allow_zer
         number = value
     else:
         text = str(value).strip().replace("_", "")
+        if not text.isascii():  # Decimal() would read '١٢٣' or '１２３' as 123: only 0-9 are digits here
+            raise InvalidInput(f"{field} must be a number written with the digits 0-9, got '{_shown(value)}'")
         try:
             number = Decimal(text)
         except (InvalidOperation, ValueError):
-            raise InvalidInput(f"{field} must be a number, got '{value}'") from None
+            raise InvalidInput(f"{field} must be a number, got '{_shown(value)}'") from None
     if not number.is_finite():
-        raise InvalidInput(f"{field} must be a finite number, got '{value}'")
+        raise InvalidInput(f"{field} must be a finite number, got '{_shown(value)}'")
     if abs(number) >= MAX_NUMBER or (number and abs(number) < MIN_NUMBER):
-        raise InvalidInput(f"{field} is out of range, got '{value}' (allowed: {MIN_NUMBER} to {MAX_NUMBER:,})")
+        raise InvalidInput(f"{field} is out of range, got '{_shown(value)}' (allowed: {MIN_NUMBER} to {MAX_NUMBER:,})")
     if positive:
         if number < 0 or (number == 0 and not allow_zero):
-            raise InvalidInput(f"{field} must be greater than 0, got '{value}'")
+            raise InvalidInput(f"{field} must be greater than 0, got '{_shown(value)}'")
     return number
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "…"
 
 
 def percent(part: Decimal, whole: Decimal) -> Decimal:

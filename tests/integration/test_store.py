@@ -325,10 +325,23 @@ def test_like_wildcards_in_a_prefix_match_literally(three_intents: SqlStore) -> 
         session.resolve_intent_id("%")
 
 
-@pytest.mark.parametrize("text", ["", "  ", "pl-", "PL-"])
+@pytest.mark.parametrize("text", ["", "  "])
 def test_an_empty_id_is_invalid_input(three_intents: SqlStore, text: str) -> None:
     with pytest.raises(InvalidInput, match="an intent ID is required"), three_intents.read() as session:
         session.resolve_intent_id(text)
+
+
+@pytest.mark.parametrize("text", ["pl-", "PL-", "pl", "Pl"])
+def test_the_type_prefix_alone_matches_every_intent(three_intents: SqlStore, text: str) -> None:
+    with pytest.raises(AmbiguousId, match="ID prefix 'pl-' is ambiguous: it matches 3 records"), \
+            three_intents.read() as session:
+        session.resolve_intent_id(text)
+
+
+def test_an_id_longer_than_any_stored_id_is_not_found_without_a_database_error(three_intents: SqlStore) -> None:
+    with pytest.raises(NotFound, match=r"no intent matches 'pl-aaaa.*' \(100,003 characters"), \
+            three_intents.read() as session:
+        session.resolve_intent_id("a" * 100_000)
 
 
 def test_an_operation_id_resolves_like_an_intent_id(store: SqlStore) -> None:

@@ -204,7 +204,9 @@ def test_a_signal_prefix_matching_several_is_ambiguous_and_one_matching_nothing_
     with pytest.raises(NotFound, match="no signal matches 'sg-ff'"), listed.read() as session:
         session.resolve_signal_id("ff")
     with pytest.raises(InvalidInput, match="a signal ID is required"), listed.read() as session:
-        session.resolve_signal_id("sg-")
+        session.resolve_signal_id(" ")
+    with pytest.raises(AmbiguousId, match="ID prefix 'sg-' is ambiguous: it matches 4"), listed.read() as session:
+        session.resolve_signal_id("sg-")  # the type prefix alone is a prefix of every signal ID
 
     assert raised.value.candidates == ["sg-00000001", "sg-00000002", "sg-00000003", "sg-00000004"]
 

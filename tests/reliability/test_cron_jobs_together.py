@@ -93,7 +93,8 @@ def test_every_job_exits_0_or_4_when_its_twin_is_already_running(morning: dict[s
         allowed = (0, 4) if run["job"] in ("scan", "monitor") else (0,)
         assert run["exit"] in allowed, run
         if run["exit"] == 4:
-            assert f"robson {run['job']} is already running" in run["stderr"] and run["stdout"] == "", run
+            assert f"robson {run['job']} is already running" in run["stderr"], run
+            assert json.loads(run["stdout"])["error"]["code"] == 4, run  # under --json a refusal is a document too
     assert len(morning["runs"]) == 6 * len(ROUNDS)
     monitors = [json.loads(r["stdout"]) for r in morning["runs"] if r["job"] == "monitor" and r["exit"] == 0]
     assert [doc["errors"] for doc in monitors] == [[]] * len(monitors)

@@ -62,6 +62,8 @@ def _json_rows(name: str, text: str) -> list[tuple[str, list[object]]]:
     except json.JSONDecodeError as e:
         problem = f"line {e.lineno} column {e.colno}: {e.msg}"
         raise DataImportError(f"{name} is not valid JSON ({problem})", [problem]) from None
+    except RecursionError:
+        raise DataImportError(f"{name}: JSON nested far too deeply for candle rows", []) from None
     if not isinstance(data, list):
         raise DataImportError(f"{name}: expected a JSON array of [time, open, high, low, close, volume] rows", [])
     return [(f"row {index}", row if isinstance(row, list) else [row]) for index, row in enumerate(data, start=1)]
@@ -81,6 +83,15 @@ def _csv_rows(text: str) -> list[tuple[str, list[object]]]:
         first = False
         rows.append((f"line {number}", cells))
     return rows
+
+
+def _shown(cell: object) -> str:
+    """Return a cell as a problem shows it: short (a cell may be a huge or deeply nested value)."""
+    try:
+        text = cell if isinstance(cell, str) else json.dumps(cell, default=str)
+    except (RecursionError, ValueError):
+        text = f"a nested {type(cell).__name__}"
+    return text if len(text) <= 40 else text[:37] + "…"
 
 
 def _is_number(cell: object) -> bool:
@@ -149,14 +160,17 @@ class _Checker:
 
     def _decimal(self, label: str, name: str, cell: object) -> Decimal | None:
         if isinstance(cell, bool) or not isinstance(cell, (str, Decimal)):
-            self.problems.append(f"{label}: {name} {json.dumps(cell, default=str)} is not a number")
+            self.problems.append(f"{label}: {name} {_shown(cell)} is not a number")
+            return None
+        if isinstance(cell, str) and not cell.isascii():  # Decimal() reads '١٢٣' as 123
+            self.problems.append(f"{label}: {name} '{_shown(cell)}' is not a number written with the digits 0-9")
             return None
         try:
             number = Decimal(cell.strip()) if isinstance(cell, str) else cell
         except InvalidOperation:
             number = None
         if number is None or not number.is_finite():
-            self.problems.append(f"{label}: {name} '{cell}' is not a number")
+            self.problems.append(f"{label}: {name} '{_shown(cell)}' is not a number")
             return None
         return number
 

@@ -95,8 +95,12 @@ class SqlSession:
         return self._resolve(INTENTS, "intent", text, INTENT_PREFIX)
 
     def list_intents(self, status: IntentStatus | None = None) -> list[TradingIntent]:
-        """Return intents oldest first, optionally only those in status."""
-        query = select(INTENTS).order_by(INTENTS.c.created_at, INTENTS.c.id)
+        """Return intents oldest first (created at the same market time: in the order they were planned)."""
+        # An intent's first audit event (planned) has the lowest autoincrement id: the creation order,
+        # which random IDs do not give when a replayed clock stands still.
+        planned = (select(func.min(AUDIT_EVENTS.c.id)).where(AUDIT_EVENTS.c.intent_id == INTENTS.c.id)
+                   .scalar_subquery())
+        query = select(INTENTS).order_by(INTENTS.c.created_at, planned, INTENTS.c.id)
         if status is not None:
             query = query.where(INTENTS.c.status == status.value)
         return [mapping.intent_from_row(row) for row in self._connection.execute(query)]
@@ -333,10 +337,12 @@ class SqlSession:
         raise IllegalTransition(f"{noun} {key} is {stored}, expected {expected}")
 
     def _resolve(self, table: Table, noun: str, text: str, type_prefix: str) -> str:
-        prefix = normalize_prefix(text, type_prefix)
-        if prefix == f"{type_prefix}-":
+        if not text.strip():
             article = "an" if noun[0] in "aeiou" else "a"
             raise InvalidInput(f"{article} {noun} ID is required")
+        prefix = normalize_prefix(text, type_prefix)  # 'pl-' alone is a prefix of every intent ID
+        if len(prefix) > table.c.id.type.length:  # longer than any ID: no match, and no query SQLite refuses
+            raise NotFound(f"no {noun} matches '{prefix[:40]}…' ({len(prefix):,} characters; IDs are short)")
         query = select(table.c.id).where(table.c.id.startswith(prefix, autoescape=True)).order_by(table.c.id)
         matches = list(self._connection.execute(query).scalars())
         if prefix in matches:
