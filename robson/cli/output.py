@@ -159,6 +159,19 @@ def styled_verdict(verdict: str):
     return Text(verdict, style=VERDICT_STYLE.get(verdict, ""))
 
 
+def ask(question: str) -> str:
+    """Ask on stderr and return the line typed on stdin ('' at end of input): stdout stays the command's alone."""
+    sys.stderr.write(question)
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except (OSError, ValueError, KeyboardInterrupt):  # no stdin, or Ctrl-C at the prompt
+        answer = ""
+    if not answer.endswith("\n"):
+        sys.stderr.write("\n")  # what follows starts on a line of its own
+    return answer.strip()
+
+
 def log(message: str) -> None:
     """Write a progress or log line to stderr."""
     err_console().print(message, markup=False, soft_wrap=True)  # one log line stays one line (grep, cron mail)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
 from robson.cli.app import container
-from robson.cli.output import JsonOption, console, emit, key_values, styled_verdict, table
+from robson.cli.output import JsonOption, ask, console, emit, key_values, styled_verdict, table
 from robson.cli.views import intent_doc, operation_doc, order_doc
 from robson.domain.intent import PLAN_AGAIN, IntentStatus
 from robson.domain.money import fmt
@@ -34,13 +36,9 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
         stored = session.get_intent(session.resolve_intent_id(intent_id))
     # On a live account (market: binance and keys) the real balances and Binance's order test count.
     exchange = c.binance if c.live_account else c.paper
-    try:
+    with _plan_again_if_failed(stored):
         outcome = validate(intent_id, strategy=c.strategy_or_none(stored.strategy), store=c.store, market=c.market,
                            exchange=exchange, account=c.account, clock=c.clock)
-    except IllegalTransition as e:
-        if stored.status is IntentStatus.FAILED and e.hint is None:  # say what to do instead
-            raise IllegalTransition(e.message, hint=PLAN_AGAIN) from None
-        raise
     intent = outcome.intent
 
     def render() -> None:
@@ -61,19 +59,19 @@ def validate_command(ctx: typer.Context, intent_id: IntentId, as_json: JsonOptio
         )
 
 
-def _confirmed_interactively() -> bool:
-    """Ask for CONFIRM on stderr and read the answer from stdin: stdout stays the command's (--json) alone."""
-    import sys
-
-    sys.stderr.write("Type CONFIRM to place a LIVE order: ")
-    sys.stderr.flush()
+@contextmanager
+def _plan_again_if_failed(intent) -> Iterator[None]:
+    """An intent refused for being FAILED: say that it is final and what to do instead."""
     try:
-        answer = sys.stdin.readline()
-    except (OSError, ValueError, KeyboardInterrupt):  # no stdin, or Ctrl-C at the prompt
-        answer = ""
-    if not answer.endswith("\n"):
-        sys.stderr.write("\n")  # the error line that follows starts on a line of its own
-    return answer.strip() == "CONFIRM"
+        yield
+    except (IllegalTransition, ExecutionRefused) as e:
+        if intent.status is IntentStatus.FAILED and e.hint is None:
+            e.hint = PLAN_AGAIN
+        raise
+
+
+def _confirmed_interactively() -> bool:
+    return ask("Type CONFIRM to place a LIVE order: ") == "CONFIRM"
 
 
 def _check_live_without_a_human(c, intent) -> None:
@@ -113,7 +111,8 @@ def execute_command(
     if live:
         acknowledged = acknowledge_risk
         if intent.status is not IntentStatus.EXECUTED:  # an executed intent only shows its operation
-            _check_live_without_a_human(c, intent)
+            with _plan_again_if_failed(intent):
+                _check_live_without_a_human(c, intent)
             if not acknowledged:
                 acknowledged = _confirmed_interactively()
                 if not acknowledged:
@@ -123,8 +122,9 @@ def execute_command(
         # LIVE prices and filters come from Binance whatever market the config reads.
         exchange, market = c.binance, c.binance_market
     settle_pending(c, exclude=intent.id)
-    result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=market,
-                     exchange=exchange, account=c.account, clock=market, gate=gate)
+    with _plan_again_if_failed(intent):
+        result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=market,
+                         exchange=exchange, account=c.account, clock=market, gate=gate)
     op = result.operation
     doc = {
         "mode": "dry-run" if op.mode == "paper" else "live",

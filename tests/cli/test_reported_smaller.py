@@ -65,13 +65,16 @@ def test_a_failed_validation_says_to_plan_again(robson, plan_id):
     assert "then plan again: robson plan buy BTCUSDT --strategy all-in" in stderr
 
 
-@pytest.mark.parametrize("command", [["plan", "cancel"], ["validate"]], ids=["cancel", "validate-again"])
-def test_a_failed_intent_refused_again_says_it_is_final_and_to_plan_again(robson, db_path, failed, command):
+@pytest.mark.parametrize(("command", "code"), [(["plan", "cancel"], 2), (["validate"], 2), (["execute"], 3),
+                                               (["execute", "--live", "--acknowledge-risk"], 3)],
+                         ids=["cancel", "validate-again", "execute", "execute-live"])
+def test_a_failed_intent_refused_again_says_it_is_final_and_to_plan_again(robson, db_path, failed, command, code):
     before = dump_database(db_path)
 
-    result = robson(*AS_OF, *command, failed)
+    result = robson(*AS_OF, *command, failed, env={"BINANCE_API_KEY": "k", "BINANCE_API_SECRET": "s",
+                                                   "ROBSON_LIVE_TRADING": "true"})
 
-    stderr = assert_user_error(result, 2, "FAILED")
+    stderr = assert_user_error(result, code, "FAILED")
     assert "plan again" in stderr
     assert "FAILED -> cancel" not in stderr
     assert dump_database(db_path) == before
