@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m compileall -q robson  # bytecode up front: every command starts without compiling robson
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -26,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_live.py
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_monitor.py
+	$(BIN)/python bench/bench_backtest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -40,17 +40,20 @@ class Container:
             return self.binance_market
         from robson.adapters.market.sample import SampleMarket
 
-        store = self.store
-
         def imported(symbol: str, timeframe: str, end_ms: int | None, limit: int | None):
-            with store.read() as session:
+            if not self.store_exists():
+                return []
+            with self.store.read() as session:
                 return session.load_candles(symbol, timeframe, end_ms=end_ms, limit=limit)
 
         def series():
-            with store.read() as session:
+            if not self.store_exists():
+                return []  # no database yet: nothing imported, and nothing to create just to learn that
+            with self.store.read() as session:
                 return session.candle_series()
 
-        return SampleMarket(as_of=self.settings["as_of"], extra_candles=imported, imported_series=series)
+        return SampleMarket(as_of=self.settings["as_of"], extra_candles=imported, imported_series=series,
+                            cache_dir=self.cache_dir)
 
     @cached_property
     def gateway(self):
@@ -74,6 +77,11 @@ class Container:
 
         return BinanceExchange(self.gateway, self.binance_market, sleep=time.sleep)
 
+    def store_exists(self) -> bool:
+        """Tell whether the store may hold anything: a SQLite file that exists, or a database URL."""
+        path = self.settings.database_path
+        return path is None or path.exists() or "store" in self.__dict__
+
     @property
     def live_account(self) -> bool:
         """A live account: Binance market data and API keys; validate then checks the real account."""
@@ -95,6 +103,21 @@ class Container:
     def clock(self):
         """The market's clock: replayed time on the sample market, wall time live."""
         return self.market
+
+    @cached_property
+    def history(self):
+        """The candles a backtest replays: the sample market (with imported candles), or Binance klines cached locally."""
+        if self.settings["market"] == "binance":
+            from robson.adapters.binance.history import BinanceHistory
+
+            return BinanceHistory(self.gateway, self.binance_market, folder=self.cache_dir / "klines" / "binance")
+        return self.market
+
+    @cached_property
+    def cache_dir(self):
+        from robson.adapters.market.history import cache_dir
+
+        return cache_dir(self.settings["cache_dir"])
 
     @cached_property
     def paper(self):

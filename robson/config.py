@@ -243,6 +243,7 @@ FIELDS: tuple[Field, ...] = (
     Field("capital", _positive_decimal, Decimal("1000"), "capital in quote currency that risk percentages apply to"),
     Field("default_strategy", _text, "all-in", "strategy used when --strategy is not given"),
     Field("strategies_dir", _optional_text, None, "folder of user strategy YAML files (added to the bundled ones)"),
+    Field("cache_dir", _optional_text, None, "folder for parsed candle arrays and Binance klines a backtest fetched; default: the user cache directory"),
     Field("fees.taker_percent", _decimal_within(at_most="10"), Decimal("0.1"), "taker fee per side, percent of notional"),
     Field("risk.max_risk_percent", _positive_decimal, Decimal("2"), "account cap on risk per trade (strategies set their own ≤ this; hard ceiling 2)"),
     Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital"),
@@ -290,6 +291,7 @@ ENV_ALIASES = {
     "ROBSON_CAPITAL": "capital",
     "ROBSON_STRATEGY": "default_strategy",
     "ROBSON_STRATEGIES_DIR": "strategies_dir",
+    "ROBSON_CACHE_DIR": "cache_dir",
     "ROBSON_LIVE_TRADING": "execution.live_trading_enabled",
 }
 TELEGRAM_TOKEN_ENV = "ROBSON_TELEGRAM_BOT_TOKEN"  # a secret: read on demand, never a setting

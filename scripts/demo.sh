@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The scripted journey on the bundled sample market, replayed on the morning of 2021-06-09 (UTC):
 # scan finds a Rescue Forces signal → plan → validate → execute (dry-run) → status → the monitor
-# trails the stop and closes at the target → the books. Every step names its market time with
-# --as-of, so the output is the same on every run (only the random ids differ).
+# trails the stop and closes at the target → the books → a backtest of the strategy over June. Every
+# step names its market time with --as-of, so the output is the same on every run (only the random ids
+# differ).
 # Uses a fresh database in demo-data/ so it never touches your own. No network, no API keys.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,9 @@ run --as-of 2021-06-09T05:45 execute "$ID"
 run --as-of 2021-06-09T05:45 operation status
 
 # One span of profit lifts the stop above the entry (hand-span trailing); then the target fills.
-run --as-of 2021-06-09T06:45 monitor --once
-run --as-of 2021-06-09T07:15 monitor --once
+run --as-of 2021-06-09T07:00 monitor --once
+run --as-of 2021-06-09T10:45 monitor --once
 run report
+
+# Would it have worked all June? The same rules, replayed: every signal, sized, guarded, walked to its exit.
+run backtest --strategy rescue-forces --symbols BTCUSDT --from 2021-06-01 --to 2021-07-01 --trades 5

@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from robson.application.ports import SignalEngine
+from robson.application.ports import Clock, SignalEngine, Store
 from robson.application.validate import day_start, month_start
 from robson.application.watching import WALK_TIMEFRAMES
 from robson.domain.guards import (
@@ -47,7 +47,8 @@ from robson.domain.guards import (
     Verdict,
     run_guards,
 )
-from robson.domain.ids import new_id
+from robson.domain.backtest_stats import SavedBacktest
+from robson.domain.ids import BACKTEST_PREFIX, new_id
 from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
 from robson.domain.lifecycle import (
     anchor_to_fill,
@@ -64,7 +65,6 @@ from robson.domain.operation import CloseReason, Operation
 from robson.domain.strategy import Strategy
 from robson.errors import InvalidInput, MarketDataError, SizingRefused
 
-BACKTEST_PREFIX = "bt"
 # Guards freqtrade has no equivalent of; --no-guards switches them off (and says so).
 OPTIONAL_GUARDS = ("daily loss", "monthly drawdown", "cooldown")
 NO_LIMIT = Decimal("1e12")
@@ -82,6 +82,7 @@ class CandleHistory(Protocol):
     def index_at_or_after(self, open_ms: int) -> int: ...
     def candle(self, index: int) -> Candle: ...
     def candles(self, start: int, stop: int) -> list[Candle]: ...
+    def until(self, end_ms: int) -> CandleHistory: ...
     def first_event(self, start: int, stop: int, *, low_at_or_below: float | None = None,
                     high_at_or_above: float | None = None) -> int | None: ...
 
@@ -93,8 +94,12 @@ class History(Protocol):
 
     def symbol_info(self, symbol: str) -> SymbolInfo: ...
 
-    def history(self, symbol: str, timeframe: str) -> CandleHistory:
-        """Every candle of timeframe held for symbol; raise NotFound, InvalidInput or MarketDataError."""
+    def history(self, symbol: str, timeframe: str, since_ms: int | None = None,
+                until_ms: int | None = None) -> CandleHistory:
+        """Every closed candle of timeframe held for symbol (a fetching market: from since_ms to until_ms).
+
+        Raise NotFound, InvalidInput or MarketDataError.
+        """
         ...
 
 
@@ -133,12 +138,49 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
+class Decided:
+    """An entry planned and checked at a market time: what `plan` and `validate` would have said then."""
+
+    time: datetime
+    symbol: str
+    setup: str
+    entry: Decimal
+    stop: Decimal
+    target: Decimal | None
+    quantity: Decimal
+    failed: tuple[str, ...]  # the guards that refused it (empty: it went on to execute)
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     time: datetime
     symbol: str
     setup: str
     guards: tuple[str, ...]  # every guard that failed (or "sizing", "balance at fill", "auto entry")
     message: str
+
+
+_OUTCOMES = {0: "DETECTED", 1: "CONFIRMED", 2: "INVALIDATED", 3: "EXPIRED"}
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSeen:
+    """A setup the replay detected, as `robson scan` run at every close would have recorded and decided it."""
+
+    symbol: str
+    setup: str
+    candle_ms: int  # open of the signal candle, epoch ms
+    status: str  # DETECTED (undecided by the end), CONFIRMED, INVALIDATED or EXPIRED
+    decided_ms: int | None  # open of the deciding candle
+    confidence: Decimal
+
+    @property
+    def candle_time(self) -> datetime:
+        return ms_to_datetime(self.candle_ms)
+
+    @property
+    def decided_time(self) -> datetime | None:
+        return ms_to_datetime(self.decided_ms) if self.decided_ms is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +196,9 @@ class BacktestResult:
     signals: int  # confirmed signals inside the range (each one an entry attempt)
     detections: int  # setups detected inside the range
     candles: dict[str, int]  # symbol → candles of the strategy timeframe replayed
+    quote: str  # the quote asset money is counted in
+    signal_list: tuple[SignalSeen, ...] = ()  # every setup detected in the range and what became of it
+    decisions: tuple[Decided, ...] = ()  # every entry planned and checked, entered or refused
 
     @property
     def refused_by_guard(self) -> Counter[str]:
@@ -249,8 +294,8 @@ def backtest(request: BacktestRequest, *, history: History, engine: SignalEngine
              on_progress: Progress | None = None) -> BacktestResult:
     """Replay request.strategy over the symbols' history; raise InvalidInput, NotFound or MarketDataError.
 
-    Raise InvalidInput for a strategy without a scan section, a bad range or options, and
-    MarketDataError when no candle of a symbol lies in the range.
+    Raise InvalidInput for a strategy without a scan section, a bad range or options, or a range
+    holding no candle; NotFound for an unknown symbol.
     """
     strategy = request.strategy
     definition = strategy.scan
@@ -264,36 +309,44 @@ def backtest(request: BacktestRequest, *, history: History, engine: SignalEngine
     end_ms = datetime_to_ms(request.end) if request.end else None
     symbols: dict[str, _Symbol] = {}
     candidates: list[_Candidate] = []
+    signals: list[SignalSeen] = []
     detections = 0
     counted: dict[str, int] = {}
+    warm_up = max(definition.candles_needed, candles_needed(strategy)) + max(s.window for s in definition.setups) + 1
+    since_ms = start_ms - warm_up * length if start_ms is not None else None
     for number, symbol in enumerate(request.symbols):
-        loaded = _load(history, symbol.strip().upper(), timeframe, end_ms)
+        loaded = _load(history, symbol.strip().upper(), timeframe, since_ms, end_ms)
         symbols[loaded.signal.symbol] = loaded
         evaluation = engine.evaluate(definition, loaded.signal.series)
-        first = loaded.signal.index_at_or_after(start_ms) if start_ms is not None else 0
+        # The clock starts at --from: the first scan sees the candle that closed then.
+        first = loaded.signal.index_at_or_after(start_ms - length) if start_ms is not None else 0
         counted[loaded.signal.symbol] = len(loaded.signal) - first
+        times = loaded.signal.series.open_time.tolist()
         for order, setup in enumerate(definition.setups):
+            confidences: dict[int, Decimal] = {}
             for index, code, decided, held in evaluation.timeline(setup):
                 if index < first:
                     continue
                 detections += 1
-                if code != 1:  # only CONFIRMED signals are entered
-                    continue
-                candidates.append(_Candidate(loaded.signal.open_time(decided) + length, loaded.signal.symbol, order,
-                                             setup.name, setup.side, loaded.signal.open_time(index),
-                                             setup.confidence(held)))
+                confidence = confidences.get(held) or confidences.setdefault(held, setup.confidence(held))
+                signals.append(SignalSeen(loaded.signal.symbol, setup.name, times[index], _OUTCOMES[code],
+                                          times[decided] if decided >= 0 else None, confidence))
+                if code == 1:  # only CONFIRMED signals are entered
+                    candidates.append(_Candidate(times[decided] + length, loaded.signal.symbol, order, setup.name,
+                                                 setup.side, times[index], confidence))
         if on_progress is not None:
             on_progress(number + 1, len(request.symbols) + 1)
     if all(count <= 0 for count in counted.values()):
-        raise MarketDataError(f"no {timeframe} candles of {', '.join(symbols)} between {_range(request)}",
-                              hint="widen --from/--to; `robson data list` shows what is held")
+        raise InvalidInput(f"no {timeframe} candles of {', '.join(symbols)} between {_range(request)}",
+                           hint="widen --from/--to; `robson data list` shows what is held")
     candidates.sort(key=lambda c: (c.decided_ms, c.symbol, c.setup_order))
     replay = _Replay(request, strategy, timeframe, symbols)
     for candidate in candidates:
         replay.consider(candidate)
     replay.finish()
-    first_open = min(s.signal.open_time(min(len(s.signal) - 1, len(s.signal) - counted[name]))
+    first_open = min(s.signal.open_time(min(len(s.signal) - 1, len(s.signal) - counted[name])) + length
                      for name, s in symbols.items())
+    first_open = start_ms if start_ms is not None else first_open - length
     last_close = max(s.walk.open_time(len(s.walk) - 1) + s.walk_ms for s in symbols.values())
     if on_progress is not None:
         on_progress(len(request.symbols) + 1, len(request.symbols) + 1)
@@ -302,7 +355,8 @@ def backtest(request: BacktestRequest, *, history: History, engine: SignalEngine
         request=request, market=history.name, start=ms_to_datetime(first_open), end=ms_to_datetime(last_close),
         timeframe=timeframe, walk_timeframes={name: s.walk.timeframe for name, s in symbols.items()},
         trades=tuple(trades), refusals=tuple(replay.refusals), signals=len(candidates), detections=detections,
-        candles={name: max(0, count) for name, count in counted.items()},
+        signal_list=tuple(signals), decisions=tuple(replay.decisions),
+        candles={name: max(0, count) for name, count in counted.items()}, quote=replay.book.quote,
     )
 
 
@@ -329,15 +383,15 @@ def _range(request: BacktestRequest) -> str:
     return f"{start} and {end} UTC"
 
 
-def _load(history: History, symbol: str, timeframe: str, end_ms: int | None) -> _Symbol:
+def _load(history: History, symbol: str, timeframe: str, since_ms: int | None, end_ms: int | None) -> _Symbol:
     info = history.symbol_info(symbol)
-    signal = history.history(symbol, timeframe)
+    signal = history.history(symbol, timeframe, since_ms, end_ms)
     walk = None
     for candidate in WALK_TIMEFRAMES:  # finest first, as the monitor walks
         if timeframe_ms(candidate) > timeframe_ms(timeframe):
             break
         try:
-            walk = history.history(symbol, candidate)
+            walk = history.history(symbol, candidate, since_ms, end_ms)
             break
         except MarketDataError:
             continue
@@ -345,7 +399,9 @@ def _load(history: History, symbol: str, timeframe: str, end_ms: int | None) -> 
     if end_ms is not None:
         signal, walk = signal.until(end_ms), walk.until(end_ms)
     if not len(signal) or not len(walk):
-        raise MarketDataError(f"no {timeframe} candles of {symbol} closed by the end of the range")
+        until = f" by {ms_to_datetime(end_ms):%Y-%m-%d %H:%M} UTC" if end_ms is not None else ""
+        raise InvalidInput(f"no {timeframe} candles of {symbol} closed{until}",
+                           hint="widen --from/--to; `robson data list` shows what is held")
     return _Symbol(info, signal, walk, timeframe_ms(signal.timeframe), timeframe_ms(walk.timeframe))
 
 
@@ -367,7 +423,8 @@ class _Replay:
             strategy_limits = dataclasses.replace(strategy_limits, max_total_exposure_percent=NO_LIMIT)
         self.limits = strategy_limits
         self.skip = frozenset(OPTIONAL_GUARDS) if not request.guards else frozenset()
-        self.auto_entries: list[tuple[datetime, str]] = []  # (when, symbol) of auto entries, for auto_entry rules
+        self.auto_entries: list[tuple[datetime, str]] = []  # (when, symbol) of intents auto entry created
+        self.decisions: list[Decided] = []
 
     # --- one signal ------------------------------------------------------------------------------
 
@@ -388,8 +445,8 @@ class _Replay:
             self._refuse(candidate, now, ("open positions",), full)
             return
         last = _last_closed(symbol.walk, symbol.walk_ms, now_ms)
-        if last is None or last + 1 >= len(symbol.walk):
-            self._refuse(candidate, now, ("end of data",), "the data ends at the decision: no candle to enter on")
+        if last is None:
+            self._refuse(candidate, now, ("data freshness",), "no candle closed yet on the finest timeframe")
             return
         price = symbol.walk.candle(last).close
         signal_last = _last_closed(symbol.signal, symbol.signal_ms, now_ms)
@@ -404,11 +461,18 @@ class _Replay:
         except (SizingRefused, InvalidInput) as e:
             self._refuse(candidate, now, ("sizing",), e.message)
             return
+        if self.strategy.auto_entry is not None:  # the scan counts every intent it creates, entered or not
+            self.auto_entries.append((now, candidate.symbol))
         intent = self._intent(candidate, planned, now)
         results = run_guards(self._context(intent, symbol, now, last, signal_last), skip=self.skip)
         failed = [r for r in results if r.verdict is Verdict.FAIL]
+        self.decisions.append(Decided(now, candidate.symbol, candidate.setup, intent.entry, intent.stop,
+                                      intent.target, intent.quantity, tuple(r.guard for r in failed)))
         if failed:
             self._refuse(candidate, now, tuple(r.guard for r in failed), "; ".join(_say(r) for r in failed))
+            return
+        if last + 1 >= len(symbol.walk):
+            self._refuse(candidate, now, ("end of data",), "the data ends at the decision: no candle to enter on")
             return
         self._enter(candidate, symbol, intent, planned.anchor, now_ms, last)
 
@@ -512,8 +576,6 @@ class _Replay:
         )
         if intent.side is Side.BUY:
             self.book.free -= cost
-        if self.strategy.auto_entry is not None:
-            self.auto_entries.append((now, candidate.symbol))
         closed, exit_, moves, candle_ms = self._walk(operation, symbol, first)
         known_ms = candle_ms + symbol.walk_ms
         trade = Trade(closed, candidate.setup, ms_to_datetime(candidate.signal_ms), ms_to_datetime(candle_ms),
@@ -601,3 +663,31 @@ def _say(result: GuardResult) -> str:
     return f"{result.guard}: {result.message}"
 
 
+
+
+# --- kept results (--save) -------------------------------------------------------------------------
+
+
+def save_backtest(*, store: Store, result: BacktestResult, document: Callable[[str], dict[str, Any]],
+                  clock: Clock) -> str:
+    """Keep a backtest in the store under a fresh bt- id; return the id. document(id) is what is kept."""
+    backtest_id = new_id(BACKTEST_PREFIX)
+    saved = SavedBacktest(
+        id=backtest_id, created_at=clock.now(), strategy=result.request.strategy.name,
+        symbols=tuple(result.candles), trades=len(result.trades),
+        total_pnl=sum((t.operation.realized_pnl for t in result.trades), ZERO), document=document(backtest_id),
+    )
+    with store.transaction() as tx:
+        tx.add_backtest(saved)
+    return backtest_id
+
+
+def saved_backtests(*, store: Store) -> list[SavedBacktest]:
+    with store.read() as session:
+        return session.list_backtests()
+
+
+def saved_backtest(backtest_id: str, *, store: Store) -> dict[str, Any]:
+    """Return a kept backtest's document by id or unique prefix; raise NotFound or AmbiguousId."""
+    with store.read() as session:
+        return session.get_backtest(session.resolve_backtest_id(backtest_id)).document

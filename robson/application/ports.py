@@ -20,6 +20,7 @@ from robson.domain.orders import AuditEvent, Order
 from robson.domain.signals import Decision, Signal, SignalStatus
 
 if TYPE_CHECKING:  # the scan grammar loads only for the commands that scan
+    from robson.domain.backtest_stats import SavedBacktest
     from robson.domain.conditions import Detection, ScanDefinition, Setup
 
 
@@ -186,6 +187,18 @@ class StoreSession(Protocol):
         self, status: SignalStatus | None = None, strategy: str | None = None, symbol: str | None = None
     ) -> list[Signal]:
         """Return signals by candle open time then ID, filtered by every argument given."""
+        ...
+
+    # saved backtests
+    def add_backtest(self, saved: SavedBacktest) -> None: ...
+    def get_backtest(self, backtest_id: str) -> SavedBacktest:
+        """Return the saved backtest by full ID; raise NotFound."""
+        ...
+    def resolve_backtest_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix; raise NotFound or AmbiguousId."""
+        ...
+    def list_backtests(self) -> list[SavedBacktest]:
+        """Return the saved backtests, newest first."""
         ...
 
     # imported market data

@@ -158,7 +158,7 @@ def container(ctx: typer.Context):
 def _register() -> None:
     from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, reconcile_cmd, strategy_cmd, trade_cmd
     from robson.cli import monitor_cmd, report_cmd
-    from robson.cli import scan_cmd, signals_cmd
+    from robson.cli import backtest_cmd, scan_cmd, signals_cmd, unlock_cmd
 
     app.add_typer(plan_cmd.app, name="plan")
     trade_cmd.register(app)
@@ -172,6 +172,8 @@ def _register() -> None:
     report_cmd.register(app)
     scan_cmd.register(app)
     app.add_typer(signals_cmd.app, name="signals")
+    backtest_cmd.register(app)
+    unlock_cmd.register(app)
 
 
 _register()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from robson.cli.output import console, key_values, table, to_jsonable
-from robson.domain.backtest_stats import BacktestStats, Breakdown, EquityPoint
+from robson.domain.backtest_stats import BacktestStats, Breakdown
 from robson.domain.money import fmt
 from robson.domain.operation import r_multiple
 from robson.errors import InvalidInput
@@ -91,7 +91,8 @@ def settings_doc(result) -> dict[str, Any]:
         "sizing": {"stake": request.stake} if request.stake is not None else {"risk_percent": strategy.risk_percent},
         "fee_percent": request.fee_rate * 100,
         "slippage_percent": request.slippage_rate * 100,
-        "max_open": request.max_open,
+        "max_open": request.max_open or request.limits.max_open_positions,
+        "quote": result.quote,
         "guards": "all" if request.guards else "off: daily loss, monthly drawdown, cooldown, exposure",
     }
 
@@ -135,6 +136,10 @@ def document(result, stats: BacktestStats, *, saved_id: str | None = None) -> di
         "by_month": _breakdown_doc(stats.by_month),
         "equity": [{"at": iso(p.at), "equity": p.equity, "drawdown": p.drawdown} for p in stats.equity],
         "trades": [trade_row(t) for t in result.trades],
+        "signals": [{"symbol": s.symbol, "setup": s.setup, "candle_time": iso(s.candle_time), "status": s.status,
+                     "decided_time": iso(s.decided_time), "confidence": s.confidence} for s in result.signal_list],
+        "refusals": [{"time": iso(r.time), "symbol": r.symbol, "setup": r.setup, "guards": list(r.guards),
+                      "message": r.message} for r in result.refusals],
     }
 
 
@@ -154,103 +159,124 @@ def sparkline(values: Sequence[Decimal], width: int = CHART_WIDTH) -> str:
     return "".join(SPARK[int((v - low) / spread * (len(SPARK) - 1))] for v in values)
 
 
-def chart_lines(points: Sequence[EquityPoint], capital: Decimal, quote: str) -> list[str]:
-    equity = [capital] + [p.equity for p in points]
-    drawdown = [Decimal(0)] + [-p.drawdown for p in points]
+def _d(value: Any) -> Decimal | None:
+    """A number of the document (a Decimal, or its text once saved), None when absent."""
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def _money(value: Any, places: int = 2) -> str:
+    number = _d(value)
+    return fmt(number, places) if number is not None else "-"
+
+
+def _plain(value: Any) -> str:
+    """A setting as the user wrote it: no padding zeros."""
+    return fmt(_d(value)) if _d(value) is not None else "-"
+
+
+def _time(text: str | None) -> str:
+    return "-" if not text else text.replace("T", " ").replace("Z", "")[:16]
+
+
+def chart_lines(doc: dict[str, Any]) -> list[str]:
+    capital, quote = _d(doc["settings"]["capital"]), doc["settings"]["quote"]
+    equity = [capital] + [_d(p["equity"]) for p in doc["equity"]]
+    drawdown = [Decimal(0)] + [-_d(p["drawdown"]) for p in doc["equity"]]
     return [
         f"equity   {sparkline(equity)}  {fmt(min(equity), 2)} … {fmt(max(equity), 2)} {quote}",
         f"drawdown {sparkline(drawdown)}  deepest {fmt(-min(drawdown), 2)} {quote}",
     ]
 
 
-def render(result, stats: BacktestStats, *, trades_shown: int, saved_id: str | None = None) -> None:
+def render(doc: dict[str, Any], *, trades_shown: int = 20) -> None:
+    """Print a backtest document (just run, or saved): settings, summary, breakdowns, chart, trades."""
     out = console()
-    request, p, dd = result.request, stats.performance, stats.drawdown
-    quote = next(iter(result.trades)).operation.quote_asset if result.trades else "USDT"
-    symbols = ", ".join(result.candles)
-    exits = ", ".join(sorted(set(result.walk_timeframes.values())))
-    out.print(f"Backtest {request.strategy.name} on {symbols} {result.timeframe} (exits on {exits} candles), "
-              f"{result.start:%Y-%m-%d %H:%M} → {result.end:%Y-%m-%d %H:%M} UTC, {result.market} market")
-    sizing = f"stake {fmt(request.stake)} {quote} per trade" if request.stake is not None else \
-        f"{fmt(request.strategy.risk_percent)} % risk per trade"
-    out.print(f"capital {fmt(request.capital)} {quote}, {sizing}, fee {fmt(request.fee_rate * 100)} % per side, "
-              f"slippage {fmt(request.slippage_rate * 100)} %, max {request.max_open or request.limits.max_open_positions} open")
-    if request.strategy.auto_entry is None:
-        out.print(f"{request.strategy.name} is a manual strategy: every confirmed signal is entered here, "
+    settings, summary = doc["settings"], doc["summary"]
+    quote = settings["quote"]
+    exits = ", ".join(sorted(set(settings["exit_timeframes"].values())))
+    out.print(f"Backtest {settings['strategy']} on {', '.join(settings['symbols'])} {settings['timeframe']} "
+              f"(exits on {exits} candles), {_time(settings['from'])} → {_time(settings['to'])} UTC, "
+              f"{settings['market']} market")
+    sizing = settings["sizing"]
+    sized = f"stake {_plain(sizing['stake'])} {quote} per trade" if "stake" in sizing else \
+        f"{_plain(sizing['risk_percent'])} % risk per trade"
+    out.print(f"capital {_plain(settings['capital'])} {quote}, {sized}, fee {_plain(settings['fee_percent'])} % "
+              f"per side, slippage {_plain(settings['slippage_percent'])} %, max {settings['max_open']} open")
+    if settings["every_signal_entered"]:
+        out.print(f"{settings['strategy']} is a manual strategy: every confirmed signal is entered here, "
                   "as if you had planned each one")
-    if not request.guards:
+    if settings["guards"] != "all":
         out.print("--no-guards: daily loss, monthly drawdown, cooldown and exposure guards are OFF")
-    if p.trades == 0:
-        out.print(f"No trades: {result.signals} confirmed signals, {len(result.refusals)} refused.")
-    out.print(key_values("Summary", summary_pairs(result, stats, quote)))
-    out.print(table("By exit reason", ["reason", "trades", "wins", "losses", "win rate", "avg R", "P&L"],
-                    _breakdown_rows(stats.by_reason)))
-    if len(stats.by_symbol) > 1:
-        out.print(table("By symbol", ["symbol", "trades", "wins", "losses", "win rate", "avg R", "P&L"],
-                        _breakdown_rows(stats.by_symbol)))
-    out.print(table("By month (UTC, by closing time)", ["month", "trades", "wins", "losses", "win rate", "avg R", "P&L"],
-                    _breakdown_rows(stats.by_month)))
-    if stats.equity:
+    if summary["trades"] == 0:
+        out.print(f"No trades: {summary['signals']} confirmed signals, {summary['refused']} refused.")
+    out.print(key_values("Summary", summary_pairs(summary, quote)))
+    columns = ["trades", "wins", "losses", "win rate", "avg R", "P&L"]
+    out.print(table("By exit reason", ["reason", *columns], _breakdown_rows(doc["by_exit_reason"])))
+    if len(doc["by_symbol"]) > 1:
+        out.print(table("By symbol", ["symbol", *columns], _breakdown_rows(doc["by_symbol"])))
+    out.print(table("By month (UTC, by closing time)", ["month", *columns], _breakdown_rows(doc["by_month"])))
+    if doc["equity"]:
         out.print("Equity and drawdown (realized, one point per close)")
-        for line in chart_lines(stats.equity, stats.capital, quote):
+        for line in chart_lines(doc):
             out.print(line)
-    shown = list(result.trades) if trades_shown <= 0 else list(result.trades)[-trades_shown:]
+    trades = doc["trades"]
+    shown = trades if trades_shown <= 0 else trades[-trades_shown:]
     if shown:
-        title = "Trades" if len(shown) == len(result.trades) else \
-            f"Trades (the last {len(shown)} of {len(result.trades)}; --trades 0 shows all, --export FILE keeps them)"
+        title = "Trades" if len(shown) == len(trades) else \
+            f"Trades (the last {len(shown)} of {len(trades)}; --trades 0 shows all, --export FILE keeps them)"
         out.print(table(title, ["entry (UTC)", "entry fill", "exit candle", "exit fill", "quantity", "fees", "P&L", "R",
                                 "reason"], [_trade_cells(t) for t in shown]))
-    if saved_id:
-        out.print(f"Saved as {saved_id}: robson backtest show {saved_id}")
+    if doc.get("id"):
+        out.print(f"Saved as {doc['id']}: robson backtest show {doc['id']}")
 
 
-def summary_pairs(result, stats: BacktestStats, quote: str) -> list[tuple[str, str]]:
-    p, dd = stats.performance, stats.drawdown
-    factor = "∞" if p.profit_factor_infinite else (fmt(p.profit_factor, 2) if p.profit_factor is not None else "-")
-    refused = ", ".join(f"{name} {count}" for name, count in sorted(result.refused_by_guard.items())) or "none"
-    drawdown = f"{fmt(dd.amount, 2)} {quote} ({fmt(dd.percent, 2)} %)"
-    if dd.start is not None:
-        drawdown += f", {dd.start:%Y-%m-%d %H:%M} → {dd.end:%Y-%m-%d %H:%M} ({_duration(dd.duration)})"
-        drawdown += f", recovered {dd.recovered:%Y-%m-%d %H:%M}" if dd.recovered else ", not recovered"
+def summary_pairs(summary: dict[str, Any], quote: str) -> list[tuple[str, str]]:
+    dd = summary["max_drawdown"]
+    factor = "∞" if summary["profit_factor_infinite"] else _money(summary["profit_factor"])
+    refused = ", ".join(f"{name} {count}" for name, count in summary["refused_by_guard"].items()) or "none"
+    drawdown = f"{_money(dd['amount'])} {quote} ({_money(dd['percent'])} %)"
+    if dd["start"]:
+        drawdown += f", {_time(dd['start'])} → {_time(dd['end'])} ({dd['duration']})"
+        drawdown += f", recovered {_time(dd['recovered'])}" if dd["recovered"] else ", not recovered"
+    percent_or_dash = (lambda v: f"{_money(v)} %" if _d(v) is not None else "-")
     return [
-        ("trades", f"{p.trades} ({p.wins} won, {p.losses} lost, {p.break_even} break-even)"),
-        ("win rate", f"{fmt(p.win_rate, 1)} %" if p.win_rate is not None else "-"),
-        ("average R", fmt(p.average_r, 2) if p.average_r is not None else "-"),
-        ("expectancy", f"{fmt(p.expectancy, 2)} {quote} per trade" if p.expectancy is not None else "-"),
+        ("trades", f"{summary['trades']} ({summary['wins']} won, {summary['losses']} lost, "
+                   f"{summary['break_even']} break-even)"),
+        ("win rate", f"{_money(summary['win_rate_percent'], 1)} %" if _d(summary["win_rate_percent"]) is not None
+         else "-"),
+        ("average R", _money(summary["average_r"])),
+        ("expectancy", f"{_money(summary['expectancy'])} {quote} per trade" if _d(summary["expectancy"]) is not None
+         else "-"),
         ("profit factor", factor),
-        ("total P&L", f"{fmt(p.total_pnl, 2)} {quote} ({fmt(stats.total_return_percent, 2)} %), "
-                      f"equity {fmt(stats.capital, 2)} → {fmt(stats.final_equity, 2)}"),
-        ("CAGR", f"{fmt(stats.cagr_percent, 2)} %" if stats.cagr_percent is not None else "-"),
+        ("total P&L", f"{_money(summary['total_pnl'])} {quote} ({_money(summary['total_return_percent'])} %), "
+                      f"final equity {_money(summary['final_equity'])}"),
+        ("CAGR", percent_or_dash(summary["cagr_percent"])),
         ("max drawdown", drawdown),
-        ("Sharpe / Sortino / Calmar", " / ".join(fmt(x, 2) if x is not None else "-"
-                                                for x in (stats.sharpe, stats.sortino, stats.calmar))),
-        ("time in market", f"{fmt(stats.time_in_market_percent, 1)} %"),
-        ("trade duration", f"average {_duration(stats.average_duration) or '-'}, "
-                           f"longest {_duration(stats.longest_duration) or '-'}"),
-        ("best / worst trade", f"{_ref(p.best)} / {_ref(p.worst)}"),
-        ("longest losing streak", str(stats.longest_losing_streak)),
-        ("fees paid", f"{fmt(p.total_fees, 2)} {quote}"),
-        ("signals", f"{result.signals} confirmed of {result.detections} detected; "
-                    f"{len(result.refusals)} refused: {refused}"),
-        ("stop and target in one candle", f"{result.ambiguous} trades (the stop was taken first)"),
+        ("Sharpe / Sortino / Calmar", " / ".join(_money(summary[k]) for k in ("sharpe", "sortino", "calmar"))),
+        ("time in market", f"{_money(summary['time_in_market_percent'], 1)} %"),
+        ("trade duration", f"average {summary['average_duration'] or '-'}, longest {summary['longest_duration'] or '-'}"),
+        ("best / worst trade", f"{_ref(summary['best'])} / {_ref(summary['worst'])}"),
+        ("longest losing streak", str(summary["longest_losing_streak"])),
+        ("fees paid", f"{_money(summary['fees'])} {quote}"),
+        ("signals", f"{summary['signals']} confirmed of {summary['detections']} detected; "
+                    f"{summary['refused']} refused: {refused}"),
+        ("stop and target in one candle", f"{summary['same_candle_stop_and_target']} trades (the stop was taken first)"),
     ]
 
 
-def _ref(op) -> str:
-    return f"{fmt(op.realized_pnl, 2)} ({op.opened_at:%Y-%m-%d %H:%M})" if op is not None else "-"
+def _ref(ref: dict[str, Any] | None) -> str:
+    return f"{_money(ref['pnl'])} ({_time(ref['entry_time'])})" if ref else "-"
 
 
-def _breakdown_rows(rows: Sequence[Breakdown]) -> list[tuple]:
-    return [(b.key, b.trades, b.wins, b.losses, f"{fmt(b.win_rate, 1)} %" if b.win_rate is not None else "-",
-             fmt(b.average_r, 2) if b.average_r is not None else "-", fmt(b.pnl, 2)) for b in rows]
+def _breakdown_rows(rows: Sequence[dict[str, Any]]) -> list[tuple]:
+    return [(b["key"], b["trades"], b["wins"], b["losses"],
+             f"{_money(b['win_rate_percent'], 1)} %" if _d(b["win_rate_percent"]) is not None else "-",
+             _money(b["average_r"]), _money(b["pnl"])) for b in rows]
 
 
-def _trade_cells(trade) -> tuple:
-    op = trade.operation
-    r = r_multiple(op)
-    return (f"{op.opened_at:%Y-%m-%d %H:%M}", fmt(op.entry_price), f"{trade.exit_candle_time:%Y-%m-%d %H:%M}",
-            fmt(op.exit_price), fmt(op.quantity), fmt(op.entry_fee + op.exit_fee, 4), fmt(op.realized_pnl, 2),
-            fmt(r, 2) if r is not None else "-", op.close_reason.value if op.close_reason else "-")
+def _trade_cells(row: dict[str, Any]) -> tuple:
+    return (_time(row["entry_time"]), row["entry_price"], _time(row["exit_time"]), row["exit_price"], row["quantity"],
+            _money(row["fees"], 4), _money(row["pnl"]), _money(row["r"]), row["exit_reason"])
 
 
 # --- files ------------------------------------------------------------------------------------------

@@ -175,3 +175,16 @@ def ask(question: str) -> str:
 def log(message: str) -> None:
     """Write a progress or log line to stderr."""
     err_console().print(message, markup=False, soft_wrap=True)  # one log line stays one line (grep, cron mail)
+
+
+def time_option(text: str | None, option: str) -> datetime | None:
+    """Parse an option's UTC time (2021-06-01, 2021-06-01T12:00); raise InvalidInput naming the option."""
+    if text is None:
+        return None
+    from robson.config import parse_time
+    from robson.errors import InvalidInput
+
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise InvalidInput(f"{option} {e}") from None

@@ -7,21 +7,9 @@ from typing import Annotated
 import typer
 
 from robson.cli.app import container
-from robson.cli.output import JsonOption, console, emit, table
+from robson.cli.output import JsonOption, console, emit, table, time_option
 from robson.cli.views import performance_doc
 from robson.domain.money import fmt
-from robson.errors import InvalidInput
-
-
-def _since(text: str | None):
-    if text is None:
-        return None
-    from robson.config import parse_time
-
-    try:
-        return parse_time(text)
-    except ValueError as e:
-        raise InvalidInput(f"--since {e}") from None
 
 
 def _row(p) -> tuple:
@@ -62,7 +50,7 @@ def report_command(
 
     c = container(ctx)
     name = strategy.strip().lower() if strategy else None
-    start = _since(since)
+    start = time_option(since, "--since")
     report = strategy_report(store=c.store, capital=c.settings["capital"], strategy=name, since=start,
                              period=period.strip().lower())
     if name is not None and report.overall.trades == 0:

@@ -68,6 +68,19 @@ class EquityPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedBacktest:
+    """A backtest kept in the store (`--save`): its headline and the whole document it printed."""
+
+    id: str  # bt-xxxxxxxx
+    created_at: datetime
+    strategy: str
+    symbols: tuple[str, ...]
+    trades: int
+    total_pnl: Decimal
+    document: dict  # settings, summary, breakdowns, equity and trades, money as text
+
+
+@dataclass(frozen=True, slots=True)
 class BacktestStats:
     performance: Performance
     capital: Decimal

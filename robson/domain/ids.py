@@ -6,6 +6,7 @@ import secrets
 
 INTENT_PREFIX = "pl"
 OPERATION_PREFIX = "op"
+BACKTEST_PREFIX = "bt"
 
 
 def new_id(prefix: str) -> str:

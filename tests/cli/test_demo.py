@@ -52,8 +52,9 @@ def test_the_demo_script_walks_the_journey_on_the_installed_command(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     for word in ("1 new signal", "1 confirmed", "PENDING", "VALIDATED", "EXECUTED", "ACTIVE", "DRY-RUN",
-                 "Validation PASS", "1 stop move", "1 closed", "target @ 34424.23 P&L 13.04 USDT",
-                 "│ rescue-forces │ 1      │ 1/0/0  │ 100.0%"):
+                 "Validation PASS", "1 stop move", "1 closed", "target @ 34725.37 P&L 15.98 USDT",
+                 "│ rescue-forces │ 1      │ 1/0/0  │ 100.0%", "Backtest rescue-forces on BTCUSDT 15m",
+                 "By exit reason"):
         assert word in result.stdout, word
     assert comparable(result.stdout) == comparable(readme_demo_block())
     assert "\x1b[" not in result.stdout

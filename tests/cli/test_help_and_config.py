@@ -112,13 +112,14 @@ def test_init_refuses_to_overwrite_without_force(robson, tmp_path):
     assert forced.exit_code == 0 and "capital: 1000" in (tmp_path / ".robson.yaml").read_text()
 
 
-def test_strategy_list_has_the_five_bundled_strategies(robson):
+def test_strategy_list_has_the_six_bundled_strategies(robson):
     result = robson("strategy", "list", "--json")
 
     doc = parsed(result)
     assert result.stderr == ""
     by_name = {s["name"]: s for s in doc["strategies"]}
-    assert sorted(by_name) == ["all-in", "bounce-back", "mean-reversion-ma99", "rescue-forces", "smooth-sailing"]
+    assert sorted(by_name) == ["all-in", "bounce-back", "ma-cross-5m", "mean-reversion-ma99", "rescue-forces",
+                               "smooth-sailing"]
     all_in = by_name["all-in"]
     assert (all_in["title"], all_in["timeframe"], all_in["risk_percent"]) == ("All In", "15m", "1")
     assert (all_in["stop"]["kind"], all_in["stop"]["level"], all_in["stop"]["buffer_percent"]) == ("technical", 2, "0.1")

@@ -184,4 +184,7 @@ def test_without_a_target_the_protective_stop_is_a_plain_stop_limit(robson, tmp_
     entry, stop = sorted(doc["orders"], key=lambda o: o["client_order_id"])
     assert (entry["type"], entry["status"]) == ("MARKET", "FILLED")
     assert (stop["client_order_id"], stop["type"], stop["status"]) == (f"rb-{planned['id']}-S", "STOP_LOSS_LIMIT", "NEW")
-    assert (stop["stop_price"], stop["target_price"]) == ("31072.2", None)
+    # A percent stop follows the fill: the plan's 31706.33 × 0.98 = 31072.2034 → 31072.2 becomes, at the fill
+    # 31706.33 × 1.0005 = 31722.1832 → tick up 31722.19, 31722.19 × 0.98 = 31087.7462 → tick down 31087.74.
+    assert (stop["stop_price"], stop["target_price"]) == ("31087.74", None)
+    assert (doc["operation"]["initial_stop"], doc["operation"]["entry_price"]) == ("31087.74", "31722.19")

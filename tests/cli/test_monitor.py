@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 import robson
+from robson.adapters.store.locks import process_started
 from tests.cli.conftest import assert_user_error, dump_database, floats_in, paper_balances, parsed
 
 DATA = Path(robson.__file__).parent / "data" / "market" / "BTCUSDT" / "5m"
@@ -63,11 +64,12 @@ def monitor(robson, as_of: str) -> dict:
 
 
 def test_a_paper_stop_closes_where_the_real_btcusdt_series_first_crosses_it(robson, db_path):
-    # 2021-06-01 12:00 UTC: the sample price is the close of the 12:00 5m candle, 36507.96; the paper
-    # entry fills 0.05 % worse, 36507.96 × 1.0005 = 36526.21398 → tick up → 36526.22. Size: 1 % risk
-    # would be 0.0196 BTC, capped by the 50 % max position: 500 / 36507.96 → 0.01369 BTC.
+    # 2021-06-01 12:00 UTC: the last price is the close of the 11:55 5m candle, 36596.62; the paper entry
+    # fills at the next trade, the open of the 12:00 candle, 0.05 % worse: 36596.63 × 1.0005 = 36614.928…
+    # → tick up → 36614.93. Size: 1 % risk would be 0.0163 BTC, capped by the 50 % max position:
+    # 500 / 36596.62 → 0.01366 BTC.
     intent, opened = open_position(robson, "2021-06-01T12:00", "--stop", "36000", "--target", "37500")
-    assert (opened["entry_price"], opened["quantity"], opened["stop"]) == ("36526.22", "0.01369", "36000")
+    assert (opened["entry_price"], opened["quantity"], opened["stop"]) == ("36614.93", "0.01366", "36000")
 
     quiet = monitor(robson, "2021-06-01T12:30")
     (check,) = quiet["operations"]
@@ -84,12 +86,13 @@ def test_a_paper_stop_closes_where_the_real_btcusdt_series_first_crosses_it(robs
     assert (doc["checked"], doc["closed"], doc["halted"]) == (1, 1, False)
     assert check["status"] == "CLOSED"
     assert check["exit"] == {"reason": "stop", "at": "2021-06-01T13:05:00+00:00", "price": "35982",
-                             "trigger_price": "36000", "fee": "0.49259358", "gapped": False,
+                             "trigger_price": "36000", "fee": "0.49151412", "gapped": False,
                              "candle_open": "2021-06-01T13:00:00+00:00"}
-    # (35982 − 36526.22) × 0.01369 − 0.5000439518 − 0.49259358 = −7.4503718 − 0.9926375318 = −8.4430093318
-    assert check["realized_pnl"] == "-8.4430093318"
-    # USDT = 1000 − entry cost 500.0439518 − fee 0.5000439518 + proceeds 492.59358 − fee 0.49259358; BTC 0, nothing locked.
-    assert paper_balances(db_path) == {"USDT": (D("991.5569906682"), D("0")), "BTC": (D("0"), D("0"))}
+    # (35982 − 36614.93) × 0.01366 − 0.5001599438 − 0.49151412 = −8.6458238 − 0.9916740638 = −9.6374978638
+    assert check["realized_pnl"] == "-9.6374978638"
+    # USDT = 1000 − entry cost 500.1599438 − fee 0.5001599438 + proceeds 491.51412 − fee 0.49151412; BTC 0,
+    # nothing locked.
+    assert paper_balances(db_path) == {"USDT": (D("990.3625021362"), D("0")), "BTC": (D("0"), D("0"))}
     shown = parsed(robson("operation", "show", opened["id"], "--json"))
     assert (shown["status"], shown["close_reason"], shown["closed_at"]) == ("CLOSED", "stop", "2021-06-01T13:05:00+00:00")
     orders = {o["client_order_id"]: o for o in shown["orders"]}
@@ -97,7 +100,8 @@ def test_a_paper_stop_closes_where_the_real_btcusdt_series_first_crosses_it(robs
 
 
 def test_a_paper_target_fills_where_the_real_series_first_reaches_it(robson, db_path):
-    # 2021-06-02 02:00: price 36259.91, entry 36259.91 × 1.0005 = 36278.03995… → 36278.04; stop 35700, target 37000.
+    # 2021-06-02 02:00: price 36292.17 (the 01:55 close); entry at the 02:00 open 36292.17 × 1.0005 = 36310.316…
+    # → 36310.32; stop 35700, target 37000.
     intent, opened = open_position(robson, "2021-06-02T02:00", "--stop", "35700", "--target", "37000")
 
     doc = monitor(robson, "2021-06-02T12:00")
@@ -118,35 +122,34 @@ def test_a_paper_target_fills_where_the_real_series_first_reaches_it(robson, db_
 
 
 def test_trailing_hand_span_moves_are_recorded_and_the_trailed_stop_closes_the_operation(robson):
-    # Smooth Sailing trails. 2021-06-01 20:00: price 36071.97 → entry 36090.01 (× 1.0005, tick up); stop 35700,
-    # so one span = 36090.01 − 35700 = 390.01. Target 40000 keeps the target out of the way.
-    # 1 span (high ≥ 36480.02) → break-even + fees = 36090.01 × 1.001 / 0.999 = 36162.260… → tick up 36162.27.
-    # 2 spans (high ≥ 36870.03) → entry + 1 span = 36480.02.
+    # Smooth Sailing trails. 2021-06-01 20:00: the last price is the 19:55 close 35973.87; the entry fills at the
+    # 20:00 open 35973.86 × 1.0005 = 35991.8469… → tick up 35991.85; stop 35700, so one span = 291.85.
+    # Target 40000 keeps the target out of the way.
+    # 1 span (high ≥ 36283.70) → break-even + fees = 35991.85 × 1.001 / 0.999 = 36063.9097… → tick up 36063.91.
     _, opened = open_position(robson, "2021-06-01T20:00", "--strategy", "smooth-sailing", "--stop", "35700",
                               "--target", "40000")
-    assert opened["entry_price"] == "36090.01"
+    assert opened["entry_price"] == "35991.85"
 
-    evening = monitor(robson, "2021-06-01T23:00")
-    night = monitor(robson, "2021-06-02T01:00")
+    evening = monitor(robson, "2021-06-01T21:00")
+    night = monitor(robson, "2021-06-01T23:00")
 
-    # By hand from the file: 22:05 is the first candle with a high ≥ 36480.02 (none fell to 35700 before);
-    # 00:00 (2 June) is the first from 22:10 with a high ≥ 36870.03 and no low ≤ 36162.27 came first;
-    # 00:20 is the first after it with a low ≤ 36480.02: 36480.02 × 0.9995 = 36461.77999 → tick down 36461.77.
-    one_span = first_candle(when("2021-06-01T20:00"), lambda h, low: low <= 35700 or h >= D("36480.02"))
-    two_spans = first_candle(when("2021-06-01T22:10"), lambda h, low: low <= D("36162.27") or h >= D("36870.03"))
-    stopped = first_candle(when("2021-06-02T00:05"), lambda h, low: low <= D("36480.02"))
-    assert [one_span[0], two_spans[0], stopped[0]] == [
-        when("2021-06-01T22:05"), when("2021-06-02T00:00"), when("2021-06-02T00:20")]
+    # By hand from the file: 20:40 is the first candle with a high ≥ 36283.70 (36329.96; none fell to 35700
+    # before): the stop moves to break-even when it closes, 20:45. From 20:45, the 21:40 candle is the first to
+    # reach that stop (low 36040.11) before any high reached 2 spans (36575.55): the stop fills at
+    # 36063.91 × 0.9995 = 36045.878… → tick down 36045.87 when it closes, 21:45.
+    one_span = first_candle(when("2021-06-01T20:00"), lambda h, low: low <= 35700 or h >= D("36283.70"))
+    stopped = first_candle(when("2021-06-01T20:45"), lambda h, low: low <= D("36063.91") or h >= D("36575.55"))
+    assert (one_span[:2], stopped) == ((when("2021-06-01T20:40"), D("36329.96")),
+                                       (when("2021-06-01T21:40"), D("36266.4"), D("36040.11")))
     assert [(m["at"], m["old_stop"], m["new_stop"], m["reason"]) for m in evening["operations"][0]["moves"]] == [
-        ("2021-06-01T22:10:00+00:00", "35700", "36162.27", "trailing")]
+        ("2021-06-01T20:45:00+00:00", "35700", "36063.91", "trailing")]
     (check,) = night["operations"]
-    assert [(m["at"], m["new_stop"]) for m in check["moves"]] == [("2021-06-02T00:05:00+00:00", "36480.02")]
+    assert check["moves"] == []
     assert (check["exit"]["reason"], check["exit"]["price"], check["exit"]["at"]) == (
-        "trailing", "36461.77", "2021-06-02T00:25:00+00:00")
+        "trailing", "36045.87", "2021-06-01T21:45:00+00:00")
     trail = parsed(robson("operation", "show", opened["id"], "--json"))["audit"]
     moved = [(e["at"], e["data"]["old_stop"], e["data"]["new_stop"]) for e in trail if e["kind"] == "stop_moved"]
-    assert moved == [("2021-06-01T22:10:00+00:00", "35700", "36162.27"),
-                     ("2021-06-02T00:05:00+00:00", "36162.27", "36480.02")]
+    assert moved == [("2021-06-01T20:45:00+00:00", "35700", "36063.91")]
     assert [e["kind"] for e in trail][-2:] == ["order_filled", "closed"]
 
 
@@ -177,17 +180,17 @@ def test_bounce_back_exits_on_time_after_48_candles_of_30m(robson):
 
 def test_running_the_monitor_twice_at_the_same_clock_changes_nothing(robson, db_path):
     open_position(robson, "2021-06-01T20:00", "--strategy", "smooth-sailing", "--stop", "35700", "--target", "40000")
-    monitor(robson, "2021-06-01T23:00")
+    monitor(robson, "2021-06-01T21:00")  # the stop moved to break-even at 20:45; still open
     before = dump_database(db_path)
 
-    again = monitor(robson, "2021-06-01T23:00")
+    again = monitor(robson, "2021-06-01T21:00")
 
     assert dump_database(db_path) == before
     assert [(c["candles"], c["moves"]) for c in again["operations"]] == [(0, [])]
 
 
 def test_a_big_loss_halts_new_entries_until_next_month(robson, monkeypatch):
-    # The stop-out above loses 8.44 USDT = 0.84 % of 1000: past a 0.5 % monthly drawdown limit.
+    # The stop-out above loses 9.64 USDT = 0.96 % of 1000: past a 0.5 % monthly drawdown limit.
     monkeypatch.setenv("ROBSON_RISK__MONTHLY_DRAWDOWN_PERCENT", "0.5")
     open_position(robson, "2021-06-01T12:00", "--stop", "36000", "--target", "37500")
 
@@ -195,11 +198,11 @@ def test_a_big_loss_halts_new_entries_until_next_month(robson, monkeypatch):
 
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[1] == (
-        "HALTED: this month's realized loss 8.44 = 0.84% of capital 1000 ≥ 0.50%: trading HALTED until next "
+        "HALTED: this month's realized loss 9.64 = 0.96% of capital 1000 ≥ 0.50%: trading HALTED until next "
         "month (validate fails)")
     later = parsed(robson("--as-of", "2021-06-10T12:00", "plan", "buy", "BTCUSDT", "--stop", "36000", "--json"))
     refused = robson("--as-of", "2021-06-10T12:00", "validate", later["id"])
-    assert_user_error(refused, 3, "monthly drawdown: this month's realized loss 0.84% ≥ 0.50%: trading HALTED")
+    assert_user_error(refused, 3, "monthly drawdown: this month's realized loss 0.96% ≥ 0.50%: trading HALTED")
     july = parsed(robson("--as-of", "2021-07-01T12:00", "plan", "buy", "BTCUSDT", "--stop", "33000", "--json"))
     assert parsed(robson("--as-of", "2021-07-01T12:00", "validate", july["id"], "--json"))["verdict"] != "FAIL"
 
@@ -212,7 +215,7 @@ def test_the_halt_is_in_the_json_report(robson, monkeypatch):
 
     assert doc["halted"] is True
     assert [(h["rule"], h["realized_pnl"], h["limit_percent"]) for h in doc["halts"]] == [
-        ("monthly drawdown", "-8.4430093318", "0.5")]
+        ("monthly drawdown", "-9.6374978638", "0.5")]
 
 
 def test_a_second_monitor_on_the_same_database_exits_4(robson, db_path):
@@ -220,9 +223,10 @@ def test_a_second_monitor_on_the_same_database_exits_4(robson, db_path):
     now = datetime.now(UTC)
     with closing(sqlite3.connect(db_path)) as connection, connection:
         # Another live robson process on this host holds the monitor lock.
-        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?)", (
+        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)", (
             "monitor", "elsewhere:1:cafe", socket.gethostname(), os.getpid(),
-            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds")))
+            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
+            process_started(os.getpid())))  # its start time: proven to be the process that took the lock
 
     result = robson("monitor", "--once")
 
@@ -245,7 +249,7 @@ def test_a_quiet_one_line_summary_when_not_a_terminal(robson):
 
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
-        f"monitor 2021-06-01 13:30 UTC: 1 checked, 0 stop moves, 1 closed ({opened['id']} stop @ 35982 P&L -8.44 USDT)"]
+        f"monitor 2021-06-01 13:30 UTC: 1 checked, 0 stop moves, 1 closed ({opened['id']} stop @ 35982 P&L -9.64 USDT)"]
     assert result.stderr == ""
 
 
@@ -258,7 +262,7 @@ def test_a_terminal_gets_a_table_of_what_happened(robson):
     assert result.exit_code == 0
     assert opened["id"] in result.stdout
     assert "13 × 5m" in result.stdout  # 12:00 … 13:00: the walk stops at the exit candle
-    assert "CLOSED stop @ 35982, P&L -8.44 USDT" in result.stdout
+    assert "CLOSED stop @ 35982, P&L -9.64 USDT" in result.stdout
 
 
 # --- the loop -----------------------------------------------------------------------------

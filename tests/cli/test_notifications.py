@@ -66,7 +66,7 @@ def test_execute_sends_executed_with_the_position(robson, webhook):
     assert received.body["kind"] == "executed"
     data = received.body["data"]
     assert (data["operation_id"], data["entry_price"], data["quantity"], data["stop"], data["dry_run"]) == (
-        op["id"], "36526.22", "0.01369", "36000", True)
+        op["id"], "36614.93", "0.01366", "36000", True)
 
 
 def test_monitor_once_closing_a_paper_operation_sends_closed_with_its_pnl(robson, webhook):
@@ -83,17 +83,17 @@ def test_monitor_once_closing_a_paper_operation_sends_closed_with_its_pnl(robson
     assert (closed["data"]["reason"], closed["data"]["exit_price"], closed["data"]["realized_pnl"]) == (
         "stop", "35982", check["realized_pnl"])
     assert closed["at"] == "2021-06-01T13:05:00+00:00"
-    assert "P&L -8.44 USDT" in closed["title"]
+    assert "P&L -9.64 USDT" in closed["title"]
 
 
 def test_a_trailing_step_sends_stop_moved(robson, webhook):
     open_position(robson, "2021-06-01T20:00", "--strategy", "smooth-sailing", "--stop", "35700", "--target", "40000")
 
-    parsed(robson("--as-of", "2021-06-01T23:00", "monitor", "--once", "--json"))
+    parsed(robson("--as-of", "2021-06-01T21:00", "monitor", "--once", "--json"))  # break-even at 20:45
 
     assert kinds(webhook) == ["executed", "stop_moved"]
     data = webhook.received[1].body["data"]
-    assert (data["old_stop"], data["new_stop"], data["reason"]) == ("35700", "36162.27", "trailing")
+    assert (data["old_stop"], data["new_stop"], data["reason"]) == ("35700", "36063.91", "trailing")
 
 
 def test_a_loss_past_the_monthly_limit_sends_halted(robson, webhook, monkeypatch):

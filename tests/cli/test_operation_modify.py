@@ -1,16 +1,28 @@
 """`robson operation modify` and `operation show` through the CLI on the real sample market.
 
-The position: BUY 0.01369 BTCUSDT planned at 2021-06-01 12:00 UTC (price 36507.96), filled at 36526.22,
-stop 36000, target 37500 (see tests/cli/test_monitor.py for how those numbers come about).
+The position: BUY 0.01366 BTCUSDT planned at 2021-06-01 12:00 UTC (price 36596.62, the 11:55 close), filled
+at 36614.93 (the 12:00 open plus slippage), stop 36000, target 37500 (see tests/cli/test_monitor.py for how
+those numbers come about). The price at 12:00 is still 36596.62: nothing of the 12:00 candle has closed.
 """
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 
 import pytest
 
-from tests.cli.conftest import assert_user_error, count_rows, floats_in, paper_balances, parsed
+from tests.cli.conftest import (
+    assert_user_error,
+    count_rows,
+    floats_in,
+    paper_balances,
+    parsed,
+)
+
+
+def parsed_error(result) -> dict:
+    return json.loads(result.stdout)["error"]
 
 AT = "2021-06-01T12:00"
 
@@ -41,14 +53,14 @@ def test_tightening_the_stop_amends_the_paper_stop_in_place_and_audits_the_move(
     doc = parsed(result)
     assert result.stderr == ""
     assert floats_in(doc) == []
-    assert (doc["changed"], doc["old_stop"], doc["operation"]["stop"], doc["price"]) == (True, "36000", "36200", "36507.96")
-    # Risk from entry: (36526.22 − 36200) × 0.01369 = 4.4659518 = 0.4466 % of 1000.
-    assert (doc["risk"], doc["risk_percent"]) == ("4.4659518", "0.4466")
+    assert (doc["changed"], doc["old_stop"], doc["operation"]["stop"], doc["price"]) == (True, "36000", "36200", "36596.62")
+    # Risk from entry: (36614.93 − 36200) × 0.01366 = 5.6679438 = 0.5668 % of 1000.
+    assert (doc["risk"], doc["risk_percent"]) == ("5.6679438", "0.5668")
     order = stop_order(robson, intent_id, operation_id)
     # Same client id, re-priced: the limit sits 0.5 % below, 36200 × 0.995 = 36019.
     assert (order["status"], order["stop_price"], order["price"], order["target_price"]) == ("NEW", "36200", "36019", "37500")
     assert count_rows_of_kind(robson, operation_id, "stop_moved") == [
-        {"old_stop": "36000", "new_stop": "36200", "reason": "manual", "loosened": False, "price": "36507.96",
+        {"old_stop": "36000", "new_stop": "36200", "reason": "manual", "loosened": False, "price": "36596.62",
          "client_order_id": f"rb-{intent_id}-S"}]
 
 
@@ -77,10 +89,10 @@ def test_loosening_is_refused_without_allow_loosen(robson, position, db_path):
 
     result = modify(robson, operation_id, "--stop", "35900")
 
-    # (36000 − 35900) × 0.01369 = 1.369
-    assert_user_error(result, 3, "moving the stop from 36000 to 35900 loosens it: risk grows by 1.369 USDT",
+    # (36000 − 35900) × 0.01366 = 1.366
+    assert_user_error(result, 3, "moving the stop from 36000 to 35900 loosens it: risk grows by 1.366 USDT",
                       "--allow-loosen")
-    assert result.stdout == ""
+    assert parsed_error(result)["code"] == 3  # under --json the error is also the one document on stdout
     assert count_rows(db_path, "audit_events") == events_before
 
 
@@ -89,8 +101,8 @@ def test_loosening_is_allowed_on_purpose_within_the_risk_guard(robson, position)
 
     doc = parsed(modify(robson, operation_id, "--stop", "35900", "--allow-loosen"))
 
-    # (36526.22 − 35900) × 0.01369 = 8.5729518 = 0.857 % ≤ the 1 % max of All In.
-    assert (doc["operation"]["stop"], doc["risk"]) == ("35900", "8.5729518")
+    # (36614.93 − 35900) × 0.01366 = 9.7659438 = 0.977 % ≤ the 1 % max of All In.
+    assert (doc["operation"]["stop"], doc["risk"]) == ("35900", "9.7659438")
     assert stop_order(robson, intent_id, operation_id)["stop_price"] == "35900"
     assert count_rows_of_kind(robson, operation_id, "stop_moved")[0]["loosened"] is True
 
@@ -100,10 +112,10 @@ def test_a_loosened_stop_past_the_strategys_max_risk_is_refused(robson, position
 
     result = modify(robson, operation_id, "--stop", "35700", "--allow-loosen")
 
-    # (36526.22 − 35700) × 0.01369 = 11.31 = 1.13 % > 1 %; the widest allowed is
-    # 36526.22 − 1000 × 1 % / 0.01369 = 35795.7598… → tick up → 35795.76.
-    assert_user_error(result, 3, "risk per trade: stop 35700 would risk 11.31 USDT = 1.13% of capital 1000 > max 1.00%",
-                      "keep the stop at or above 35795.76")
+    # (36614.93 − 35700) × 0.01366 = 12.50 = 1.25 % > 1 %; the widest allowed is
+    # 36614.93 − 1000 × 1 % / 0.01366 = 35882.8655… → tick up → 35882.87.
+    assert_user_error(result, 3, "risk per trade: stop 35700 would risk 12.50 USDT = 1.25% of capital 1000 > max 1.00%",
+                      "keep the stop at or above 35882.87")
 
 
 def test_a_stop_at_or_above_the_price_is_refused(robson, position):
@@ -111,7 +123,7 @@ def test_a_stop_at_or_above_the_price_is_refused(robson, position):
 
     result = modify(robson, operation_id, "--stop", "36600")
 
-    assert_user_error(result, 2, "stop 36600 is at or above the current price 36507.96: it would trigger at once")
+    assert_user_error(result, 2, "stop 36600 is at or above the current price 36596.62: it would trigger at once")
 
 
 def test_moving_the_target_amends_the_oco(robson, position):
@@ -190,8 +202,8 @@ def test_show_gives_the_full_audit_trail_with_times_and_prices(robson, position)
         ("12:00", "stop_moved"), ("12:15", "order_filled"), ("12:15", "closed"),
     ]
     messages = [e["message"] for e in doc["audit"]]
-    assert "entry filled 0.01369 @ 36526.22 fee 0.5000439518 USDT" in messages
-    assert "stop moved 36000 → 36200 (by hand; price 36507.96)" in messages
+    assert "entry filled 0.01366 @ 36614.93 fee 0.5001599438 USDT" in messages
+    assert "stop moved 36000 → 36200 (by hand; price 36596.62)" in messages
     assert doc["audit"][-1]["data"]["price"] == "36181.9"
     assert [o["status"] for o in doc["orders"]] == ["FILLED", "FILLED"]
 
@@ -201,9 +213,9 @@ def test_show_of_an_active_operation_includes_the_unrealized_pnl(robson, positio
 
     doc = parsed(robson("--as-of", "2021-06-01T12:30", "operation", "show", operation_id, "--json"))
 
-    # Price at 12:30: the close of the 12:30 candle, 36353.13.
-    assert (doc["status"], doc["price"]) == ("ACTIVE", "36353.13")
-    expected = (D("36353.13") - D("36526.22")) * D("0.01369") - D("0.5000439518") - D("36353.13") * D("0.01369") * D("0.001")
+    # Price at 12:30: the close of the 12:25 candle, the last closed by then, 36225.81.
+    assert (doc["status"], doc["price"]) == ("ACTIVE", "36225.81")
+    expected = (D("36225.81") - D("36614.93")) * D("0.01366") - D("0.5001599438") - D("36225.81") * D("0.01366") * D("0.001")
     assert D(doc["unrealized_pnl"]) == expected.quantize(D("0.00000001"))
 
 
@@ -213,7 +225,7 @@ def test_show_in_a_table_names_each_step(robson, position):
     result = robson("operation", "show", operation_id)
 
     assert result.exit_code == 0
-    for fragment in (f"Operation {operation_id} — ACTIVE", "Audit trail", "stop_placed", "entry filled 0.01369 @ 36526.22"):
+    for fragment in (f"Operation {operation_id} — ACTIVE", "Audit trail", "stop_placed", "entry filled 0.01366 @ 36614.93"):
         assert fragment in result.stdout
 
 
@@ -222,5 +234,5 @@ def test_operation_status_still_shows_unrealized_pnl(robson, position):
 
     (view,) = parsed(robson("--as-of", "2021-06-01T12:30", "operation", "status", "--json"))["operations"]
 
-    assert (view["id"], view["price"]) == (operation_id, "36353.13")
+    assert (view["id"], view["price"]) == (operation_id, "36225.81")
     assert D(view["unrealized_pnl"]) < 0

@@ -74,9 +74,9 @@ def closed_lows(name: str, minutes: int, now: datetime, count: int) -> list[tupl
 
 
 def price_at(now: datetime) -> Decimal:
-    """The sample market's price at now: the close of the latest 5m candle opened at or before now."""
+    """The sample market's price at now: the close of the last 5m candle closed by now."""
     now_ms = int(now.timestamp() * 1000)
-    return [row for row in raw("BTCUSDT-5m.json") if row[0] <= now_ms][-1][4]
+    return [row for row in raw("BTCUSDT-5m.json") if row[0] + 300_000 <= now_ms][-1][4]
 
 
 def technical_stop(entry: Decimal, lows: list[Decimal]) -> tuple[Decimal, Decimal, int]:
@@ -96,7 +96,7 @@ def technical_stop(entry: Decimal, lows: list[Decimal]) -> tuple[Decimal, Decima
 
 
 @pytest.mark.parametrize(("as_of", "observed"), [
-    (AS_OF, (D("35898.14"), D("35934.08"), 2)),
+    (AS_OF, (D("36246.47"), D("36282.76"), 2)),
     (None, (D("31364.21"), D("31395.61"), 4)),
 ], ids=["as-of-2021-06-01T12:00", "default-time"])
 def test_technical_stop_on_the_default_15m_matches_an_independent_computation(robson, as_of, observed):

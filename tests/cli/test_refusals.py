@@ -59,7 +59,7 @@ def test_executing_a_stale_validation_is_refused(robson, db_path, plan_id):
 
 
 def test_executing_within_the_validation_window_works(robson, plan_id):
-    intent_id = plan_id(as_of=T)
+    intent_id = plan_id("--stop", "35800", as_of=T)
     parsed(robson("--as-of", T, "validate", intent_id, "--json"))
 
     result = robson("--as-of", "2021-06-01T12:15", "execute", intent_id, "--json")
@@ -69,25 +69,26 @@ def test_executing_within_the_validation_window_works(robson, plan_id):
 
 
 def test_executing_after_the_price_ran_away_from_the_stop_is_refused(robson, db_path, plan_id):
-    # 13:20 → 13:30 on 2021-06-01 BTC rose from 35995.43 to 36862.54 (+2.4 %): the same size now risks ~2 %.
+    # 13:20 → 13:30 on 2021-06-01 BTC rose from 35893.59 (the 13:15 close) to 36543.57 (the 13:25 close, +1.8 %):
+    # the 0.01393 BTC sized at 13:20 now risks 0.01393 × (36543.57 − 35200) = 18.72 = 1.87 % of 1000.
     intent_id = plan_id("--stop", "35200", as_of="2021-06-01T13:20")
     parsed(robson("--as-of", "2021-06-01T13:20", "validate", intent_id, "--json"))
 
     result = robson("--as-of", "2021-06-01T13:30", "execute", intent_id)
 
-    stderr = assert_user_error(result, 3, "price moved to 36862.54", "> max 1.00%")
+    stderr = assert_user_error(result, 3, "price moved to 36543.57: risk 1.87%", "> max 1.00%")
     assert "plan again" in stderr
     assert count_rows(db_path, "orders") == 0
     assert intent_status(robson, intent_id) == "VALIDATED"
 
 
 def test_executing_when_the_market_is_far_above_the_planned_entry_is_refused(robson, db_path, plan_id):
-    intent_id = plan_id("--entry", "35000", "--stop", "34300", as_of=T)  # market is 36507.96
+    intent_id = plan_id("--entry", "35000", "--stop", "34300", as_of=T)  # market is 36596.62 (the 11:55 close)
     parsed(robson("--as-of", T, "validate", intent_id, "--json"))
 
     result = robson("--as-of", T, "execute", intent_id)
 
-    assert_user_error(result, 3, "price moved to 36507.96", "> max 1.00%")
+    assert_user_error(result, 3, "price moved to 36596.62", "> max 1.00%")
     assert count_rows(db_path, "orders") == 0
 
 
@@ -168,11 +169,12 @@ def test_validating_past_the_end_of_the_data_fails_on_freshness(robson, plan_id)
 
 
 def test_executing_after_the_price_fell_through_the_stop_is_refused(robson, db_path, plan_id):
-    # 12:00 → 12:10 on 2021-06-01 BTC fell from 36507.96 to 36216.93, below a stop at 36300.
+    # 12:00 → 12:15 on 2021-06-01 BTC fell from 36596.62 (the 11:55 close) to 36216.93 (the 12:10 close),
+    # below a stop at 36300.
     intent_id = plan_id("--stop", "36300", as_of=T)
     parsed(robson("--as-of", T, "validate", intent_id, "--json"))
 
-    result = robson("--as-of", "2021-06-01T12:10", "execute", intent_id)
+    result = robson("--as-of", "2021-06-01T12:15", "execute", intent_id)
 
     assert_user_error(result, 3, "price 36216.93 is already through the stop 36300")
     assert count_rows(db_path, "orders") == 0

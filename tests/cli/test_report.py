@@ -148,8 +148,8 @@ def test_an_operation_closed_by_the_monitor_is_in_the_report(robson):
 
     doc = report(robson)
 
-    # The stop-out of tests/cli/test_monitor.py: −8.4430093318 USDT, 1 R = (36526.22 − 36000) × 0.01369 = 7.2039518.
+    # The stop-out of tests/cli/test_monitor.py: −9.6374978638 USDT, 1 R = (36614.93 − 36000) × 0.01366 = 8.3999438.
     overall = doc["overall"]
-    assert (overall["trades"], overall["losses"], overall["total_pnl"]) == (1, 1, "-8.4430093318")
-    assert D(overall["average_r"]) == (D("-8.4430093318") / D("7.2039518")).quantize(D("0.0001"))  # −1.172
+    assert (overall["trades"], overall["losses"], overall["total_pnl"]) == (1, 1, "-9.6374978638")
+    assert D(overall["average_r"]) == (D("-9.6374978638") / D("8.3999438")).quantize(D("0.0001"))  # −1.1473
     assert overall["periods"][0]["period"] == "2021-06"

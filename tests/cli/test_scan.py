@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from robson.adapters.store.locks import process_started
 from tests.cli.conftest import (
     CANARY_KEY,
     CANARY_SECRET,
@@ -275,7 +276,7 @@ def test_the_config_names_the_default_symbols_and_strategies(robson, monkeypatch
 def test_by_default_every_strategy_with_a_scan_section_runs(robson):
     doc = scan(robson, "2021-06-22T01:15", *BTC)
 
-    assert doc["strategies"] == ["bounce-back", "mean-reversion-ma99", "rescue-forces", "smooth-sailing"]
+    assert doc["strategies"] == ["bounce-back", "ma-cross-5m", "mean-reversion-ma99", "rescue-forces", "smooth-sailing"]
 
 
 @pytest.mark.parametrize(("args", "fragment"), [
@@ -302,9 +303,10 @@ def test_a_second_scan_on_the_same_database_exits_4(robson, db_path):
     now = datetime.now(UTC)
     with closing(sqlite3.connect(db_path)) as connection, connection:
         # Another live robson process on this host holds the scan lock.
-        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?)", (
+        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)", (
             "scan", "elsewhere:1:cafe", socket.gethostname(), os.getpid(),
-            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds")))
+            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
+            process_started(os.getpid())))  # its start time: proven to be the process that took the lock
 
     result = robson("--as-of", "2021-06-22T01:15", "scan", *BTC)
 

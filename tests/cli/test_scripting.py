@@ -105,7 +105,8 @@ def test_an_internal_error_under_json_is_a_document_too(robson, monkeypatch):
 # --- -h and global options in the wrong place ---------------------------------------------
 
 
-@pytest.mark.parametrize("command", [[], ["plan"], ["plan", "buy"], ["monitor"], ["operation", "modify"], ["init"]],
+@pytest.mark.parametrize("command", [[], ["plan"], ["plan", "buy"], ["monitor"], ["operation", "modify"], ["init"],
+                                     ["unlock"]],
                          ids=lambda c: " ".join(c) or "robson")
 def test_dash_h_is_help(robson, db_path, command):
     short, long = robson(*command, "-h"), robson(*command, "--help")

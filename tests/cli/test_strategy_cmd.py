@@ -45,7 +45,7 @@ def test_strategy_list_json_has_every_scan_and_no_floats(robson):
     doc = parsed(robson("strategy", "list", "--json"))
 
     scanning = {s["name"] for s in doc["strategies"] if s["scan"] is not None}
-    assert scanning == {"rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99"}
+    assert scanning == {"rescue-forces", "smooth-sailing", "bounce-back", "mean-reversion-ma99", "ma-cross-5m"}
     assert floats_in(doc) == []
 
 

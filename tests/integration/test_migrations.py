@@ -22,6 +22,7 @@ from robson.domain.orders import AuditKind, OrderStatus
 from robson.domain.signals import Signal, SignalStatus
 from robson.errors import StoreError
 
+ALL_VERSIONS = [m.version for m in migrations.MIGRATIONS]
 V1_ROWS = [
     """INSERT INTO intents (id, symbol, side, status, strategy, source, timeframe, capital, risk_percent,
        entry, stop, stop_method, quantity, target, created_at, updated_at, note, confidence, validation,
@@ -74,8 +75,8 @@ def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path
         balances = session.get_balances("paper")
         trail = session.audit_trail(intent_id="pl-7f3a9c2e")
 
-    assert store.schema_version() == 4
-    assert stored_versions(path) == [1, 2, 3, 4]
+    assert store.schema_version() == migrations.LATEST_VERSION
+    assert stored_versions(path) == ALL_VERSIONS
     assert (intent.status, intent.quantity, intent.note, intent.signal_id) == (
         IntentStatus.EXECUTED,
         Decimal("0.00051000"),
@@ -133,7 +134,7 @@ def table_rows(path: Path, table: str) -> list[tuple[object, ...]]:
         return raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
 
 
-def test_a_v3_database_full_of_rows_upgrades_to_v4_with_every_row_intact(tmp_path: Path) -> None:
+def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact(tmp_path: Path) -> None:
     path = tmp_path / "v3.db"
     build_v3_database(path)
     tables = ("intents", "operations", "orders", "balances", "audit_events", "candles", "locks")
@@ -146,8 +147,10 @@ def test_a_v3_database_full_of_rows_upgrades_to_v4_with_every_row_intact(tmp_pat
         candles = session.load_candles("BTCUSDT", "15m")
         signals = session.list_signals()
 
-    assert version == 4 and stored_versions(path) == [1, 2, 3, 4]
-    assert {table: table_rows(path, table) for table in tables} == before
+    assert version == migrations.LATEST_VERSION and stored_versions(path) == ALL_VERSIONS
+    after = {table: table_rows(path, table) for table in tables}
+    assert after.pop("locks") == [(*row, None) for row in before.pop("locks")]  # v6: no start time known
+    assert after == before
     assert intent.signal_id == "sg-0badc0de" and intent.quantity == Decimal("0.00051000")
     assert [(c.open_time, str(c.close), str(c.volume)) for c in candles] == [(1624367700000, "32990.01", "812.40000000")]
     assert signals == []
@@ -218,16 +221,17 @@ def test_opening_an_up_to_date_database_migrates_nothing(tmp_path: Path) -> None
     for _ in range(3):
         SqlStore.for_path(path).schema_version()
 
-    assert stored_versions(path) == [1, 2, 3, 4]
+    assert stored_versions(path) == ALL_VERSIONS
 
 
 def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     SqlStore.for_path(path).schema_version()
     with sqlite3.connect(path) as raw:
-        raw.execute("INSERT INTO schema_version VALUES (9, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
+        raw.execute("INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
 
-    with pytest.raises(StoreError, match=r"database schema v9 is newer than this robson \(v4\); upgrade robson"):
+    with pytest.raises(StoreError, match=rf"database schema v99 is newer than this robson \(v{migrations.LATEST_VERSION}\); "
+                                         "upgrade robson"):
         SqlStore.for_path(path).schema_version()
 
 
@@ -239,12 +243,34 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monke
         connection.exec_driver_sql("ALTER TABLE intents ADD COLUMN half_done TEXT")  # type: ignore[attr-defined]
         raise RuntimeError("migration bug")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", (*migrations.MIGRATIONS, migrations.Migration(5, "broken", broken)))
-    monkeypatch.setattr(migrations, "LATEST_VERSION", 5)
+    broken_version = migrations.LATEST_VERSION + 1
+    monkeypatch.setattr(migrations, "MIGRATIONS",
+                        (*migrations.MIGRATIONS, migrations.Migration(broken_version, "broken", broken)))
+    monkeypatch.setattr(migrations, "LATEST_VERSION", broken_version)
     with pytest.raises(RuntimeError, match="migration bug"):
-        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=5)
+        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=broken_version)
 
     with sqlite3.connect(path) as raw:
         columns = [row[1] for row in raw.execute("PRAGMA table_info(intents)")]
     assert "half_done" not in columns
-    assert stored_versions(path) == [1, 2, 3, 4]
+    assert stored_versions(path) == ALL_VERSIONS
+
+
+def test_migrations_are_numbered_one_by_one_from_1() -> None:
+    assert ALL_VERSIONS == list(range(1, len(ALL_VERSIONS) + 1))
+    assert migrations.LATEST_VERSION == ALL_VERSIONS[-1]
+
+
+def test_a_lock_row_from_before_v6_survives_with_no_start_time(tmp_path: Path) -> None:
+    path = tmp_path / "v5.db"
+    engine = build_engine(f"sqlite:///{path}")
+    with write_connection(engine) as connection, connection.begin():
+        migrations.apply_pending(connection, target=5)
+        connection.exec_driver_sql(V3_ROWS[-1])  # the lock row
+    engine.dispose()
+
+    store = SqlStore.for_path(path)
+    store.schema_version()
+
+    assert table_rows(path, "locks") == [("scan", "robson scan", "host-a", 4242, "2024-05-01T12:00:00.000000+00:00",
+                                          "2024-05-01T12:10:00.000000+00:00", None)]

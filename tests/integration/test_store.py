@@ -106,7 +106,7 @@ def test_for_path_creates_the_directory_and_a_database_at_the_latest_version(tmp
 
     store = SqlStore.for_path(path)
 
-    assert store.schema_version() == LATEST_VERSION == 4
+    assert store.schema_version() == LATEST_VERSION
     assert path.is_file()
     assert store.url == f"sqlite:///{path}"
 

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
 from factories import make_intent  # tests/integration is on sys.path
-from robson.adapters.store import SqlStore
+from robson.adapters.store import SqlStore, migrations
 from robson.application.ports import Balance
 from robson.domain.intent import TradingIntent
 
@@ -112,7 +112,7 @@ def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(tmp_
         versions = [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
         journal = raw.execute("PRAGMA journal_mode").fetchone()[0]
     assert errors == []
-    assert versions == [1, 2, 3, 4]
+    assert versions == [m.version for m in migrations.MIGRATIONS]
     assert journal == "wal"
 
 

@@ -2,7 +2,7 @@
 
 Replays the demo morning (scripts/demo.sh) on the sample market: Rescue Forces detects on the
 2021-06-09 05:15 BTCUSDT candle (scan 05:30) and confirms on the next (scan 05:45); a Rescue Forces
-position entered at 05:45 trails at 06:45 and closes at its target by 07:15. Each round, while two scans
+position entered at 05:45 trails at 06:50 and closes at its target on the 10:35 candle (by 10:45). Each round, while two scans
 and two monitors run, another process executes a validated intent and another closes an operation by hand.
 """
 
@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 
 ENTRY_AT = "2021-06-09T05:45"
 # (scan time, monitor time) per round: detect, then confirm (and auto-enter) and close at target, then again.
-ROUNDS = (("2021-06-09T05:30", "2021-06-09T06:45"), ("2021-06-09T05:45", "2021-06-09T07:15"),
-          ("2021-06-09T05:45", "2021-06-09T07:15"))
+ROUNDS = (("2021-06-09T05:30", "2021-06-09T07:00"), ("2021-06-09T05:45", "2021-06-09T10:45"),
+          ("2021-06-09T05:45", "2021-06-09T10:45"))
 FAR = ("--stop", "31000", "--target", "40000")  # neither is reached that morning: only a person closes it
 START_USDT = Decimal(BIG_ACCOUNT["paper"]["balances"]["USDT"])
 ZERO = Decimal(0)

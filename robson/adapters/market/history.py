@@ -38,18 +38,17 @@ def parse_lines(lines: Sequence[str]) -> Series:
     return Series(values[:, 0].astype(np.int64), *(np.ascontiguousarray(values[:, k]) for k in range(1, 6)))
 
 
-def cache_dir() -> Path:
-    """Where parsed candle arrays are kept between runs: ROBSON_CACHE_DIR, else the user cache folder."""
-    named = os.environ.get("ROBSON_CACHE_DIR")
-    if named:
-        return Path(named).expanduser()
+def cache_dir(configured: str | Path | None = None) -> Path:
+    """Where parsed candle arrays and fetched klines are kept between runs: the cache_dir setting, else the user cache."""
+    if configured:
+        return Path(configured).expanduser()
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("robson", appauthor=False))
 
 
 @cache
-def month_arrays(path: Path, read_lines: Callable[[Path], Sequence[str]]) -> tuple[Any, bool]:
+def month_arrays(path: Path, read_lines: Callable[[Path], Sequence[str]], folder: Path) -> tuple[Any, bool]:
     """Return a bundled month file's rows as an (n, 6) float64 array and whether floats give its decimals back exactly.
 
     Parsed once, then kept in the cache folder (keyed by the file's name, size and time), so a
@@ -58,7 +57,7 @@ def month_arrays(path: Path, read_lines: Callable[[Path], Sequence[str]]) -> tup
     """
     stat = path.stat()
     key = f"{path.parent.parent.name}-{path.parent.name}-{path.name.split('.')[0]}-{stat.st_size}-{stat.st_mtime_ns}"
-    cached = cache_dir() / "arrays" / f"{key}.npz"
+    cached = folder / "arrays" / f"{key}.npz"
     try:
         with np.load(cached) as stored:
             return stored["rows"], bool(stored["exact"])

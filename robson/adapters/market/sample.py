@@ -51,6 +51,7 @@ class SampleMarket:
         as_of: datetime | None = None,
         extra_candles: ExtraCandles | None = None,
         imported_series: ImportedSeries | None = None,
+        cache_dir: Path | None = None,
     ) -> None:
         """Set the clock; raise MarketDataError if as_of is before every candle the market has.
 
@@ -67,6 +68,7 @@ class SampleMarket:
         self._imported_series = imported_series
         self._imported_pairs: set[tuple[str, str]] | None = None
         self._histories: dict[tuple[str, str], HistorySeries] = {}
+        self._cache_dir = cache_dir  # where history() keeps parsed arrays (None: the user cache folder)
         if self._now < SAMPLE_START and not self._imported_before(self._as_of_ms + 1):
             raise MarketDataError(
                 f"as-of {_fmt(self._as_of_ms)} is before the sample market's data, "
@@ -152,12 +154,26 @@ class SampleMarket:
             )
         return rows
 
-    def history(self, symbol: str, timeframe: str) -> HistorySeries:
+    def symbols_with(self, timeframe: str) -> list[str]:
+        """The symbols with exchange filters whose candles can serve timeframe (held or resampled)."""
+        found = []
+        for symbol in self.symbols():
+            try:
+                self.symbol_info(symbol)
+                self._source_timeframe(symbol, timeframe)
+            except (NotFound, MarketDataError):
+                continue
+            found.append(symbol)
+        return found
+
+    def history(self, symbol: str, timeframe: str, since_ms: int | None = None,
+                until_ms: int | None = None) -> HistorySeries:
         """Return every candle of timeframe closed by now, as arrays with exact candles on demand (the backtest's view).
 
         The same series a scan at now is served (imported candles win over bundled ones; a
         timeframe the market does not hold is resampled from the finest one dividing it), all of
-        it. Raise InvalidInput, NotFound or MarketDataError as candles() does.
+        it (since_ms and until_ms are for fetching markets: everything here is at hand). Raise InvalidInput,
+        NotFound or MarketDataError as candles() does.
         """
         from robson.adapters.market.history import HistorySeries, resample_history
 
@@ -169,7 +185,7 @@ class SampleMarket:
         length = timeframe_ms(source)
         end = self._as_of_ms - length + 1  # candles opening before it are closed by now
         imported = self._imported_candles(symbol, source, end, None)
-        series = _bundled_history(symbol, source, end) if not imported else None
+        series = _bundled_history(symbol, source, end, self._cache_dir) if not imported else None
         if series is None:
             rows: list[str | Candle] = list(_bundled_lines(symbol, source, end))
             if imported:
@@ -301,18 +317,18 @@ def _exchange_info() -> dict[str, dict]:
     return {entry["symbol"]: entry for entry in info["symbols"]}
 
 
-def _bundled_history(symbol: str, timeframe: str, end: int) -> HistorySeries | None:
+def _bundled_history(symbol: str, timeframe: str, end: int, folder: Path | None) -> HistorySeries | None:
     """The bundled series opening before end from cached arrays, or None when floats cannot give its decimals back."""
     import numpy as np
 
-    from robson.adapters.market.history import HistorySeries, float_candle, month_arrays
+    from robson.adapters.market.history import HistorySeries, cache_dir, float_candle, month_arrays
     from robson.adapters.signal_engine import Series
 
     parts = []
     for month_start, path in _bundled_files().get(symbol, {}).get(timeframe, []):
         if month_start >= end:
             break
-        rows, exact = month_arrays(path, _lines)
+        rows, exact = month_arrays(path, _lines, cache_dir(folder))
         if not exact:
             return None
         parts.append(rows)

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from robson.application.ports import Balance
+from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
@@ -468,4 +469,29 @@ def signal_from_row(row: Row) -> Signal:
         reason=columns["reason"],
         resolution=columns["resolution"],
         intent_id=columns["intent_id"],
+    )
+
+
+def backtest_to_row(saved: SavedBacktest) -> dict[str, Any]:
+    return {
+        "id": saved.id,
+        "created_at": encode_datetime(saved.created_at),
+        "strategy": saved.strategy,
+        "symbols": ",".join(saved.symbols),
+        "trades": int(saved.trades),
+        "total_pnl": encode_decimal(saved.total_pnl),
+        "document": encode_json(saved.document),
+    }
+
+
+@reads("backtests", "id")
+def backtest_from_row(row: Row) -> SavedBacktest:
+    return SavedBacktest(
+        id=row.id,
+        created_at=decode_datetime(row.created_at),
+        strategy=row.strategy,
+        symbols=tuple(s for s in row.symbols.split(",") if s),
+        trades=int(row.trades),
+        total_pnl=decode_decimal(row.total_pnl),
+        document=decode_json(row.document),
     )

@@ -210,11 +210,34 @@ def _v4_signals(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v5_backtests(connection: Connection) -> None:
+    metadata = MetaData()
+    Table(
+        "backtests",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("created_at", String(32), nullable=False, index=True),
+        Column("strategy", Text, nullable=False),
+        Column("symbols", Text, nullable=False),  # comma-separated
+        Column("trades", Integer, nullable=False),
+        Column("total_pnl", Text, nullable=False),  # exact decimal text
+        Column("document", Text, nullable=False),  # JSON: the whole result, money as text
+    )
+    metadata.create_all(connection)
+
+
+def _v6_lock_holder_start(connection: Connection) -> None:
+    # The holder's start time tells a live holder from a later process given the same pid.
+    connection.execute(text("ALTER TABLE locks ADD COLUMN started TEXT"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "intents.signal_id, operations.last_checked_at, candles", _v2_signals_checks_and_candles),
     Migration(3, "locks: one execution per intent, one scan, one monitor", _v3_locks),
     Migration(4, "signals: one per strategy, pattern, symbol, timeframe and candle", _v4_signals),
+    Migration(5, "backtests kept with --save", _v5_backtests),
+    Migration(6, "locks.started: the holder's start time, so a reused pid is not taken for it", _v6_lock_holder_start),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -12,9 +12,19 @@ from functools import cache
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
 
 from robson.adapters.store import mapping
-from robson.adapters.store.tables import AUDIT_EVENTS, BALANCES, CANDLES, INTENTS, OPERATIONS, ORDERS, SIGNALS
+from robson.adapters.store.tables import (
+    AUDIT_EVENTS,
+    BACKTESTS,
+    BALANCES,
+    CANDLES,
+    INTENTS,
+    OPERATIONS,
+    ORDERS,
+    SIGNALS,
+)
 from robson.application.ports import Balance
-from robson.domain.ids import INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
+from robson.domain.backtest_stats import SavedBacktest
+from robson.domain.ids import BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle
 from robson.domain.operation import CloseReason, Operation, OperationStatus
@@ -258,6 +268,29 @@ class SqlSession:
             .order_by(CANDLES.c.symbol, CANDLES.c.timeframe)
         )
         return [(symbol, timeframe, int(count)) for symbol, timeframe, count in self._connection.execute(query)]
+
+    # --- saved backtests ---------------------------------------------------------------
+
+    def add_backtest(self, saved: SavedBacktest) -> None:
+        """Keep a backtest result."""
+        self._require_writable()
+        self._insert(BACKTESTS, mapping.backtest_to_row(saved))
+
+    def get_backtest(self, backtest_id: str) -> SavedBacktest:
+        """Return the saved backtest by full ID; raise NotFound."""
+        row = self._connection.execute(select(BACKTESTS).where(BACKTESTS.c.id == backtest_id)).first()
+        if row is None:
+            raise NotFound(f"backtest {backtest_id} not found")
+        return mapping.backtest_from_row(row)
+
+    def resolve_backtest_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix (any case, 'bt-' optional); raise NotFound or AmbiguousId."""
+        return self._resolve(BACKTESTS, "backtest", text, BACKTEST_PREFIX)
+
+    def list_backtests(self) -> list[SavedBacktest]:
+        """Return the saved backtests, newest first."""
+        query = select(BACKTESTS).order_by(BACKTESTS.c.created_at.desc(), BACKTESTS.c.id)
+        return [mapping.backtest_from_row(row) for row in self._connection.execute(query)]
 
     # --- scan signals ------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class LockRow(SQLModel, table=True):  # since v3
     pid: int = Field(sa_type=BigInteger)
     acquired_at: str = Field(sa_type=String(32))
     expires_at: str = Field(sa_type=String(32))
+    started: str | None = Field(default=None, sa_type=Text)  # since v6: the holder's start time (pid reuse)
 
 
 class SignalRow(SQLModel, table=True):  # since v4
@@ -168,6 +169,18 @@ class SignalRow(SQLModel, table=True):  # since v4
     intent_id: str | None = Field(default=None, sa_type=String(40))
 
 
+class BacktestRow(SQLModel, table=True):  # since v5
+    __tablename__ = "backtests"
+
+    id: str = Field(primary_key=True, sa_type=String(40))
+    created_at: str = Field(sa_type=String(32), index=True)
+    strategy: str = Field(sa_type=Text)
+    symbols: str = Field(sa_type=Text)
+    trades: int
+    total_pnl: str = Field(sa_type=Text)
+    document: str = Field(sa_type=Text)
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -181,5 +194,7 @@ AUDIT_EVENTS = _table(AuditEventRow)
 CANDLES = _table(CandleRow)
 LOCKS = _table(LockRow)
 SIGNALS = _table(SignalRow)
+BACKTESTS = _table(BacktestRow)
 
-ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS)
+ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS,
+                                 BACKTESTS)
