@@ -150,6 +150,8 @@ class Fault:
     max_seconds: float = 0.0
     retry_after: int = 0
     action: Callable[[], None] | None = None
+    body: bytes = b""
+    content_type: str = "application/json;charset=UTF-8"
     applied: threading.Event = field(default_factory=threading.Event, repr=False)  # set when it takes effect
 
     @classmethod
@@ -182,6 +184,13 @@ class Fault:
     def first(cls, action: Callable[[], None]) -> Fault:
         """Run action (e.g. move the price) just before the request is processed: a race won by the market."""
         return cls("first", action=action, after_processing=False)
+
+    @classmethod
+    def raw(cls, status: int, body: str | bytes, *, content_type: str = "application/json;charset=UTF-8",
+            after_processing: bool = True) -> Fault:
+        """Answer with this status and body, exactly as given (a malformed answer, a proxy's HTML page)."""
+        data = body.encode() if isinstance(body, str) else body
+        return cls("raw", status=status, body=data, content_type=content_type, after_processing=after_processing)
 
     @classmethod
     def error(cls, code: int, msg: str, status: int = 400) -> Fault:
@@ -886,6 +895,8 @@ class _Reply:
     status: int
     payload: Any
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes | None = None  # sent as is instead of the payload's JSON
+    content_type: str = "application/json;charset=UTF-8"
 
 
 @dataclass
@@ -937,10 +948,10 @@ class _Handler(BaseHTTPRequestHandler):
         if reply is None:  # injected drop: close without a word
             self.close_connection = True
             return
-        data = json.dumps(reply.payload, separators=(",", ":")).encode()
+        data = reply.raw if reply.raw is not None else json.dumps(reply.payload, separators=(",", ":")).encode()
         try:
             self.send_response(reply.status)
-            self.send_header("Content-Type", "application/json;charset=UTF-8")
+            self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(data)))
             for name, value in reply.headers.items():
                 self.send_header(name, value)
@@ -1137,6 +1148,13 @@ class BinanceTestServer:
                 if limit["rateLimitType"] == "REQUEST_WEIGHT":
                     limit["limit"] = per_minute
 
+    def set_tick_size(self, symbol: str, tick_size: Decimal | str) -> None:
+        """Change the symbol's PRICE_FILTER tick and min price (as Binance does now and then), and enforce them."""
+        with self._lock:
+            for f in self._exchange.symbols[symbol]["filters"]:
+                if f["filterType"] == "PRICE_FILTER":
+                    f["tickSize"] = f["minPrice"] = _s(Decimal(str(tick_size)))
+
     def use_notional_filter(self, min_notional: str = "5") -> None:
         """Serve today's NOTIONAL filter instead of the 2021 MIN_NOTIONAL, and enforce it."""
         with self._lock:
@@ -1279,6 +1297,8 @@ class BinanceTestServer:
         return self._fault_reply(fault)
 
     def _fault_reply(self, fault: Fault) -> _Reply:
+        if fault.kind == "raw":
+            return _Reply(fault.status, None, raw=fault.body, content_type=fault.content_type)
         if fault.kind != "rate_limited":
             return _Reply(fault.status, {"code": fault.code, "msg": fault.msg})
         if fault.status == 418:

@@ -504,6 +504,20 @@ def test_5xx_after_accepting_places_the_order_but_answers_send_status_unknown(se
 
 
 @pytest.mark.parametrize(("after_processing", "orders_placed"), [(True, 1), (False, 0)])
+def test_a_raw_answer_is_sent_as_given_after_or_instead_of_processing(server, after_processing, orders_placed):
+    server.inject(Fault.raw(502, "<html><body>502 Bad Gateway</body></html>", content_type="text/html",
+                            after_processing=after_processing), method="POST", path="/api/v3/order")
+    body = signed({"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01",
+                   "timestamp": server.server_time_ms()})
+
+    answer = requests.post(server.base_url + "/api/v3/order", data=body, headers={"X-MBX-APIKEY": KEY}, timeout=2)
+
+    assert (answer.status_code, answer.headers["Content-Type"]) == (502, "text/html")
+    assert answer.text == "<html><body>502 Bad Gateway</body></html>"
+    assert len(server.orders()) == orders_placed
+
+
+@pytest.mark.parametrize(("after_processing", "orders_placed"), [(True, 1), (False, 0)])
 def test_dropped_connection_gives_no_answer(server, client, after_processing, orders_placed):
     server.inject(Fault.drop_connection(after_processing=after_processing), path="/api/v3/order")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
+
 from tests.live.binance_server import Fault
 from tests.live.conftest import Live
 
@@ -175,3 +177,20 @@ def test_binance_unreachable_fails_before_anything_is_written(live: Live) -> Non
     one_line_error(result, "cannot reach Binance")
     assert intent_status(live, planned["id"]) == "VALIDATED"
     assert live.orders() == []
+
+
+@pytest.mark.parametrize(("stop", "target", "named", "not_named"), [
+    ("29000.5", "31500", "stop price 29000.5", "limit price"),
+    ("29000", "31500.5", "target price 31500.5", "stop price"),
+])
+def test_a_price_filter_failure_of_the_stop_order_names_the_price_that_failed(live: Live, stop: str, target: str,
+                                                                              named: str, not_named: str) -> None:
+    planned = live.ok("plan", "buy", "BTCUSDT", "--stop", stop, "--target", target)
+    assert live.ok("validate", planned["id"])["verdict"] in ("PASS", "WARN")
+    live.server.set_tick_size("BTCUSDT", "1")  # Binance changed the tick after the plan
+
+    result = execute(live, planned["id"])
+
+    assert result.exit_code == 1
+    one_line_error(result, "PRICE_FILTER", named, "(min 1, tick 1)")
+    assert not_named not in result.stderr

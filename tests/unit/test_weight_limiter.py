@@ -73,7 +73,7 @@ def test_the_budget_comes_from_exchange_info(monkeypatch: pytest.MonkeyPatch) ->
     gateway = BinanceGateway(None, base_url="http://127.0.0.1:9")
     info = {"rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}],
             "symbols": []}
-    monkeypatch.setattr(gateway, "call", lambda request, **kwargs: info)
+    monkeypatch.setattr(gateway, "call", lambda request, parse=None, **kwargs: parse(info) if parse else info)
 
     BinanceMarket(gateway).symbols()
 

@@ -1,11 +1,13 @@
 """The live exchange: Binance spot orders through the gateway, idempotent by client order id.
 
 Placing an order is never retried blindly. When its answer is lost (timeout, dropped connection,
-5XX) the order is looked up by its client id; only what Binance shows is believed.
+5XX, or an answer robson cannot read) the order is looked up by its client id; only what Binance
+shows is believed. Every answer is read inside the gateway's call, so a malformed one is AnswerLost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -73,13 +75,16 @@ class BinanceExchange:
     # --- account ---------------------------------------------------------------------------
 
     def balances(self) -> dict[str, Balance]:
-        answer = self._gateway.call(lambda c: c.get_account(omitZeroBalances="true"), weight=WEIGHT_ACCOUNT, signed=True)
-        result = {}
-        for row in answer.get("balances", []):
-            free, locked = Decimal(row["free"]), Decimal(row["locked"])
-            if free or locked:
-                result[row["asset"]] = Balance(row["asset"], free, locked)
-        return result
+        def parse(answer: dict[str, Any]) -> dict[str, Balance]:
+            result = {}
+            for row in answer.get("balances", []):
+                free, locked = Decimal(row["free"]), Decimal(row["locked"])
+                if free or locked:
+                    result[row["asset"]] = Balance(row["asset"], free, locked)
+            return result
+
+        return self._gateway.call(lambda c: c.get_account(omitZeroBalances="true"), weight=WEIGHT_ACCOUNT, signed=True,
+                                  parse=parse)
 
     # --- the clock that decides whether a lost order can still appear ----------------------
 
@@ -110,7 +115,7 @@ class BinanceExchange:
     def _query(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
         try:
             return self._gateway.call(lambda c: c.get_order(symbol=symbol, origClientOrderId=client_order_id),
-                                      weight=WEIGHT_QUERY_ORDER, signed=True)
+                                      weight=WEIGHT_QUERY_ORDER, signed=True, parse=self._readable)
         except BinanceRefusal as e:
             if e.failure.code == NO_SUCH_ORDER:
                 return None
@@ -119,15 +124,13 @@ class BinanceExchange:
     def _fills(self, symbol: str, raw: dict[str, Any]) -> list[dict[str, Any]]:
         if Decimal(raw.get("executedQty", "0")) == 0:
             return []
-        trades = self._gateway.call(lambda c: c.get_my_trades(symbol=symbol, orderId=raw["orderId"]),
-                                    weight=WEIGHT_MY_TRADES, signed=True)
-        return [{"price": t["price"], "qty": t["qty"], "commission": t["commission"],
-                 "commissionAsset": t["commissionAsset"]} for t in trades]
+        return self._gateway.call(lambda c: c.get_my_trades(symbol=symbol, orderId=raw["orderId"]),
+                                  weight=WEIGHT_MY_TRADES, signed=True, parse=_trades)
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         params = {"symbol": symbol} if symbol else {}
-        rows = self._gateway.call(lambda c: c.get_open_orders(**params), weight=WEIGHT_OPEN_ORDERS, signed=True)
-        return [self._order(row) for row in rows]
+        return self._gateway.call(lambda c: c.get_open_orders(**params), weight=WEIGHT_OPEN_ORDERS, signed=True,
+                                  parse=lambda rows: [self._order(row) for row in rows])
 
     def test_order(self, symbol: str, side: Side, quantity: Decimal) -> None:
         """Ask Binance to check a market order without placing it; raise OrderRejected naming the filter."""
@@ -137,27 +140,28 @@ class BinanceExchange:
                                                              quantity=fmt(quantity)),
                                weight=WEIGHT_ORDER, signed=True)
         except BinanceRefusal as e:
-            raise self._rejection(e, info, quantity, None) from None
+            raise self._rejection(e, info, quantity, {}) from None
 
     def place_market_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
                            intent_id: str | None = None) -> Order:
         info = self._market.symbol_info(symbol)
         params = {"symbol": symbol, "side": side.value, "type": "MARKET", "quantity": fmt(quantity),
                   "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
-        return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, None,
-                          lambda raw: self._order(raw, fills=raw.get("fills", []), intent_id=intent_id))
+        return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, {},
+                          lambda raw: self._order(raw, fills=raw.get("fills", []), intent_id=intent_id), intent_id)
 
     def place_stop_order(self, symbol: str, side: Side, quantity: Decimal, stop_price: Decimal, limit_price: Decimal,
                          client_order_id: str, *, target_price: Decimal | None = None,
                          intent_id: str | None = None) -> Order:
         """Place a STOP_LOSS_LIMIT, or an OCO whose other leg is a LIMIT_MAKER at the target."""
         info = self._market.symbol_info(symbol)
+        prices = {"stop": stop_price, "limit": limit_price}
         if target_price is None:
             params = {"symbol": symbol, "side": side.value, "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
                       "quantity": fmt(quantity), "stopPrice": fmt(stop_price), "price": fmt(limit_price),
                       "newClientOrderId": client_order_id}
-            return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, limit_price,
-                              lambda raw: self._order(raw, intent_id=intent_id))
+            return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, prices,
+                              lambda raw: self._order(raw, intent_id=intent_id), intent_id)
         target_id, list_id = leg_ids(client_order_id)
         stop_leg = {"Type": "STOP_LOSS_LIMIT", "StopPrice": fmt(stop_price), "Price": fmt(limit_price),
                     "TimeInForce": "GTC", "ClientOrderId": client_order_id}
@@ -171,8 +175,8 @@ class BinanceExchange:
             reports = {r["clientOrderId"]: r for r in raw.get("orderReports", [])}
             return self._order(reports[client_order_id], target_leg=reports.get(target_id), intent_id=intent_id)
 
-        return self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity, limit_price,
-                          parse)
+        return self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity,
+                          {**prices, "target": target_price}, parse, intent_id)
 
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:
         """Cancel an open order (the whole OCO for one of its legs); raise OrderRejected if it is not open."""
@@ -194,19 +198,23 @@ class BinanceExchange:
     # --- sending ---------------------------------------------------------------------------
 
     def _send(self, request: Callable[[Any], Any], symbol: str, client_order_id: str, info: SymbolInfo,
-              quantity: Decimal, price: Decimal | None, parse: Callable[[dict[str, Any]], Order]) -> Order:
-        """Send an order once and parse Binance's answer; after a lost answer or a duplicate, return what Binance shows."""
+              quantity: Decimal, prices: dict[str, Decimal], parse: Callable[[dict[str, Any]], Order],
+              intent_id: str | None) -> Order:
+        """Send an order once and parse Binance's answer; after a lost answer or a duplicate, return what Binance shows.
+
+        An order found by its client id is the intent's as much as one parsed from the answer.
+        """
         try:
-            return parse(self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False))
+            return self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False, parse=parse)
         except DuplicateOrder:
             found = self.get_order(symbol, client_order_id)
             if found is None:
                 raise
-            return found
+            return dataclasses.replace(found, intent_id=intent_id)
         except BinanceRefusal as e:
-            raise self._rejection(e, info, quantity, price) from None
+            raise self._rejection(e, info, quantity, prices) from None
         except AnswerLost as lost:
-            return self._find_after_lost_answer(symbol, client_order_id, lost)
+            return dataclasses.replace(self._find_after_lost_answer(symbol, client_order_id, lost), intent_id=intent_id)
 
     def _find_after_lost_answer(self, symbol: str, client_order_id: str, lost: AnswerLost) -> Order:
         for attempt in range(LOOKUPS_AFTER_LOST_ANSWER):
@@ -224,15 +232,21 @@ class BinanceExchange:
         )
 
     @staticmethod
-    def _rejection(error: BinanceRefusal, info: SymbolInfo, quantity: Decimal, price: Decimal | None) -> ExchangeError:
+    def _rejection(error: BinanceRefusal, info: SymbolInfo, quantity: Decimal,
+                   prices: dict[str, Decimal]) -> ExchangeError:
         failure = error.failure
         if failure.code != FILTER_FAILURE:
             return OrderRejected(f"Binance rejected the order: {failure.message} (code {failure.code})")
         return OrderRejected(f"Binance rejected the order: {failure.message}: "
-                             + explain_filter(failure.message, info, quantity, price),
+                             + explain_filter(failure.message, info, quantity, prices),
                              hint="plan again; robson rounds to the filters it knows, so they may have changed")
 
     # --- mapping ---------------------------------------------------------------------------
+
+    def _readable(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Return an order as Binance shows it once it is known to map (a malformed one raises, in the gateway)."""
+        self._order(raw)
+        return raw
 
     def _order(self, raw: dict[str, Any], *, target_leg: dict[str, Any] | None = None,
                fills: list[dict[str, Any]] | None = None, intent_id: str | None = None) -> Order:
@@ -268,17 +282,35 @@ class BinanceExchange:
         )
 
 
+def _trades(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keep what robson reads of an order's trades (myTrades)."""
+    return [{"price": t["price"], "qty": t["qty"], "commission": t["commission"],
+             "commissionAsset": t["commissionAsset"]} for t in trades]
+
+
 def _traded(leg: dict[str, Any] | None) -> bool:
     """True when an OCO leg has executed any quantity."""
     return leg is not None and Decimal(leg.get("executedQty") or "0") > 0
 
 
-def explain_filter(message: str, info: SymbolInfo, quantity: Decimal, price: Decimal | None) -> str:
-    """Say which value broke which filter, with the filter's numbers."""
+def explain_filter(message: str, info: SymbolInfo, quantity: Decimal, prices: dict[str, Decimal]) -> str:
+    """Say which value broke which filter, with the filter's numbers.
+
+    prices names each price of the order (stop, limit, target): a PRICE_FILTER failure names the
+    ones off the tick or range robson knows, or all of them when the filter changed under robson.
+    """
     if "LOT_SIZE" in message:
         return f"quantity {fmt(quantity)} (min {fmt(info.min_qty)}, max {fmt(info.max_qty)}, step {fmt(info.step_size)})"
-    if "PRICE_FILTER" in message and price is not None:
-        return f"price {fmt(price)} (min {fmt(info.min_price)}, tick {fmt(info.tick_size)})"
+    if "PRICE_FILTER" in message and prices:
+        outside = {name: price for name, price in prices.items() if not _price_fits(info, price)}
+        named = ", ".join(f"{name} price {fmt(price)}" for name, price in (outside or prices).items())
+        return f"{named} (min {fmt(info.min_price)}, tick {fmt(info.tick_size)})"
     if "NOTIONAL" in message:
         return f"quantity {fmt(quantity)} is below the minimum order value of {fmt(info.min_notional)} {info.quote_asset}"
-    return f"quantity {fmt(quantity)}" + (f", price {fmt(price)}" if price is not None else "")
+    return ", ".join([f"quantity {fmt(quantity)}", *(f"{name} price {fmt(price)}" for name, price in prices.items())])
+
+
+def _price_fits(info: SymbolInfo, price: Decimal) -> bool:
+    """True when price is on the PRICE_FILTER tick and within its range, as robson knows the filter."""
+    return (info.price_on_tick(price) and price >= info.min_price
+            and (not info.max_price or price <= info.max_price))

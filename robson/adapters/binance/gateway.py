@@ -4,17 +4,23 @@ Every call goes through `BinanceGateway.call`, which
 - waits for request weight (limits read from exchangeInfo, usage from the X-MBX-USED-WEIGHT-1M header),
 - signs with a timestamp corrected by the server-time offset, resyncing once on -1021,
 - retries only idempotent reads on temporary failures, with backoff,
+- reads the answer with the caller's parser: an answer that is not what Binance sends (an empty
+  body, `null`, a list, a proxy's HTML page) is AnswerLost, its effect unknown, quoted by status
+  code and a short excerpt only,
 - and turns python-binance / requests exceptions into robson's own errors, never showing the keys.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from decimal import InvalidOperation
+from typing import Any, TypeVar
 
 from robson.config import ApiKeys
 from robson.errors import (
@@ -43,6 +49,12 @@ CANCEL_REJECTED = -2011
 NO_SUCH_ORDER = -2013
 BAD_API_KEY = -2015
 BAD_SIGNATURE = -1022
+# What of an unreadable answer goes into a message (and so into the audit trail): never a whole HTML page.
+EXCERPT_CHARS = 60
+# What reading a malformed answer raises (a missing key, a list or null for an object, a number that is not one).
+MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError, InvalidOperation)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +193,19 @@ class BinanceGateway:
     def sync_clock(self) -> None:
         """Measure the offset between this machine's clock and Binance's, half a round trip corrected."""
         sent = self._wall_clock()
-        answer = self.call(lambda c: c.get_server_time(), weight=1)
+        server_ms = self.call(lambda c: c.get_server_time(), weight=1, parse=lambda answer: int(answer["serverTime"]))
         received = self._wall_clock()
-        self._offset_ms = int(answer["serverTime"] - (sent + received) / 2 * 1000)
+        self._offset_ms = int(server_ms - (sent + received) / 2 * 1000)
         self.client.timestamp_offset = self._offset_ms
 
     # --- calls -----------------------------------------------------------------------------
 
-    def call(self, request: Callable[[Any], Any], *, weight: int, signed: bool = False, idempotent: bool = True) -> Any:
-        """Run request(client) under robson's rules; raise robson errors only.
+    def call(self, request: Callable[[Any], Any], *, weight: int, signed: bool = False, idempotent: bool = True,
+             parse: Callable[[Any], T] | None = None) -> T:
+        """Run request(client) under robson's rules and return parse(answer) (the answer itself without parse).
 
-        A non-idempotent request (placing an order) is never retried after it may have reached
+        Raise robson errors only. An answer parse cannot read is AnswerLost, like one that never
+        came. A non-idempotent request (placing an order) is never retried after it may have reached
         Binance: its caller gets AnswerLost and must look the order up.
         """
         if signed:
@@ -204,16 +218,23 @@ class BinanceGateway:
         while True:
             attempt += 1
             minute = self.limiter.acquire(weight)
+            client = self.client
+            client.response = None  # so an exception below can tell whether an answer arrived
             try:
-                client = self.client
                 if self._offset_ms is not None:
                     client.timestamp_offset = self._offset_ms  # a resync on another thread applies here too
                 answer = request(client)
-                self._observe_weight(minute)
-                return answer
             except Exception as e:  # translate everything python-binance / requests can raise
                 self._observe_weight(minute)
-                error = self._translate(e, idempotent=idempotent)
+                error = self._translate(e, client.response)
+            else:
+                self._observe_weight(minute)
+                if parse is None:
+                    return answer
+                try:
+                    return parse(answer)
+                except MALFORMED:
+                    error = unreadable_answer(client.response)
             if isinstance(error, BinanceRefusal) and error.failure.code == TIMESTAMP_OUTSIDE_WINDOW and not resynced:
                 # -1021 means the request was refused, not executed: resync once and send it again.
                 resynced = True
@@ -236,13 +257,18 @@ class BinanceGateway:
         if header and header.isdigit():
             self.limiter.observe(int(header), minute)
 
-    def _translate(self, error: Exception, *, idempotent: bool) -> ExchangeError:
-        """Map a library exception to robson's hierarchy; messages never include keys or signatures."""
+    def _translate(self, error: Exception, response: Any) -> ExchangeError:
+        """Map a library exception to robson's hierarchy; messages never include keys or signatures.
+
+        response is the HTTP answer the request got, None if none arrived.
+        """
         import requests
         from binance.exceptions import BinanceAPIException, BinanceRequestException
 
         where = self.base_url
         if isinstance(error, BinanceAPIException):
+            if _error_document(error.response) is None and error.status_code not in (418, 429):
+                return unreadable_answer(error.response)  # a proxy's page or a body Binance never sends
             return _from_api_error(error.status_code, error.code, error.message or "", error.response)
         if isinstance(error, (requests.exceptions.ConnectTimeout,)):
             return TemporaryExchangeError(f"cannot reach Binance at {where}: connection timed out")
@@ -253,11 +279,46 @@ class BinanceGateway:
             return AnswerLost(f"Binance did not answer within {self.timeout_seconds:g} s")
         if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
             return AnswerLost("the connection to Binance was dropped before its answer arrived")
-        if isinstance(error, BinanceRequestException):
-            return AnswerLost("Binance sent an unreadable answer")
+        if isinstance(error, BinanceRequestException) or (response is not None and isinstance(error, MALFORMED)):
+            # python-binance could not read the answer (or failed reading an error body that was a list).
+            return unreadable_answer(response)
         if isinstance(error, requests.exceptions.RequestException):
             return TemporaryExchangeError(f"request to Binance failed: {type(error).__name__}")
         raise error
+
+
+def answer_excerpt(text: str) -> str:
+    """Return a short, one-line, tag-free excerpt of an answer's body, safe to print and to store."""
+    page = re.search(r"<\s*(html|body|head|title|!doctype)", text, re.IGNORECASE) is not None
+    # What a reader would see of it: no style sheets, scripts or tags.
+    text = re.sub(r"<(style|script)\b.*?(</\1\s*>|$)", " ", text, flags=re.IGNORECASE | re.DOTALL)
+    text = re.sub(r"<[^>]*>?", " ", text)
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
+    if len(text) > EXCERPT_CHARS:
+        text = text[:EXCERPT_CHARS].rstrip() + "…"
+    return ("an HTML page: " if page else "") + (repr(text) if text else "an empty body")
+
+
+def unreadable_answer(response: Any) -> AnswerLost:
+    """The AnswerLost for an answer that is not what Binance sends: its status code and a short excerpt."""
+    status = getattr(response, "status_code", None)
+    try:
+        body = response.text if response is not None else ""
+    except Exception:  # undecodable bytes: say so rather than show them
+        body = "undecodable bytes"
+    return AnswerLost(f"Binance answered HTTP {status if status is not None else '(no status)'} with "
+                      f"{answer_excerpt(body)}, not an answer robson can read")
+
+
+def _error_document(response: Any) -> dict[str, Any] | None:
+    """Return Binance's error document ({"code": -NNNN, "msg": "..."}) from an error answer, None if it is not one."""
+    try:
+        document = json.loads(response.text)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if isinstance(document, dict) and isinstance(document.get("code"), int) and isinstance(document.get("msg"), str):
+        return document
+    return None
 
 
 def _never_connected(error: Exception) -> bool:

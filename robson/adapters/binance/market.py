@@ -11,7 +11,7 @@ from typing import Any
 
 from robson.adapters.binance.gateway import BinanceGateway
 from robson.domain.market import Candle, PriceQuote, SymbolInfo, timeframe_ms
-from robson.errors import MarketDataError, NotFound
+from robson.errors import MarketDataError, NotFound, TemporaryExchangeError
 
 KLINES_PER_REQUEST = 1000  # Binance's maximum
 # Request weights from the spot API (../shared/data/specs/binance-spot-api.yaml).
@@ -21,7 +21,7 @@ WEIGHT_KLINES = 2
 
 
 class BinanceMarket:
-    """MarketData on the live exchange; its clock is wall time."""
+    """MarketData on the live exchange; its clock is Binance's (this machine's, corrected by the measured offset)."""
 
     name = "binance"
 
@@ -36,7 +36,12 @@ class BinanceMarket:
         self._info_lock = threading.Lock()
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        """Return Binance's time: a machine clock minutes off never makes fresh data look stale (or stale data fresh)."""
+        try:
+            server_ms = self._gateway.server_time_ms()
+        except TemporaryExchangeError:  # Binance unreachable: nothing stamped now can fetch data to judge either
+            return datetime.now(UTC)
+        return datetime.fromtimestamp(server_ms / 1000, UTC)
 
     # --- exchangeInfo ----------------------------------------------------------------------
 
@@ -46,12 +51,11 @@ class BinanceMarket:
 
     def _load_exchange_info(self) -> dict[str, SymbolInfo]:
         if self._info is None or self._monotonic() - self._info_loaded_at > self._ttl:
-            raw = self._gateway.call(lambda c: c.get_exchange_info(), weight=WEIGHT_EXCHANGE_INFO)
-            self._info = {entry["symbol"]: SymbolInfo.from_exchange_info(entry) for entry in raw.get("symbols", [])}
+            self._info, weight_limit = self._gateway.call(lambda c: c.get_exchange_info(),
+                                                          weight=WEIGHT_EXCHANGE_INFO, parse=_exchange_info)
             self._info_loaded_at = self._monotonic()
-            for limit in raw.get("rateLimits", []):
-                if limit.get("rateLimitType") == "REQUEST_WEIGHT" and limit.get("interval") == "MINUTE":
-                    self._gateway.limiter.limit = int(limit["limit"]) // max(int(limit.get("intervalNum", 1)), 1)
+            if weight_limit is not None:
+                self._gateway.limiter.limit = weight_limit
         return self._info
 
     def symbols(self) -> list[str]:
@@ -67,8 +71,9 @@ class BinanceMarket:
 
     def last_price(self, symbol: str) -> PriceQuote:
         self.symbol_info(symbol)
-        answer = self._gateway.call(lambda c: c.get_symbol_ticker(symbol=symbol.upper()), weight=WEIGHT_TICKER)
-        return PriceQuote(symbol=symbol.upper(), price=Decimal(answer["price"]), at=self.now())
+        price = self._gateway.call(lambda c: c.get_symbol_ticker(symbol=symbol.upper()), weight=WEIGHT_TICKER,
+                                   parse=lambda answer: Decimal(answer["price"]))
+        return PriceQuote(symbol=symbol.upper(), price=price, at=self.now())
 
     def fill_price(self, symbol: str) -> PriceQuote:
         """Return the last traded price: on the live exchange a market order trades at the market."""
@@ -87,20 +92,30 @@ class BinanceMarket:
             rows = self._klines(symbol.upper(), timeframe, end_ms, want)
             if not rows:
                 break
-            page = [_candle(row) for row in rows if int(row[0]) + length <= now_ms]
+            page = [candle for candle in rows if candle.open_time + length <= now_ms]
             collected = page + collected
             if len(rows) < want:
                 break
-            end_ms = int(rows[0][0]) - 1
+            end_ms = rows[0].open_time - 1
         if not collected:
             raise MarketDataError(f"Binance has no closed {timeframe} candles for {symbol}")
         return collected[-limit:]
 
-    def _klines(self, symbol: str, timeframe: str, end_ms: int, limit: int) -> list[Any]:
+    def _klines(self, symbol: str, timeframe: str, end_ms: int, limit: int) -> list[Candle]:
         return self._gateway.call(
             lambda c: c.get_klines(symbol=symbol, interval=timeframe, endTime=end_ms, limit=limit),
-            weight=WEIGHT_KLINES,
+            weight=WEIGHT_KLINES, parse=lambda rows: [_candle(row) for row in rows],
         )
+
+
+def _exchange_info(raw: dict[str, Any]) -> tuple[dict[str, SymbolInfo], int | None]:
+    """Read exchangeInfo: each symbol's filters, and the request weight allowed per minute (None if not said)."""
+    infos = {entry["symbol"]: SymbolInfo.from_exchange_info(entry) for entry in raw.get("symbols", [])}
+    weight_limit = None
+    for limit in raw.get("rateLimits", []):
+        if limit.get("rateLimitType") == "REQUEST_WEIGHT" and limit.get("interval") == "MINUTE":
+            weight_limit = int(limit["limit"]) // max(int(limit.get("intervalNum", 1)), 1)
+    return infos, weight_limit
 
 
 def _candle(row: list[Any]) -> Candle:
