@@ -126,6 +126,19 @@ class AnswerLost(TemporaryExchangeError):
     """
 
 
+class Unprotected(ExchangeError):
+    """A position may be held with no protective stop on the exchange; the message says UNPROTECTED and what to run.
+
+    Raised by execute (and reported by reconcile, `operation status` and the monitor) while a filled
+    entry has no stop yet; `cause` is what left it so: after an AnswerLost the stop may still arrive,
+    so it is settled by `robson reconcile` once it no longer can. CLI exits 1.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, cause: RobsonError | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cause = cause
+
+
 class RateLimited(TemporaryExchangeError):
     """Binance refused for request weight (429) or banned the IP (418); retry_after says when to try again."""
 

@@ -15,7 +15,8 @@ from typing import NoReturn
 
 from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
-from robson.application.sending import record_send, safe_to_send
+from robson.application.sending import safe_to_send, send_once
+from robson.application.unresolved import SETTLE_HINT
 from robson.domain.ids import OPERATION_PREFIX, new_id
 from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
 from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, stop_limit_price
@@ -40,13 +41,17 @@ from robson.errors import (
     ExecutionRefused,
     InsufficientBalance,
     OrderRejected,
+    RateLimited,
     RobsonError,
+    Unprotected,
 )
 
 # How long a second run of the same intent waits for the first to finish before giving up.
 LOCK_WAIT_SECONDS = 60
 # The execution status of a live entry whose stop could not be placed, until its exit at market is done.
 EXITING_AT_MARKET = "executed: stop placement failed, exiting at market"
+# The execution status of an entry that filled too little for any order: no stop, no exit, left as dust.
+LEFT_AS_DUST = "executed: filled below the exchange minimum, left as dust"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,24 +235,13 @@ def _fail(store: Store, intent: TradingIntent, clock: Clock, reason: str) -> Tra
 def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store, exchange: Exchange,
                market: MarketData, account: Account, clock: Clock, checked: bool) -> ExecutionResult:
     """Do (or finish) the steps of an EXECUTING intent, looking each order up before sending it."""
-    symbol, side = intent.symbol, intent.side
+    symbol = intent.symbol
     entry_id = client_order_id(intent.id, OrderRole.ENTRY)
-    entry = exchange.get_order(symbol, entry_id)
-    if entry is None:
-        if safe_to_send(store, exchange, intent, entry_id, "entry order") or not checked:
-            # The entry is about to be sent by a run that did not just check: check again.
-            try:
-                pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
-            except ExecutionRefused as e:
-                _fail(store, intent, clock, f"the entry never reached {exchange.name}, and now: {e}")
-                raise
-        record_send(store, exchange, clock, intent, entry_id,
-                     f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})")
-        try:
-            entry = exchange.place_market_order(symbol, side, intent.quantity, entry_id, intent_id=intent.id)
-        except (InsufficientBalance, OrderRejected) as e:
-            _fail(store, intent, clock, f"entry rejected: {e}")
-            raise
+    try:
+        entry = _entry(intent, entry_id, strategy=strategy, store=store, exchange=exchange, market=market,
+                       account=account, clock=clock, checked=checked)
+    except AnswerLost as e:  # the entry may still fill, and nothing would protect it
+        raise Unprotected(f"UNPROTECTED if it fills: {e}", hint=SETTLE_HINT, cause=e) from None
     if not entry.filled_quantity:
         reason = f"entry order {entry_id} is {entry.status.value} with nothing filled"
         _fail(store, intent, clock, reason)
@@ -259,25 +253,20 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
                 + ("" if entry.filled_quantity == intent.quantity else f" (partial: {fmt(intent.quantity)} ordered)"),
     ), entry_id)
 
+    if exchange.live:  # known to the store at once: `operation status` shows what an unsettled execution holds
+        _mirror(store, [entry], intent)
     info = market.symbol_info(symbol)
     quantity = held_quantity(entry, info)
-    stop, target = protective_levels(intent, entry, info, account)
+    if info.below_minimum(quantity, entry.average_price):
+        _leave_as_dust(intent, entry, info, quantity, store=store, exchange=exchange, clock=clock, account=account)
     stop_id = client_order_id(intent.id, OrderRole.STOP)
-    stop_order = exchange.get_order(symbol, stop_id)
-    stop_error: RobsonError | None = None
-    if stop_order is None:
-        safe_to_send(store, exchange, intent, stop_id, "protective stop")
-        limit = stop_limit_price(side, stop, info.round_price, account.stop_limit_offset_percent)
-        record_send(store, exchange, clock, intent, stop_id,
-                     f"stop {side.opposite.value} {fmt(quantity)} @ {fmt(stop)} limit {fmt(limit)} ({stop_id})"
-                     + _anchored(intent, stop, target))
-        try:
-            stop_order = exchange.place_stop_order(symbol, side.opposite, quantity, stop, limit, stop_id,
-                                                   target_price=target, intent_id=intent.id)
-        except AnswerLost:
-            raise  # the stop may exist: never exit at market on a guess; reconcile settles it
-        except RobsonError as e:
-            stop_error = e
+    try:
+        stop_order, stop_error = _protect(intent, entry, info, quantity, stop_id, store=store, exchange=exchange,
+                                          clock=clock, account=account)
+    except RobsonError as e:  # the entry filled and no stop is known on the exchange: say so, never exit on a guess
+        raise Unprotected(
+            f"UNPROTECTED: {fmt(quantity)} {info.base_asset} held ({entry_id} filled @ {fmt(entry.average_price)}) "
+            f"and no protective stop on {exchange.name.capitalize()} yet: {e}", hint=SETTLE_HINT, cause=e) from None
     if stop_order is not None:
         _record_once(store, AuditEvent(
             at=clock.now(), kind=AuditKind.STOP_PLACED, intent_id=intent.id,
@@ -288,6 +277,86 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
                    strategy=strategy, market=market, account=account)
 
 
+def _entry(intent: TradingIntent, entry_id: str, *, strategy: Strategy | None, store: Store, exchange: Exchange,
+           market: MarketData, account: Account, clock: Clock, checked: bool) -> Order:
+    """Return the entry as the exchange shows it, sending it first if it never reached the exchange."""
+    symbol, side = intent.symbol, intent.side
+    entry = exchange.get_order(symbol, entry_id)
+    if entry is None:
+        if safe_to_send(store, exchange, intent, entry_id, "entry order") or not checked:
+            # The entry is about to be sent by a run that did not just check: check again.
+            try:
+                pre_execution_checks(intent, strategy=strategy, market=market, account=account, clock=clock)
+            except ExecutionRefused as e:
+                _fail(store, intent, clock, f"the entry never reached {exchange.name}, and now: {e}")
+                raise
+        try:
+            entry = send_once(store, exchange, clock, intent, entry_id,
+                              f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})",
+                              lambda: exchange.place_market_order(symbol, side, intent.quantity, entry_id,
+                                                                  intent_id=intent.id))
+        except (InsufficientBalance, OrderRejected) as e:
+            _fail(store, intent, clock, f"entry rejected: {e}")
+            raise
+    return entry
+
+
+def _protect(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: Decimal, stop_id: str, *, store: Store,
+             exchange: Exchange, clock: Clock, account: Account) -> tuple[Order | None, RobsonError | None]:
+    """Return the protective stop as the exchange shows it, placing it if it never reached the exchange.
+
+    A refusal is returned as the error (the position is then exited at market). Raise what leaves the
+    stop unknown or not yet placeable: a lost answer (it may exist: never exit on a guess), a rate
+    limit (it can be placed in seconds), an exchange out of reach.
+    """
+    symbol, side = intent.symbol, intent.side
+    stop_order = exchange.get_order(symbol, stop_id)
+    if stop_order is not None:
+        return stop_order, None
+    stop, target = protective_levels(intent, entry, info, account)
+    safe_to_send(store, exchange, intent, stop_id, "protective stop")
+    limit = stop_limit_price(side, stop, info.round_price, account.stop_limit_offset_percent)
+    try:
+        stop_order = send_once(store, exchange, clock, intent, stop_id,
+                               f"stop {side.opposite.value} {fmt(quantity)} @ {fmt(stop)} limit {fmt(limit)} "
+                               f"({stop_id})" + _anchored(intent, stop, target),
+                               lambda: exchange.place_stop_order(symbol, side.opposite, quantity, stop, limit, stop_id,
+                                                                 target_price=target, intent_id=intent.id))
+    except (AnswerLost, RateLimited):
+        raise
+    except (OrderRejected, InsufficientBalance) as e:
+        return None, e
+    if exchange.live:
+        _mirror(store, [stop_order], intent)
+    return stop_order, None
+
+
+def _leave_as_dust(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: Decimal, *, store: Store,
+                   exchange: Exchange, clock: Clock, account: Account) -> NoReturn:
+    """Record an entry filled below any order the exchange takes as a DUST operation, and raise saying so.
+
+    Neither a stop nor an exit can be placed for it: sending them would only be refused, tick after tick.
+    """
+    stop, target = protective_levels(intent, entry, info, account)
+    now = clock.now()
+    operation = open_operation(
+        operation_id=new_id(OPERATION_PREFIX), intent_id=intent.id, symbol=intent.symbol, side=intent.side,
+        mode=exchange.name if exchange.name == "paper" else "live", strategy=intent.strategy, quantity=quantity,
+        entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
+        target=target, at=now, quote_asset=intent.details.get("quote_asset", "USDT"),
+    ).leave_as_dust(at=now)
+    why = info.dust_reason(quantity, entry.average_price)
+    result = _store_execution(intent, entry, None, None, None, operation, store=store, exchange=exchange, now=now,
+                              note=why)
+    op = result.operation
+    raise ExchangeError(
+        f"the entry {entry.client_order_id} filled only {fmt(entry.filled_quantity)} of {fmt(intent.quantity)} "
+        f"{intent.symbol} @ {fmt(entry.average_price)}: {why}. No stop or exit can be placed for it: operation "
+        f"{op.id} is DUST (left in your {exchange.name.capitalize()} wallet, not watched, no P&L booked)",
+        hint="sell it by hand once you hold more of it, or convert small balances on Binance",
+    )
+
+
 def _anchored(intent: TradingIntent, stop: Decimal, target: Decimal | None) -> str:
     """Say where the fill moved the plan's levels, if it did."""
     moved = [f"{what} {fmt(planned)} → {fmt(now)}" for what, planned, now in
@@ -295,12 +364,20 @@ def _anchored(intent: TradingIntent, stop: Decimal, target: Decimal | None) -> s
     return f"; re-anchored to the entry fill: {', '.join(moved)}" if moved else ""
 
 
-def _mirror_orders(tx, orders: list[Order | None], operation_id: str) -> None:
-    """Keep a copy of the exchange's orders with the intent, for the audit and the monitor."""
+def _mirror(store: Store, orders: list[Order], intent: TradingIntent) -> None:
+    with store.transaction() as tx:
+        _mirror_orders(tx, orders, intent.id, None)
+
+
+def _mirror_orders(tx, orders: list[Order | None], intent_id: str, operation_id: str | None) -> None:
+    """Keep a copy of the exchange's orders with the intent, for the audit and the monitor.
+
+    Each is the intent's, whether it came in an answer or was found by its client id after one was lost.
+    """
     for order in orders:
         if order is None:
             continue
-        order = dataclasses.replace(order, operation_id=operation_id)
+        order = dataclasses.replace(order, intent_id=intent_id, operation_id=operation_id)
         if tx.get_order(order.client_order_id) is None:
             tx.add_order(order)
         else:
@@ -359,10 +436,12 @@ def _closed_at_market(operation: Operation, stop_error: RobsonError | None) -> E
 
 def _store_execution(intent: TradingIntent, entry: Order, stop_order: Order | None, exit_order: Order | None,
                      stop_error: RobsonError | None, operation: Operation, *, store: Store, exchange: Exchange,
-                     now: datetime) -> ExecutionResult:
+                     now: datetime, note: str = "") -> ExecutionResult:
     """Write the operation and the EXECUTED intent in one transaction, unless a concurrent run already did."""
     if stop_order is not None:
         status = "executed"
+    elif operation.status is OperationStatus.DUST:
+        status = LEFT_AS_DUST
     elif operation.status is OperationStatus.CLOSED:
         status = "exited: stop placement failed"
     else:
@@ -379,6 +458,8 @@ def _store_execution(intent: TradingIntent, entry: Order, stop_order: Order | No
     }
     if stop_error is not None:
         execution["stop_error"] = str(stop_error)
+    if note:
+        execution["note"] = note
     executed = intent.apply(IntentEvent.EXECUTION_SUCCEEDED, now, execution=execution, operation_id=operation.id)
     with store.transaction() as tx:
         current = tx.get_intent(intent.id)
@@ -387,18 +468,22 @@ def _store_execution(intent: TradingIntent, entry: Order, stop_order: Order | No
             operation = tx.operation_for_intent(intent.id) or operation
         else:
             if exchange.live:  # the paper exchange keeps its own book; a live one is mirrored here
-                _mirror_orders(tx, [entry, stop_order, exit_order], operation.id)
+                _mirror_orders(tx, [entry, stop_order, exit_order], intent.id, operation.id)
             if tx.operation_for_intent(intent.id) is None:
                 tx.add_operation(operation)
             tx.update_intent(executed, expected_status=IntentStatus.EXECUTING)
             tx.record(AuditEvent(
                 at=now, kind=AuditKind.EXECUTED, intent_id=intent.id, operation_id=operation.id,
                 message=f"operation {operation.id} {operation.status.value}: {fmt(operation.quantity)} "
-                        f"{intent.symbol} @ {fmt(operation.entry_price)}",
+                        f"{intent.symbol} @ {fmt(operation.entry_price)}" + (f" ({note})" if note else ""),
             ))
             if operation.status is OperationStatus.CLOSED:
                 tx.record(AuditEvent(at=now, kind=AuditKind.CLOSED, intent_id=intent.id, operation_id=operation.id,
                                      message=f"closed at market: stop could not be placed ({stop_error})"))
+            if operation.status is OperationStatus.DUST:
+                tx.record(AuditEvent(at=now, kind=AuditKind.LEFT_AS_DUST, intent_id=intent.id,
+                                     operation_id=operation.id, message=f"left as dust: {note}; no stop or exit can "
+                                     "be placed for it, no P&L booked, not watched"))
     if finished_elsewhere:
         return _already_executed(store, current, operation)
     with store.read() as session:

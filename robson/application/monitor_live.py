@@ -33,13 +33,14 @@ rest at once (MAX_EXIT_SENDS per check), then what is still held gets a stop and
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import NoReturn
 
-from robson.application.sending import safe_to_send
+from robson.application.sending import last_send, safe_to_send, send_once
+from robson.application.unresolved import SETTLE_HINT
 from robson.application.watching import (
     Modification,
     MonitorReport,
@@ -77,13 +78,13 @@ from robson.domain.orders import (
 from robson.domain.strategy import Strategy
 from robson.errors import (
     AlreadyRunning,
-    AnswerLost,
     ExchangeError,
     IllegalTransition,
     InsufficientBalance,
     MarketDataError,
     OrderRejected,
     RobsonError,
+    Unprotected,
 )
 
 # Closes are reported on the 5m candle of the fill, like the paper walk's finest timeframe.
@@ -471,7 +472,7 @@ class _Watch:
         filled = order.filled_quantity if order is not None else Decimal(0)
         quantity = self._held()
         if filled:
-            why += f" after filling {fmt(filled)}; the rest ({fmt(quantity)}) is protected"
+            why += f" after filling {fmt(filled)}; the rest ({fmt(quantity)}) needs a stop of its own"
         generation = (stop_generation(self.op.intent_id, order_id) or 0) + 1
         return self._place(generation, why, quantity, previous=order_id)
 
@@ -508,6 +509,8 @@ class _Watch:
         if placed is None:
             safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
             price = self.market.last_price(op.symbol).price
+            if info.below_minimum(quantity, price):
+                self._leave_as_dust(quantity, price, why)
             if (price - op.stop) * op.side.sign <= 0:
                 self._exit_instead(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
                                    f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
@@ -515,16 +518,20 @@ class _Watch:
                 self._exit_instead(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
                                    f"target {fmt(op.target)}")
             limit = stop_limit_price(op.side, op.stop, info.round_price, self.account.stop_limit_offset_percent)
-            self._record_send(order_id, f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} limit "
-                              f"{fmt(limit)}" + (f", target {fmt(op.target)}" if op.target else "")
-                              + f" ({order_id}): {why}")
             try:
-                placed = self.exchange.place_stop_order(op.symbol, op.side.opposite, quantity, op.stop, limit, order_id,
-                                                        target_price=op.target, intent_id=op.intent_id)
-            except AnswerLost:
-                raise  # it may exist: never exit on a guess; the next check looks it up
+                placed = self._send_once(order_id, f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} "
+                                         f"limit {fmt(limit)}" + (f", target {fmt(op.target)}" if op.target else "")
+                                         + f" ({order_id}): {why}",
+                                         lambda: self.exchange.place_stop_order(
+                                             op.symbol, op.side.opposite, quantity, op.stop, limit, order_id,
+                                             target_price=op.target, intent_id=op.intent_id))
             except (OrderRejected, InsufficientBalance) as e:
                 self._refused(order_id, why, e)
+            except RobsonError as e:  # lost (it may exist: never exit on a guess), rate limited, out of reach
+                raise Unprotected(f"UNPROTECTED: {fmt(quantity)} {info.base_asset} held and no stop on "
+                                  f"{self.exchange.name.capitalize()}: {why}; placing {order_id} failed: {e}",
+                                  hint="the next check places it (never twice); " + SETTLE_HINT.split("; ")[-1],
+                                  cause=e) from None
         self._adopt(placed, why, previous=previous)
         return placed
 
@@ -544,9 +551,9 @@ class _Watch:
     def _exit_instead(self, reason: CloseReason, why: str) -> NoReturn:
         """Exit at market where no stop can be placed; while already exiting, raise: the rest has no stop."""
         if self.exiting:
-            raise ExchangeError(f"{why}: the rest ({fmt(self._held())} {self.info.base_asset}) has no stop on "
-                                f"{self.exchange.name.capitalize()}; the next check retries the exit",
-                                hint="look at the position on Binance and close it there if it cannot wait")
+            raise Unprotected(f"UNPROTECTED: {why}: the rest ({fmt(self._held())} {self.info.base_asset}) has no stop "
+                              f"on {self.exchange.name.capitalize()}; the next check retries the exit",
+                              hint="look at the position on Binance and close it there if it cannot wait")
         self._exit_at_market(reason, why)
 
     def _adopt(self, placed: Order, why: str, *, previous: str | None) -> None:
@@ -640,6 +647,9 @@ class _Watch:
         op = self.op
         self.exiting = True
         wanted = self._held()
+        price = self.prices.of(op.symbol)
+        if self.info.below_minimum(wanted, price):
+            self._leave_as_dust(wanted, price, why, reason)
         exit_id = latest_order_id(self.store, op.intent_id, OrderRole.EXIT)
         sends, refusal = 0, ""
         while True:
@@ -663,9 +673,11 @@ class _Watch:
         op = self.op
         safe_to_send(self.store, self.exchange, self.intent, exit_id, "exit order")
         quantity = self._held()  # what earlier protective orders and exits did not already sell
-        self._record_send(exit_id, f"exit MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
-                          f"({exit_id}): {why}", reason=reason.value, why=why)
-        return self.exchange.place_market_order(op.symbol, op.side.opposite, quantity, exit_id, intent_id=op.intent_id)
+        return self._send_once(exit_id, f"exit MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
+                               f"({exit_id}): {why}",
+                               lambda: self.exchange.place_market_order(op.symbol, op.side.opposite, quantity, exit_id,
+                                                                        intent_id=op.intent_id),
+                               reason=reason.value, why=why)
 
     def _settle_exit(self, order: Order, reason: CloseReason, why: str) -> None:
         """Close if this exit sold the rest; else record what it filled (once) and return."""
@@ -699,9 +711,36 @@ class _Watch:
 
     def _unsellable(self, quantity: Decimal, price: Decimal | None) -> bool:
         """True when nothing is left, or too little for the exchange's LOT_SIZE or minimum order value."""
-        info = self.info
-        return (quantity <= 0 or quantity < info.min_qty
-                or (price is not None and quantity * price < info.min_notional))
+        return self.info.below_minimum(quantity, price)
+
+    def _leave_as_dust(self, held: Decimal, price: Decimal, why: str,
+                       reason: CloseReason | None = None) -> NoReturn:
+        """End an operation whose holding no order can trade (raises _Closed), instead of retrying every tick.
+
+        What earlier generations sold closes it at their fills, the rest noted as dust; with nothing sold
+        the operation is DUST: left in the wallet, no P&L booked, no longer watched.
+        """
+        op = self.op
+        dust = f"{self.info.dust_reason(held, price)}, so no order can protect or sell it"
+        sold = self._partly_filled()
+        if sold and held > 0:
+            last = max(sold, key=lambda o: o.updated_at)
+            exit_reason = reason or (CloseReason.TARGET if self._at_target(last) else self._stop_reason(last.stop_price))
+            self._close(last, exit_reason, None, "last fill", f"{why}; the rest is dust: {dust}")
+        if not sold:
+            dusty = op.leave_as_dust(at=self.now)
+            message = f"left as dust: {why}; {dust}; it stays in the wallet, no P&L booked, no longer watched"
+            with self.store.transaction() as tx:
+                if tx.get_operation(op.id) != op:
+                    raise _Changed(op.id)
+                tx.update_operation(dusty, expected_status=OperationStatus.ACTIVE)
+                tx.record(AuditEvent(at=self.now, kind=AuditKind.LEFT_AS_DUST, intent_id=op.intent_id,
+                                     operation_id=op.id, message=message,
+                                     data={"quantity": fmt(held), "price": fmt(price)}))
+            self.op = dusty
+            self.notes.append(message)
+            raise _Closed(self._report(None))
+        self._close(sold[-1], reason or self._stop_reason(op.stop), None, "last fill", why)  # nothing held: sold out
 
     def _protect_rest(self, why: str, said: str) -> NoReturn:
         """Place a stop for what the exits did not sell and raise ExchangeError saying so (the next check retries)."""
@@ -799,15 +838,10 @@ class _Watch:
                        and e.data.get("new_client_order_id") for e in session.audit_trail(intent_id=self.op.intent_id))
 
     def _last_send(self, order_id: str) -> AuditEvent | None:
-        with self.store.read() as session:
-            sends = [e for e in session.audit_trail(intent_id=self.op.intent_id)
-                     if e.kind is AuditKind.ORDER_SENT and e.data.get("client_order_id") == order_id]
-        return sends[-1] if sends else None
+        return last_send(self.store, self.op.intent_id, order_id)
 
-    def _record_send(self, order_id: str, message: str, **extra: str) -> None:
-        """Record the send with the exchange's clock, just before it goes out (execute's lookup rule)."""
-        with self.store.transaction() as tx:
-            tx.record(AuditEvent(at=self.clock.now(), kind=AuditKind.ORDER_SENT, intent_id=self.op.intent_id,
-                                 operation_id=self.op.id, message=message,
-                                 data={"client_order_id": order_id, "send_stamp": self.exchange.send_stamp(), **extra}))
+    def _send_once(self, order_id: str, message: str, place: Callable[[], Order], **extra: str) -> Order:
+        """Record the send with the exchange's clock, then send (execute's lookup rule; a refusal is recorded too)."""
+        return send_once(self.store, self.exchange, self.clock, self.intent, order_id, message, place,
+                         operation_id=self.op.id, **extra)
 

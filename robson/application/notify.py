@@ -143,11 +143,14 @@ def events_halted(halts: Sequence[Halt], at: datetime) -> list[Notification]:
     ) for h in halts]
 
 
-def event_monitor_error(message: str, at: datetime, operation_id: str | None = None) -> Notification:
-    """Return a 'monitor error' notification: a tick failed, or an operation could not be checked."""
+def event_monitor_error(message: str, at: datetime, operation_id: str | None = None, *,
+                        intent_id: str | None = None) -> Notification:
+    """Return a 'monitor error' notification: a tick failed, an operation could not be checked, or an
+    execution (intent_id) is not settled."""
     where = f"{operation_id}: " if operation_id else ""
+    data = {"operation_id": operation_id, "message": message} | ({"intent_id": intent_id} if intent_id else {})
     return Notification(kind=EventKind.MONITOR_ERROR, at=at, title=f"MONITOR ERROR {where}{message}"[:200],
-                        text=f"monitor: {where}{message}", data={"operation_id": operation_id, "message": message})
+                        text=f"monitor: {where}{message}", data=data)
 
 
 def _check_events(check: OperationCheck) -> list[Notification]:
@@ -162,6 +165,7 @@ def events_from_monitor_report(report: MonitorReport) -> list[Notification]:
     events = [event for check in report.checks for event in _check_events(check)]
     events += events_halted(report.halts, report.at)
     events += [event_monitor_error(p.message, report.at, p.operation_id) for p in report.errors]
+    events += [event_monitor_error(p.message, report.at, intent_id=p.operation_id) for p in report.unresolved]
     return events
 
 

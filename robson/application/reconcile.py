@@ -16,14 +16,14 @@ from robson.application.plan import Account
 from robson.application.ports import Exchange, MarketData, Store
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.strategy import Strategy
-from robson.errors import AlreadyRunning, AnswerLost, RobsonError
+from robson.errors import AlreadyRunning, AnswerLost, RobsonError, TemporaryExchangeError, Unprotected
 
 
 @dataclass(frozen=True, slots=True)
 class Settlement:
     intent_id: str
     exchange: str
-    outcome: str  # executed | failed | waiting | in progress | skipped | error
+    outcome: str  # executed | failed | waiting | in progress | skipped | error (waiting and error may be UNPROTECTED)
     message: str
     operation_id: str | None = None
 
@@ -69,6 +69,9 @@ def _settle(intent: TradingIntent, *, store: Store, venue_for: Callable[[str], V
         return Settlement(intent.id, name, "in progress", str(e))
     except AnswerLost as e:
         return Settlement(intent.id, name, "waiting", str(e))
+    except Unprotected as e:  # what may be held has no stop yet: a lost answer or a rate limit passes by itself
+        waiting = isinstance(e.cause, TemporaryExchangeError)
+        return Settlement(intent.id, name, "waiting" if waiting else "error", str(e))
     except RobsonError as e:
         with store.read() as session:
             status = session.get_intent(intent.id).status

@@ -84,6 +84,8 @@ class MonitorReport:
     skipped: tuple[Problem, ...] = ()  # changed, or being changed, by another command meanwhile
     errors: tuple[Problem, ...] = ()
     halts: tuple[Halt, ...] = ()
+    # Intents still EXECUTING after the tick's reconcile (id: the intent's): a position may be held with no stop.
+    unresolved: tuple[Problem, ...] = ()
 
     @property
     def closed(self) -> list[OperationCheck]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 from typing import Annotated
@@ -48,6 +49,8 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
         log(f"monitor: {problem.operation_id} skipped: {problem.message}")
     for problem in report.errors:
         log(f"monitor: {problem.operation_id}: {problem.message}")
+    for problem in report.unresolved:
+        log(f"monitor: {problem.message}")
 
 
 def with_live_operations(c, paper_report):
@@ -118,20 +121,23 @@ def monitor_command(
     Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)
     """
     from robson.application.monitor import monitor_once
-    from robson.application.watching import run_monitor
-    from robson.cli.reconcile_cmd import settle_pending
+    from robson.application.watching import Problem, run_monitor
+    from robson.cli.reconcile_cmd import settle_pending, unresolved_now
 
     if once and interval is not None:
         raise InvalidInput("give either --once or --interval, not both")
     seconds = None if interval is None else _interval_seconds(interval)
     c = container(ctx)
     errors: list[int] = []
+    unsettled: list = []
 
     def tick():
-        settle_pending(c)  # an execution interrupted by a crash is finished (or failed) before it is watched
+        settlements = settle_pending(c)  # an execution interrupted by a crash is finished (or failed) first
         report = monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
                               strategy_for=c.strategy_or_none)
-        return with_live_operations(c, report)
+        unsettled[:] = unresolved_now(c, settlements)  # not settled: may hold a position no stop protects
+        return dataclasses.replace(with_live_operations(c, report), unresolved=tuple(
+            Problem(u.intent.id, u.describe()) for u in unsettled))
 
     def on_report(report) -> None:
         from robson.application.notify import events_from_monitor_report
@@ -160,6 +166,10 @@ def monitor_command(
         except RobsonError as e:
             notify_error(e)  # the whole tick failed (database busy, a bug): the trader hears of it
             raise
+        if unsettled:
+            from robson.application.unresolved import unresolved_error
+
+            raise unresolved_error(unsettled)
         if errors and errors[-1]:
             raise RobsonError(f"{errors[-1]} operation(s) could not be checked (see above)",
                               hint="the others were checked; run robson monitor --once again once fixed")

@@ -9,7 +9,7 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
-from robson.cli.views import audit_event_doc, operation_doc, operation_view_doc, order_doc
+from robson.cli.views import audit_event_doc, operation_doc, operation_view_doc, order_doc, unresolved_doc
 from robson.domain.money import fmt, parse_decimal
 from robson.domain.operation import CloseReason, OperationStatus, r_multiple
 from robson.errors import InvalidInput
@@ -27,11 +27,13 @@ def status(ctx: typer.Context,
     """
     from robson.application.operations import operation_status
 
-    from robson.cli.reconcile_cmd import settle_pending
+    from robson.cli.reconcile_cmd import settle_pending, unresolved_now
 
     c = container(ctx)
-    settle_pending(c)
+    settlements = settle_pending(c)
     views = operation_status(operation_id, store=c.store, market=c.market, fee_rate=c.settings.fee_rate)
+    # Executions not settled yet may hold a position no stop protects: shown with the open positions, loudly.
+    unresolved = unresolved_now(c, settlements) if operation_id is None else []
 
     def render() -> None:
         rows = []
@@ -47,13 +49,30 @@ def status(ctx: typer.Context,
         title = "Active operations" if operation_id is None else "Operation"
         console().print(table(f"{title} ({len(views)})", ["id", "status", "position", "quantity", "entry", "stop", "target",
                                                          "price now", "P&L", "R", "to stop"], rows))
+        if unresolved:
+            console().print(table(f"Executing, not settled ({len(unresolved)})",
+                                  ["intent", "status", "position", "quantity", "entry", "price now", "exposure",
+                                   "protection"],
+                                  [(u.intent.id, u.intent.status.value, f"{u.intent.side.value} {u.intent.symbol}",
+                                    fmt(u.quantity) if u.entry is not None else f"up to {fmt(u.quantity)}",
+                                    fmt(u.entry.average_price) if u.entry is not None else "unknown", fmt(u.price),
+                                    f"{fmt(u.exposure, 2)} {u.quote_asset}",
+                                    f"stop {u.stop.client_order_id}" if u.protected else "UNPROTECTED")
+                                   for u in unresolved]))
 
-    emit(as_json, {"operations": [operation_view_doc(v) for v in views]}, render)
+    doc = {"operations": [operation_view_doc(v) for v in views]}
+    if operation_id is None:
+        doc["executing"] = [unresolved_doc(u) for u in unresolved]
+    emit(as_json, doc, render)
+    if unresolved:
+        from robson.application.unresolved import unresolved_error
+
+        raise unresolved_error(unresolved)
 
 
 @app.command("list")
 def list_(ctx: typer.Context,
-          status: Annotated[str | None, typer.Option("--status", help="ACTIVE, CLOSED or CANCELLED (default: all).")] = None,
+          status: Annotated[str | None, typer.Option("--status", help="ACTIVE, CLOSED, CANCELLED or DUST (default: all).")] = None,
           as_json: JsonOption = False) -> None:
     """List operations, oldest first.
 

@@ -21,6 +21,26 @@ def settle_pending(c, *, exclude: str | None = None) -> list:
     return settlements
 
 
+UNSETTLED = ("waiting", "error", "skipped")
+
+
+def unresolved_now(c, settlements: list) -> list:
+    """Return the intents settle_pending could not settle and still EXECUTING, priced on the market they execute on.
+
+    One another process is executing right now ("in progress") is not unresolved: that run settles it.
+    """
+    from robson.application.unresolved import unresolved_executions
+
+    stuck = {s.intent_id for s in settlements if s.outcome in UNSETTLED}
+    if not stuck:
+        return []
+
+    def market_for(intent):
+        return c.binance_market if (intent.execution or {}).get("exchange") == "binance" else c.market
+
+    return [u for u in unresolved_executions(c.store, market_for) if u.intent.id in stuck]
+
+
 def reconcile_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Settle every intent left in EXECUTING by a crash or a lost answer: adopt, finish or fail it.
 

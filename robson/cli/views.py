@@ -140,6 +140,26 @@ def operation_view_doc(view: OperationView) -> dict[str, Any]:
     return doc
 
 
+def unresolved_doc(unresolved) -> dict[str, Any]:
+    """An intent still EXECUTING (robson.application.unresolved.Unresolved): what it may hold, unprotected or not."""
+    intent, entry, stop = unresolved.intent, unresolved.entry, unresolved.stop
+    return {
+        "intent_id": intent.id,
+        "status": intent.status,
+        "symbol": intent.symbol,
+        "side": intent.side,
+        "quantity": unresolved.quantity,
+        "entry_filled": entry is not None,
+        "entry_price": entry.average_price if entry is not None else None,
+        "price": unresolved.price,
+        "exposure": unresolved.exposure,
+        "quote_asset": unresolved.quote_asset,
+        "protected": unresolved.protected,
+        "stop_order": stop.client_order_id if unresolved.protected else None,
+        "message": unresolved.describe(),
+    }
+
+
 def order_doc(order: Order) -> dict[str, Any]:
     return {
         "client_order_id": order.client_order_id,
@@ -220,6 +240,7 @@ def monitor_report_doc(report) -> dict[str, Any]:
         "operations": [monitor_check_doc(c) for c in report.checks],
         "skipped": [{"operation_id": p.operation_id, "reason": p.message} for p in report.skipped],
         "errors": [{"operation_id": p.operation_id, "message": p.message} for p in report.errors],
+        "unresolved": [{"intent_id": p.operation_id, "message": p.message} for p in report.unresolved],
     }
 
 
@@ -231,6 +252,8 @@ def monitor_summary(report) -> str:
         parts.append(f"{len(report.skipped)} skipped")
     if report.errors:
         parts.append(f"{len(report.errors)} error{'s' if len(report.errors) != 1 else ''}")
+    if report.unresolved:
+        parts.append(f"{len(report.unresolved)} execution{'s' if len(report.unresolved) != 1 else ''} not settled")
     closes = [f"{c.operation.id} {c.exit.reason.value} @ {fmt(c.operation.exit_price)} "
               f"P&L {fmt(c.operation.realized_pnl, 2)} {c.operation.quote_asset}" for c in report.closed]
     return (f"monitor {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from robson.domain.money import ZERO, is_multiple, round_down_to_step, round_to_tick
+from robson.domain.money import ZERO, fmt, is_multiple, round_down_to_step, round_to_tick
 from robson.errors import InvalidInput
 
 
@@ -129,6 +129,19 @@ class SymbolInfo:
 
     def price_on_tick(self, price: Decimal) -> bool:
         return is_multiple(price - self.min_price if self.min_price else price, self.tick_size)
+
+    def below_minimum(self, quantity: Decimal, price: Decimal | None) -> bool:
+        """True when no order can trade quantity: nothing, under LOT_SIZE min, or worth less than MIN_NOTIONAL at price."""
+        return (quantity <= 0 or quantity < self.min_qty
+                or (price is not None and quantity * price < self.min_notional))
+
+    def dust_reason(self, quantity: Decimal, price: Decimal | None) -> str:
+        """Say why quantity is below what the exchange trades (below_minimum), with the filter's numbers."""
+        if quantity <= 0 or quantity < self.min_qty:
+            return f"{fmt(quantity)} {self.base_asset} is below the LOT_SIZE minimum of {fmt(self.min_qty)}"
+        value = fmt(quantity * price, 2) if price is not None else "?"
+        return (f"{fmt(quantity)} {self.base_asset} is worth {value} {self.quote_asset}, below the minimum order "
+                f"value of {fmt(self.min_notional)} {self.quote_asset}")
 
     @classmethod
     def from_exchange_info(cls, entry: dict) -> SymbolInfo:

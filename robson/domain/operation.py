@@ -1,7 +1,9 @@
 """The operation (an open position) and its P&L arithmetic (SPEC §2).
 
-ACTIVE → CLOSED (stop, target, trailing, time exit, manual) or CANCELLED. Created only
-when orders were really placed, 1:1 with its intent.
+ACTIVE → CLOSED (stop, target, trailing, time exit, manual) or CANCELLED, or DUST: a position
+below the exchange's minimum order (LOT_SIZE min, MIN_NOTIONAL) that no order can protect or
+sell; it stays in the wallet, books no P&L and is no longer watched. Created only when orders
+were really placed, 1:1 with its intent.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class OperationStatus(StrEnum):
     ACTIVE = "ACTIVE"
     CLOSED = "CLOSED"
     CANCELLED = "CANCELLED"
+    DUST = "DUST"  # too small for any order: left in the wallet, not watched, no P&L booked
 
 
 class CloseReason(StrEnum):
@@ -36,11 +39,13 @@ class CloseReason(StrEnum):
 class OperationEvent(StrEnum):
     CLOSE = "close"
     CANCEL = "cancel"
+    LEAVE_AS_DUST = "leave as dust"
 
 
 TRANSITIONS: dict[tuple[OperationStatus, OperationEvent], OperationStatus] = {
     (OperationStatus.ACTIVE, OperationEvent.CLOSE): OperationStatus.CLOSED,
     (OperationStatus.ACTIVE, OperationEvent.CANCEL): OperationStatus.CANCELLED,
+    (OperationStatus.ACTIVE, OperationEvent.LEAVE_AS_DUST): OperationStatus.DUST,
 }
 
 
@@ -102,6 +107,12 @@ class Operation:
             closed_at=at,
             updated_at=at,
         )
+
+
+    def leave_as_dust(self, *, at: datetime) -> Operation:
+        """Return the operation DUST: held, but below any order the exchange takes; raise IllegalTransition unless ACTIVE."""
+        status = next_status(self.status, OperationEvent.LEAVE_AS_DUST)
+        return dataclasses.replace(self, status=status, closed_at=at, updated_at=at)
 
 
 def gross_pnl(side: Side, entry: Decimal, exit_price: Decimal, quantity: Decimal) -> Decimal:

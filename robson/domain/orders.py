@@ -100,12 +100,14 @@ class AuditKind(StrEnum):
     CANCELLED = "cancelled"
     EXECUTION_STARTED = "execution_started"
     ORDER_SENT = "order_sent"
+    ORDER_REFUSED = "order_refused"  # the exchange refused a send for certain: it never reached the book
     ORDER_FILLED = "order_filled"
     STOP_PLACED = "stop_placed"
     STOP_MOVED = "stop_moved"
     EXECUTED = "executed"
     EXECUTION_FAILED = "execution_failed"
     CLOSED = "closed"
+    LEFT_AS_DUST = "left_as_dust"  # a holding below any order the exchange takes: no longer watched
 
 
 @dataclass(frozen=True, slots=True)

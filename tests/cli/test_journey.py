@@ -143,7 +143,7 @@ def test_closing_an_operation_realizes_the_pnl_net_of_both_fees(robson, db_path)
     balances = paper_balances(db_path)
     assert balances["USDT"] == (usdt_before + exit_ * quantity - exit_fee, D("0"))
     assert balances["BTC"] == (D("0"), D("0"))  # the stop was cancelled, its lock released and sold
-    assert parsed(robson("operation", "status", "--json")) == {"operations": []}
+    assert parsed(robson("operation", "status", "--json")) == {"operations": [], "executing": []}
     listed = parsed(robson("operation", "list", "--status", "closed", "--json"))["operations"]
     assert [op["id"] for op in listed] == [opened["id"]]
     orders = {o["client_order_id"]: o for o in parsed(robson("plan", "show", planned["id"], "--json"))["orders"]}

@@ -55,9 +55,11 @@ def test_validated_cannot_jump_to_executed():
         intent_sm.next_status(S.VALIDATED, E.EXECUTION_SUCCEEDED)
 
 
-def test_operation_closes_or_cancels_only_from_active():
+def test_operation_closes_cancels_or_is_left_as_dust_only_from_active():
     assert operation_sm.next_status(OperationStatus.ACTIVE, OperationEvent.CLOSE) is OperationStatus.CLOSED
     assert operation_sm.next_status(OperationStatus.ACTIVE, OperationEvent.CANCEL) is OperationStatus.CANCELLED
-    for status, event in itertools.product([OperationStatus.CLOSED, OperationStatus.CANCELLED], OperationEvent):
+    assert operation_sm.next_status(OperationStatus.ACTIVE, OperationEvent.LEAVE_AS_DUST) is OperationStatus.DUST
+    ended = [OperationStatus.CLOSED, OperationStatus.CANCELLED, OperationStatus.DUST]
+    for status, event in itertools.product(ended, OperationEvent):
         with pytest.raises(IllegalTransition):
             operation_sm.next_status(status, event)

@@ -304,7 +304,7 @@ def unreadable_answer(response: Any) -> AnswerLost:
     status = getattr(response, "status_code", None)
     try:
         body = response.text if response is not None else ""
-    except Exception:  # undecodable bytes: say so rather than show them
+    except (AttributeError, LookupError, ValueError):  # undecodable bytes: say so rather than show them
         body = "undecodable bytes"
     return AnswerLost(f"Binance answered HTTP {status if status is not None else '(no status)'} with "
                       f"{answer_excerpt(body)}, not an answer robson can read")
