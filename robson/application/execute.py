@@ -41,7 +41,6 @@ from robson.errors import (
     ExecutionRefused,
     InsufficientBalance,
     OrderRejected,
-    RateLimited,
     RobsonError,
     Unprotected,
 )
@@ -322,9 +321,7 @@ def _protect(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: De
                                f"({stop_id})" + _anchored(intent, stop, target),
                                lambda: exchange.place_stop_order(symbol, side.opposite, quantity, stop, limit, stop_id,
                                                                  target_price=target, intent_id=intent.id))
-    except (AnswerLost, RateLimited):
-        raise
-    except (OrderRejected, InsufficientBalance) as e:
+    except (OrderRejected, InsufficientBalance) as e:  # refused: exit at market; anything else is raised
         return None, e
     if exchange.live:
         _mirror(store, [stop_order], intent)

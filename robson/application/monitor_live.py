@@ -40,7 +40,7 @@ from decimal import Decimal
 from typing import NoReturn
 
 from robson.application.sending import last_send, safe_to_send, send_once
-from robson.application.unresolved import SETTLE_HINT
+from robson.application.unresolved import CLOSE_IT_YOURSELF
 from robson.application.watching import (
     Modification,
     MonitorReport,
@@ -78,6 +78,7 @@ from robson.domain.orders import (
 from robson.domain.strategy import Strategy
 from robson.errors import (
     AlreadyRunning,
+    AnswerLost,
     ExchangeError,
     IllegalTransition,
     InsufficientBalance,
@@ -425,8 +426,14 @@ class _Watch:
         stored = self._stored(order_id)
         if order is None:
             if not stored:
-                # Sent but not seen: an earlier send may still arrive; raise AnswerLost until it no longer can.
-                safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
+                # Sent but not seen: an earlier send may still arrive; nothing is sent until it no longer can.
+                try:
+                    safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
+                except AnswerLost as e:
+                    raise Unprotected(f"UNPROTECTED: {fmt(self._held())} {self.info.base_asset} held and its "
+                                      f"protective stop is not on {self.exchange.name.capitalize()} yet: {e}",
+                                      hint="the next check places it once the lost one can no longer arrive "
+                                           f"(never twice); {CLOSE_IT_YOURSELF}", cause=e) from None
             return None
         if stored:
             self._mirror(order)
@@ -530,7 +537,7 @@ class _Watch:
             except RobsonError as e:  # lost (it may exist: never exit on a guess), rate limited, out of reach
                 raise Unprotected(f"UNPROTECTED: {fmt(quantity)} {info.base_asset} held and no stop on "
                                   f"{self.exchange.name.capitalize()}: {why}; placing {order_id} failed: {e}",
-                                  hint="the next check places it (never twice); " + SETTLE_HINT.split("; ")[-1],
+                                  hint=f"the next check places it (never twice); {CLOSE_IT_YOURSELF}",
                                   cause=e) from None
         self._adopt(placed, why, previous=previous)
         return placed

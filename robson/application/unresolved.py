@@ -18,8 +18,9 @@ from robson.domain.money import fmt
 from robson.domain.orders import OPEN_STATUSES, Order, OrderRole, client_order_id
 from robson.errors import RobsonError, Unprotected
 
+CLOSE_IT_YOURSELF = "close the position on the exchange yourself if it cannot wait"
 SETTLE_HINT = ("run `robson reconcile` (or keep `robson monitor` running): it places the missing stop as soon as the "
-               "exchange allows, never twice; close the position on the exchange yourself if it cannot wait")
+               f"exchange allows, never twice; {CLOSE_IT_YOURSELF}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from robson.cli.app import container
 from robson.cli.output import JsonOption, console, log, print_json, table
 from robson.cli.views import monitor_report_doc, monitor_summary
 from robson.domain.money import fmt, parse_decimal
-from robson.errors import AlreadyRunning, InvalidInput, RobsonError
+from robson.errors import AlreadyRunning, InvalidInput, RobsonError, Unprotected
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1, 86400
@@ -128,7 +128,7 @@ def monitor_command(
         raise InvalidInput("give either --once or --interval, not both")
     seconds = None if interval is None else _interval_seconds(interval)
     c = container(ctx)
-    errors: list[int] = []
+    errors: list = []  # each tick's problems
     unsettled: list = []
 
     def tick():
@@ -142,7 +142,7 @@ def monitor_command(
     def on_report(report) -> None:
         from robson.application.notify import events_from_monitor_report
 
-        errors.append(len(report.errors))
+        errors.append(report.errors)
         _render(report, as_json, stream=not once)
         c.notify(lambda: events_from_monitor_report(report), ctx)  # the tick's state is saved; sending is queued
 
@@ -171,7 +171,13 @@ def monitor_command(
 
             raise unresolved_error(unsettled)
         if errors and errors[-1]:
-            raise RobsonError(f"{errors[-1]} operation(s) could not be checked (see above)",
+            unprotected = [p.operation_id for p in errors[-1] if p.message.startswith("UNPROTECTED")]
+            if unprotected:
+                raise Unprotected(f"UNPROTECTED: {', '.join(unprotected)} may be held with no stop on the exchange "
+                                  f"(see above); {len(errors[-1])} operation(s) could not be checked",
+                                  hint="run robson monitor --once again (or keep robson monitor running): each check "
+                                       "places the missing stop as soon as the exchange allows, never twice")
+            raise RobsonError(f"{len(errors[-1])} operation(s) could not be checked (see above)",
                               hint="the others were checked; run robson monitor --once again once fixed")
         return
     stop = threading.Event()

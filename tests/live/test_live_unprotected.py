@@ -29,7 +29,7 @@ def execute(live: Live, intent_id: str):
 def assert_loud(result, *fragments: str) -> None:
     assert result.exit_code == 1, (result.exit_code, result.stdout, result.stderr)
     assert "Traceback" not in result.stderr
-    for fragment in ("UNPROTECTED", *fragments):
+    for fragment in ("Error: UNPROTECTED", *fragments):
         assert fragment in result.stderr, result.stderr
 
 
@@ -137,4 +137,22 @@ def test_a_rate_limited_stop_replacement_in_the_monitor_is_placed_on_the_next_ti
     assert again.exit_code == 0, again.stderr
     assert [o["clientOrderId"] for o in open_stops(live, planned["id"])] == [f"rb-{planned['id']}-S1"]
     assert len(live.orders("MARKET")) == 1
+    assert_every_active_operation_has_one_open_stop(live)
+
+
+def test_a_lost_stop_replacement_in_the_monitor_is_unprotected_on_every_tick_until_it_is_placed(live: Live) -> None:
+    planned = live.planned_and_validated()
+    live.ok("execute", planned["id"], "--live", "--acknowledge-risk")
+    live.server.cancel_by_hand(f"rb-{planned['id']}-S")
+    live.server.inject(Fault.drop_connection(after_processing=False), "POST", OCO)
+
+    lost = live.run("monitor", "--once")
+    waiting = live.run("monitor", "--once")  # the lost stop could still arrive: nothing is sent
+    live.server.clock_offset_ms = PAST_RECV_WINDOW_MS
+    placed = live.run("monitor", "--once")
+
+    assert_loud(lost, f"rb-{planned['id']}-S1")
+    assert_loud(waiting, "could still be executed")
+    assert placed.exit_code == 0, placed.stderr
+    assert [o["clientOrderId"] for o in open_stops(live, planned["id"])] == [f"rb-{planned['id']}-S1"]
     assert_every_active_operation_has_one_open_stop(live)
