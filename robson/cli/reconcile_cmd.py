@@ -35,8 +35,10 @@ def unresolved_now(c, settlements: list) -> list:
     if not stuck:
         return []
 
-    def market_for(intent):
-        return c.binance_market if (intent.execution or {}).get("exchange") == "binance" else c.market
+    def market_for(intent):  # None: no price asked, the exposure is shown at the fill
+        if (intent.execution or {}).get("exchange") != "binance":
+            return c.market
+        return c.binance_market if c.keys_present() else None
 
     return [u for u in unresolved_executions(c.store, market_for) if u.intent.id in stuck]
 

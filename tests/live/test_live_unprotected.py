@@ -156,3 +156,19 @@ def test_a_lost_stop_replacement_in_the_monitor_is_unprotected_on_every_tick_unt
     assert placed.exit_code == 0, placed.stderr
     assert [o["clientOrderId"] for o in open_stops(live, planned["id"])] == [f"rb-{planned['id']}-S1"]
     assert_every_active_operation_has_one_open_stop(live)
+
+
+def test_without_keys_an_unsettled_live_execution_is_still_shown_unprotected_at_its_fill(live: Live) -> None:
+    planned = live.planned_and_validated()
+    live.server.inject(Fault.raw(502, HTML_502, content_type="text/html", after_processing=False), "POST", OCO)
+    assert_loud(execute(live, planned["id"]))
+    asked = len(live.server.requests)
+
+    status = live.run("operation", "status", "--json", BINANCE_API_KEY=None, BINANCE_API_SECRET=None)
+
+    assert_loud(status, f"{planned['id']} EXECUTING")
+    assert "set BINANCE_API_KEY" in status.stderr  # why reconcile could not settle it
+    [executing] = json.loads(status.stdout)["executing"]
+    assert (executing["price"], executing["protected"]) == (None, False)
+    assert Decimal(executing["exposure"]) == Decimal(executing["quantity"]) * Decimal(executing["entry_price"])
+    assert len(live.server.requests) == asked  # without keys, nothing was asked of Binance
