@@ -654,7 +654,10 @@ class _Watch:
         op = self.op
         self.exiting = True
         wanted = self._held()
-        price = self.prices.of(op.symbol)
+        try:
+            price: Decimal | None = self.prices.of(op.symbol)
+        except RobsonError:  # no price: the exit is still tried; only LOT_SIZE can tell dust then
+            price = None
         if self.info.below_minimum(wanted, price):
             self._leave_as_dust(wanted, price, why, reason)
         exit_id = latest_order_id(self.store, op.intent_id, OrderRole.EXIT)
@@ -720,7 +723,7 @@ class _Watch:
         """True when nothing is left, or too little for the exchange's LOT_SIZE or minimum order value."""
         return self.info.below_minimum(quantity, price)
 
-    def _leave_as_dust(self, held: Decimal, price: Decimal, why: str,
+    def _leave_as_dust(self, held: Decimal, price: Decimal | None, why: str,
                        reason: CloseReason | None = None) -> NoReturn:
         """End an operation whose holding no order can trade (raises _Closed), instead of retrying every tick.
 
@@ -730,24 +733,21 @@ class _Watch:
         op = self.op
         dust = f"{self.info.dust_reason(held, price)}, so no order can protect or sell it"
         sold = self._partly_filled()
-        if sold and held > 0:
+        if sold:
             last = max(sold, key=lambda o: o.updated_at)
             exit_reason = reason or (CloseReason.TARGET if self._at_target(last) else self._stop_reason(last.stop_price))
-            self._close(last, exit_reason, None, "last fill", f"{why}; the rest is dust: {dust}")
-        if not sold:
-            dusty = op.leave_as_dust(at=self.now)
-            message = f"left as dust: {why}; {dust}; it stays in the wallet, no P&L booked, no longer watched"
-            with self.store.transaction() as tx:
-                if tx.get_operation(op.id) != op:
-                    raise _Changed(op.id)
-                tx.update_operation(dusty, expected_status=OperationStatus.ACTIVE)
-                tx.record(AuditEvent(at=self.now, kind=AuditKind.LEFT_AS_DUST, intent_id=op.intent_id,
-                                     operation_id=op.id, message=message,
-                                     data={"quantity": fmt(held), "price": fmt(price)}))
-            self.op = dusty
-            self.notes.append(message)
-            raise _Closed(self._report(None))
-        self._close(sold[-1], reason or self._stop_reason(op.stop), None, "last fill", why)  # nothing held: sold out
+            self._close(last, exit_reason, None, "last fill", f"{why}; the rest is dust: {dust}" if held > 0 else why)
+        dusty = op.leave_as_dust(at=self.now)
+        message = f"left as dust: {why}; {dust}; it stays in the wallet, no P&L booked, no longer watched"
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            tx.update_operation(dusty, expected_status=OperationStatus.ACTIVE)
+            tx.record(AuditEvent(at=self.now, kind=AuditKind.LEFT_AS_DUST, intent_id=op.intent_id, operation_id=op.id,
+                                 message=message, data={"quantity": fmt(held), "price": fmt(price)}))
+        self.op = dusty
+        self.notes.append(message)
+        raise _Closed(self._report(None))
 
     def _protect_rest(self, why: str, said: str) -> NoReturn:
         """Place a stop for what the exits did not sell and raise ExchangeError saying so (the next check retries)."""

@@ -65,3 +65,20 @@ def test_a_rest_below_the_minimum_after_a_partial_stop_fill_closes_at_the_fills_
     assert "the rest is dust" in first.stderr
     assert second.exit_code == 0 and json.loads(second.stdout)["checked"] == 0
     assert [o["clientOrderId"] for o in live.orders()] == [f"rb-{planned['id']}-E", stop_id, f"rb-{planned['id']}-T"]
+
+
+def test_a_position_the_exchange_minimum_outgrew_is_left_as_dust_by_the_monitor_once(live: Live) -> None:
+    planned = live.planned_and_validated()
+    live.ok("execute", planned["id"], "--live", "--acknowledge-risk")
+    live.server.use_notional_filter("2000")  # Binance raised the minimum order value above the whole position
+    live.server.cancel_by_hand(f"rb-{planned['id']}-S")
+
+    first = live.run("monitor", "--once", "--json")
+    second = live.run("monitor", "--once", "--json")
+
+    assert first.exit_code == 0, first.stderr
+    assert "below the minimum order value of 2000 USDT" in first.stderr and "left as dust" in first.stderr
+    [operation] = live.ok("operation", "list")["operations"]
+    assert (operation["status"], operation["realized_pnl"]) == ("DUST", None)
+    assert second.exit_code == 0 and json.loads(second.stdout)["checked"] == 0
+    assert [o["type"] for o in live.orders()] == ["MARKET", "STOP_LOSS_LIMIT", "LIMIT_MAKER"]  # nothing re-sent
