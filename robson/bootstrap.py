@@ -132,9 +132,14 @@ class Container:
 
     @cached_property
     def strategies(self):
+        import sys
+
         from robson.adapters.strategies import StrategyCatalog
 
-        return StrategyCatalog.default(self.settings["strategies_dir"])
+        def announce(message: str) -> None:
+            print(message, file=sys.stderr)
+
+        return StrategyCatalog.default(self.settings["strategies_dir"], announce)
 
     @cached_property
     def account(self) -> Account:
@@ -148,6 +153,7 @@ class Container:
             limits=s.risk_limits(),
             validation_max_age_minutes=s["execution.validation_max_age_minutes"],
             stop_limit_offset_percent=s["execution.stop_limit_offset_percent"],
+            risk_change_tolerance_percent=s["execution.risk_change_tolerance_percent"],
         )
 
     @cached_property
@@ -190,7 +196,7 @@ class Container:
         return api_keys(self.settings) is not None
 
     def strategy_or_none(self, name: str):
-        """Return the named strategy, or None if it no longer exists."""
+        """Return the named strategy, or None if it no longer exists; raise StrategyError if its file is broken."""
         from robson.errors import NotFound
 
         try:

@@ -246,7 +246,8 @@ FIELDS: tuple[Field, ...] = (
     Field("cache_dir", _optional_text, None, "folder for parsed candle arrays and Binance klines a backtest fetched; default: the user cache directory"),
     Field("fees.taker_percent", _decimal_within(at_most="10"), Decimal("0.1"), "taker fee per side, percent of notional"),
     Field("risk.max_risk_percent", _positive_decimal, Decimal("2"), "account cap on risk per trade (strategies set their own ≤ this; hard ceiling 2)"),
-    Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital"),
+    Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital (sizing caps at it; validate fails above it)"),
+    Field("risk.warn_entry_gap_percent", _decimal_within(below="100"), Decimal("0.5"), "validate warns when the planned entry is this far (percent) from the market price"),
     Field("risk.daily_loss_percent", _positive_decimal, Decimal("2"), "no new entries once today's realized loss reaches this percent of capital"),
     Field("risk.monthly_drawdown_percent", _positive_decimal, Decimal("4"), "trading HALTED once this month's realized loss reaches this percent"),
     Field("risk.max_open_positions", _int, 5, "open operations allowed in total"),
@@ -259,6 +260,7 @@ FIELDS: tuple[Field, ...] = (
     Field("risk.cooldown_minutes", _minutes, 15, "minutes after a stop-out before the same symbol may be entered again"),
     Field("execution.validation_max_age_minutes", _minutes, 15, "execute refuses a validation older than this (market time)"),
     Field("execution.live_trading_enabled", _bool, False, "allow LIVE orders at all (still needs --live and acknowledgement)"),
+    Field("execution.risk_change_tolerance_percent", _decimal_within(below="100"), Decimal("25"), "execute refuses when the price now would raise the planned risk, or cut the planned reward-to-risk, by more than this percent"),
     Field("paper.balances", _balances, {"USDT": Decimal("1000")}, "starting paper wallet"),
     Field("paper.slippage_percent", _decimal_within(at_most="10"), Decimal("0.05"), "paper market orders fill this much worse than the price"),
     Field("execution.stop_limit_offset_percent", _decimal_within(above="0", below="100"), Decimal("0.5"), "limit of the protective stop-limit order this far beyond its stop, so it still fills in a fast move"),
@@ -359,6 +361,8 @@ class Settings:
             max_stop_distance_percent=v["risk.max_stop_distance_percent"],
             max_data_age_minutes=v["risk.max_data_age_minutes"],
             cooldown_minutes=v["risk.cooldown_minutes"],
+            max_position_percent=v["risk.max_position_percent"],
+            warn_entry_gap_percent=v["risk.warn_entry_gap_percent"],
         )
 
 

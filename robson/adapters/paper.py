@@ -17,7 +17,7 @@ from decimal import Decimal
 from robson.application.ports import Balance, MarketData, Store, StoreSession
 from robson.domain.lifecycle import market_fill
 from robson.domain.market import Side, SymbolInfo, datetime_to_ms
-from robson.domain.money import ZERO, fmt
+from robson.domain.money import ZERO, fmt, fmt_amount
 from robson.domain.orders import Order, OrderStatus, OrderType
 from robson.errors import InsufficientBalance, OrderRejected
 
@@ -35,6 +35,11 @@ class PaperExchange:
         self._fee_rate = fee_rate
         self._slippage_rate = slippage_rate
         self._starting = starting_balances
+
+    @property
+    def market(self) -> MarketData:
+        """The market paper orders fill against."""
+        return self._market
 
     @property
     def fee_rate(self) -> Decimal:
@@ -76,11 +81,13 @@ class PaperExchange:
         tx.set_balance(ACCOUNT, updated)
 
     @staticmethod
-    def _require(balances: dict[str, Balance], asset: str, amount: Decimal, what: str) -> None:
+    def _require(balances: dict[str, Balance], asset: str, amount: Decimal, what: str, *, money: bool = False) -> None:
+        """Raise InsufficientBalance when less than amount of asset is free (money: say it to the cent)."""
         free = balances.get(asset, Balance(asset, ZERO, ZERO)).free
         if free < amount:
+            shown = fmt_amount if money else fmt
             raise InsufficientBalance(
-                f"paper account has {fmt(free)} {asset} free, {what} needs {fmt(amount)} {asset}"
+                f"paper account has {shown(free)} {asset} free, {what} needs {shown(amount)} {asset}"
             )
 
     # --- orders ----------------------------------------------------------------------------
@@ -116,7 +123,8 @@ class PaperExchange:
                 return existing
             balances = self._balances(tx)
             if side is Side.BUY:
-                self._require(balances, info.quote_asset, notional + fee, f"buying {fmt(quantity)} {info.base_asset}")
+                self._require(balances, info.quote_asset, notional + fee, f"buying {fmt(quantity)} {info.base_asset}",
+                              money=True)
                 self._move(tx, balances, info.quote_asset, free=-(notional + fee))
                 self._move(tx, balances, info.base_asset, free=quantity)
             else:

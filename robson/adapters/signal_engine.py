@@ -110,10 +110,25 @@ class Series:
         return None
 
 
+VALUE_PLACES = Decimal("1e-8")   # the finest precision Binance quotes; indicator values shown to it
+
+
 def _to_decimal(value: float) -> Decimal | None:
-    """A float as the shortest decimal that reads back to it (the number meant); None when missing."""
+    """A float as a decimal of at most 8 places (a price or an indicator value as a trader reads it).
+
+    The shortest decimal that reads back to the float, rounded half-even to 1e-8 without trailing
+    zeros: candle prices come back exactly, averages stop at 8 places instead of float noise
+    (33020.70333333, not 33020.703333333326). None when the value is missing.
+    """
     number = float(value)
-    return None if not np.isfinite(number) else Decimal(repr(number))
+    if not np.isfinite(number):
+        return None
+    exact = Decimal(repr(number))
+    if exact.as_tuple().exponent >= -8:  # type: ignore[operator]
+        return exact
+    rounded = exact.quantize(VALUE_PLACES)
+    text = format(rounded, "f").rstrip("0").rstrip(".")
+    return Decimal(text or "0")
 
 
 def _scaled(values: Any) -> Any:

@@ -17,11 +17,13 @@ from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.application.sending import safe_to_send, send_once
 from robson.application.unresolved import SETTLE_HINT
+from robson.application.validate import recheck_portfolio
 from robson.domain.ids import OPERATION_PREFIX, new_id
 from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
 from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, stop_limit_price
 from robson.domain.market import SymbolInfo, check_not_before
-from robson.domain.money import fmt, percent
+from robson.domain.sizing import reward_to_risk
+from robson.domain.money import fmt, fmt_amount, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import (
     OPEN_STATUSES,
@@ -117,8 +119,8 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
         )
     limits = account.limits_for(strategy)
     info = market.symbol_info(intent.symbol)
-    _, risk = execution_risk(intent.side, intent.quantity, price, intent.stop, anchor_of(intent), info,
-                             account.fee_rate)
+    stop, risk = execution_risk(intent.side, intent.quantity, price, intent.stop, anchor_of(intent), info,
+                                account.fee_rate)
     risk_pct = percent(risk, intent.capital)
     if risk_pct > limits.max_risk_percent:
         raise ExecutionRefused(
@@ -126,7 +128,37 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
             f"of capital {fmt(intent.capital)}",
             hint="plan again at the current price",
         )
+    changed = risk_change(intent, price, stop, risk, info, account)
+    if changed is not None:
+        raise ExecutionRefused(f"price moved to {fmt(price)} from the planned entry {fmt(intent.entry)}: {changed}",
+                               hint="the market order would not be the trade you validated; plan again at the "
+                                    "current price (nothing was sent)")
     return price
+
+
+def risk_change(intent: TradingIntent, price: Decimal, stop: Decimal, risk: Decimal, info: SymbolInfo,
+                account: Account) -> str | None:
+    """Say how entering at price now would change the validated trade beyond the tolerance, or None.
+
+    The risk must not grow, nor the reward-to-risk shrink, by more than
+    execution.risk_change_tolerance_percent: --entry is a plan, not a limit order, so execute
+    refuses rather than fill far from it.
+    """
+    tolerance = account.risk_change_tolerance_percent
+    planned = intent.quantity * abs(intent.entry - intent.stop)
+    if planned > 0 and percent(risk - planned, planned) > tolerance:
+        return (f"the trade would risk {fmt(risk, 2)} instead of the planned {fmt(planned, 2)} "
+                f"(+{fmt(percent(risk - planned, planned), 1)}% > {fmt(tolerance)}% tolerance)")
+    if intent.target is None:
+        return None
+    _, target = anchor_to_fill(intent.side, price, anchor_of(intent), intent.stop, intent.target, info,
+                               account.fee_rate)
+    planned_rr = reward_to_risk(intent.side, intent.entry, intent.stop, intent.target)
+    now_rr = reward_to_risk(intent.side, price, stop, target)
+    if planned_rr and now_rr is not None and percent(planned_rr - now_rr, planned_rr) > tolerance:
+        return (f"its reward-to-risk would be {fmt(now_rr, 2)} instead of the planned {fmt(planned_rr, 2)} "
+                f"(−{fmt(percent(planned_rr - now_rr, planned_rr), 1)}% > {fmt(tolerance)}% tolerance)")
+    return None
 
 
 def anchor_of(intent: TradingIntent) -> dict[str, str]:
@@ -163,10 +195,13 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
     check_not_before(clock.now(), intent.updated_at, f"the last change of {intent.id} ({intent.status.value})")
     ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
     # One run per intent at a time: a second one waits, then finds the work done.
+    info, balances = market.symbol_info(intent.symbol), exchange.balances()  # fetched before the write lock
     with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}", wait_seconds=LOCK_WAIT_SECONDS):
         with store.transaction() as tx:
             current = tx.get_intent(intent.id)
             if current.status is IntentStatus.VALIDATED:
+                recheck_portfolio(current, tx, info=info, balances=balances, account=account,
+                                  limits=account.limits_for(strategy), now=clock.now())
                 current = current.apply(IntentEvent.EXECUTION_STARTED, clock.now(),
                                         execution={"status": "executing", "exchange": exchange.name})
                 tx.update_intent(current, expected_status=IntentStatus.VALIDATED)
@@ -248,7 +283,7 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
     _record_once(store, AuditEvent(
         at=clock.now(), kind=AuditKind.ORDER_FILLED, intent_id=intent.id,
         message=f"entry filled {fmt(entry.filled_quantity)} @ {fmt(entry.average_price)} "
-                f"fee {fmt(entry.fee)}{' ' + entry.fee_asset if entry.fee_asset else ''}"
+                f"fee {fmt_amount(entry.fee)}{' ' + entry.fee_asset if entry.fee_asset else ''}"
                 + ("" if entry.filled_quantity == intent.quantity else f" (partial: {fmt(intent.quantity)} ordered)"),
     ), entry_id)
 

@@ -27,6 +27,7 @@ from robson.application.watching import (
     Problem,
     StrategyFor,
     candles_examined,
+    strategy_of,
     checked_since,
     fetch_candles,
     loss_halts,
@@ -36,8 +37,8 @@ from robson.application.watching import (
     stop_moved_event,
 )
 from robson.domain.lifecycle import stop_limit_price, walk_settings
-from robson.domain.market import Candle, SymbolInfo
-from robson.domain.money import fmt
+from robson.domain.market import Candle, SymbolInfo, datetime_to_ms
+from robson.domain.money import fmt, fmt_amount
 from robson.domain.monitoring import (
     Exit,
     WalkResult,
@@ -75,20 +76,40 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
             infos[symbol] = market.symbol_info(symbol)
         except (MarketDataError, NotFound) as e:  # this symbol's operations fail; the others are checked
             fetched[symbol] = e
+    adopted = _filled_exits(store, paper)
     for op in paper:
+        if op.id in adopted:  # closed by hand before, its exit filled, the close never written: book that fill
+            walks.append(_adopt_exit(op, adopted[op.id], infos.get(op.symbol) or market.symbol_info(op.symbol)))
+            continue
         found = fetched[op.symbol]
         if isinstance(found, RobsonError):
             errors.append(Problem(op.id, str(found)))
             continue
         timeframe, candles = found
+        strategy = strategy_of(op, strategy_for, errors)
         try:
-            walks.append(_walk(op, candles, timeframe, market=market, book=exchange, strategy=strategy_for(op.strategy),
+            walks.append(_walk(op, candles, timeframe, market=market, book=exchange, strategy=strategy,
                                now=now, info=infos[op.symbol]))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e)))
     checks = _save_walks(store, walks, exchange, account, skipped, errors)
     halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
     return MonitorReport(now, tuple(checks), tuple(skipped), tuple(errors), tuple(halts))
+
+
+def _filled_exits(store: Store, paper: list[Operation]) -> dict[str, Order]:
+    """The ACTIVE operations whose market exit already FILLED (a close interrupted in an older robson)."""
+    with store.read() as session:
+        found = {op.id: session.get_order(client_order_id(op.intent_id, OrderRole.EXIT)) for op in paper}
+    return {op_id: order for op_id, order in found.items() if order is not None and order.status is OrderStatus.FILLED}
+
+
+def _adopt_exit(op: Operation, order: Order, info: SymbolInfo) -> _Walk:
+    """A walk that closes the operation at its filled exit's own price and fee (never at a price it did not get)."""
+    exit_ = Exit(at=order.updated_at, price=order.average_price, trigger_price=order.average_price, fee=order.fee,
+                 reason=CloseReason.MANUAL, candle_open_time=datetime_to_ms(order.updated_at))
+    result = WalkResult(moves=(), exit=exit_, stop=op.stop, last_checked_at=op.last_checked_at)
+    return _Walk(op, apply_walk(op, result), result, "-", 0, info)
 
 
 def _save_walks(store: Store, walks: list[_Walk], book: PaperBook, account: Account, skipped: list[Problem],
@@ -181,16 +202,6 @@ def _save(tx: StoreSession, walk: _Walk, book: PaperBook, account: Account) -> O
     return OperationCheck(op, updated, walk.timeframe, walk.examined, result.moves, result.exit)
 
 
-def check_operation(op: Operation, candles: Sequence[Candle], timeframe: str, *, store: Store, market: MarketData,
-                    book: PaperBook, account: Account, strategy: Strategy | None, now: datetime) -> OperationCheck:
-    """Walk one paper operation and persist the result in one transaction; raise _Changed if it moved meanwhile."""
-    walk = _walk(op, candles, timeframe, market=market, book=book, strategy=strategy, now=now)
-    if not walk.changed:
-        return walk.check
-    with store.transaction() as tx:
-        return _save(tx, walk, book, account)
-
-
 def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Operation, exit_: Exit,
                  order: Order | None, stop_id: str) -> Operation:
     """Fill the protective order (stop or target leg) or exit at market; record fill and close; return the close."""
@@ -205,18 +216,21 @@ def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Opera
         exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
         filled = book.settle_market_exit(tx, op.symbol, op.side.opposite, op.quantity, exit_id, price=exit_.price,
                                          fee=exit_.fee, at=exit_.at, cancel=stop_id, intent_id=op.intent_id)
+        if (filled.average_price, filled.fee) != (exit_.price, exit_.fee):  # an exit that filled before: its own fill
+            closed = op.close(exit_price=filled.average_price, exit_fee=filled.fee, reason=exit_.reason,
+                              at=filled.updated_at)
         what = "exit MARKET"
     gap = " (gapped: filled at the candle's open)" if exit_.gapped else ""
     tx.record(AuditEvent(
         at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
         message=f"{what} {filled.side.value} {fmt(filled.quantity)} filled @ {fmt(closed.exit_price)}{gap} "
-                f"fee {fmt(closed.exit_fee)} {op.quote_asset}",
+                f"fee {fmt_amount(closed.exit_fee)} {op.quote_asset}",
         data={"client_order_id": filled.client_order_id},
     ))
     r = r_multiple(closed)
     tx.record(AuditEvent(
         at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
-        message=f"closed by the monitor: {exit_.reason.value} @ {fmt(closed.exit_price)} fee {fmt(closed.exit_fee)}, "
+        message=f"closed by the monitor: {exit_.reason.value} @ {fmt(closed.exit_price)} fee {fmt_amount(closed.exit_fee)}, "
                 f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}"
                 + (f" ({fmt(r, 2)} R)" if r is not None else ""),
         data={"reason": exit_.reason.value, "price": fmt(closed.exit_price), "trigger_price": fmt(exit_.trigger_price),
@@ -227,37 +241,52 @@ def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Opera
 
 
 def modify_paper(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,
-                  store: Store, market: MarketData, book: PaperBook, account: Account, clock: Clock,
-                  strategy: Strategy | None) -> Modification:
+                 store: Store, market: MarketData, book: PaperBook, account: Account, clock: Clock,
+                 strategy: Strategy | None) -> Modification:
+    """Move a paper operation's stop or target after catching up on the candles since its last check.
+
+    The catch-up is judged first, so a wick since the last check meets the stop as it stood then: if
+    it closed the operation, that close is written and the change refused. Otherwise the catch-up
+    (trailing moves, the check time) and the change are written together, in one transaction, and
+    only when the change is accepted: a refused modify writes nothing at all.
+    """
     with store.read() as session:
         op = session.get_operation(operation_id)
     now = clock.now()
-    # Catch up first, so a wick since the last check is judged against the stop as it stood then.
     timeframe, candles = fetch_candles(market, op.symbol, checked_since(op), now)
-    try:
-        caught = check_operation(op, candles, timeframe, store=store, market=market, book=book, account=account,
-                                 strategy=strategy, now=now)
-    except _Changed:
-        caught = None
-    op = still_active(store, op.id)
-    change = new_levels(op, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
+    walk = _walk(op, candles, timeframe, market=market, book=book, strategy=strategy, now=now)
+    caught = walk.check if walk.changed else None
+    if walk.result.exit is not None:
+        with store.transaction() as tx:
+            try:
+                _save(tx, walk, book, account)
+            except _Changed:
+                pass  # another command closed or moved it meanwhile: still_active says which
+        still_active(store, op.id)
+    walked = walk.after
+    change = new_levels(walked, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
                         account=account, strategy=strategy, now=now)
     updated, price, risk, risk_percent, info = change
-    if updated == dataclasses.replace(op, updated_at=now):
+    if updated == dataclasses.replace(walked, updated_at=now) and not walk.changed:
         return Modification(op, op, price, risk, risk_percent, None, caught)
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
     with store.transaction() as tx:
-        if tx.get_operation(op.id) != op:
+        try:
+            if walk.changed:
+                _save(tx, walk, book, account)
+            elif tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+        except _Changed:
             raise IllegalTransition(f"operation {op.id} changed while it was being modified (the monitor moved or "
-                                    "closed it)", hint="look at it with robson operation show, then try again")
+                                    "closed it)", hint="look at it with robson operation show, then try again") from None
         order = tx.get_order(stop_id)
         if order is not None and order.status in OPEN_STATUSES:
             order = book.reprice_stop(tx, stop_id, stop_price=updated.stop, target_price=updated.target, at=now,
                                       limit_price=stop_limit_price(op.side, updated.stop, info.round_price,
                                                                    account.stop_limit_offset_percent))
         tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
-        for event in manual_moves(op, updated, price, stop_id, now):
+        for event in manual_moves(walked, updated, price, stop_id, now):
             tx.record(event)
-    return Modification(op, updated, price, risk, risk_percent, order, caught)
+    return Modification(walked, updated, price, risk, risk_percent, order, caught)
 
 

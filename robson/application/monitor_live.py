@@ -48,6 +48,7 @@ from robson.application.watching import (
     Problem,
     StrategyFor,
     candles_examined,
+    strategy_of,
     stop_moved_event,
     fetch_candles,
     loss_halts,
@@ -60,7 +61,7 @@ from robson.application.plan import Account
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.intent import TradingIntent
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
-from robson.domain.money import fmt
+from robson.domain.money import fmt, fmt_amount
 from robson.domain.lifecycle import stop_limit_price
 from robson.domain.monitoring import Exit, MonitorSettings, StopMove, WalkResult, time_exit_deadline, walk_candles
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
@@ -177,12 +178,12 @@ def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, a
     clock = clock or ExchangeClock(exchange)
     now = clock.now()
     operations = live_operations(store)
-    strategies = {op.id: strategy_for(op.strategy) for op in operations}
-    candles = _candles_for_trailing(operations, strategies, market, now)
-    prices = _LastPrices(market)  # one price request per symbol per tick, shared by its operations
     checks: list[OperationCheck] = []
     skipped: list[Problem] = []
     errors: list[Problem] = []
+    strategies = {op.id: strategy_of(op, strategy_for, errors) for op in operations}
+    candles = _candles_for_trailing(operations, strategies, market, now)
+    prices = _LastPrices(market)  # one price request per symbol per tick, shared by its operations
     for op in operations:
         try:
             # `operation close` / `modify` hold this lock while they change the operation: never race them.
@@ -711,7 +712,7 @@ class _Watch:
                     operation_id=self.op.id,
                     message=f"exit MARKET {order.side.value} filled {fmt(order.filled_quantity)} of "
                             f"{fmt(order.quantity)} @ {fmt(order.average_price)} fee "
-                            f"{fmt(fee_in_quote(order, self.info))} {self.op.quote_asset} ({order.client_order_id}, "
+                            f"{fmt_amount(fee_in_quote(order, self.info))} {self.op.quote_asset} ({order.client_order_id}, "
                             f"{order.status.value}): {fmt(rest)} still held",
                     data={"client_order_id": order.client_order_id, "quantity": fmt(order.quantity),
                           "filled_quantity": fmt(order.filled_quantity), "held": fmt(rest)},
@@ -781,12 +782,12 @@ class _Watch:
             tx.record(AuditEvent(
                 at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
                 message=f"{what} {order.side.value} {fmt(order.filled_quantity)} filled @ {fmt(order.average_price)} "
-                        f"fee {fmt(fee_in_quote(order, self.info))} {op.quote_asset} ({order.client_order_id})",
+                        f"fee {fmt_amount(fee_in_quote(order, self.info))} {op.quote_asset} ({order.client_order_id})",
                 data={"client_order_id": order.client_order_id},
             ))
             tx.record(AuditEvent(
                 at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
-                message=f"closed {self.closer}: {reason.value} @ {fmt(closed.exit_price)} fee {fmt(fee)}, "
+                message=f"closed {self.closer}: {reason.value} @ {fmt(closed.exit_price)} fee {fmt_amount(fee)}, "
                         f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}"
                         + (f" ({fmt(r, 2)} R)" if r is not None else "") + (f" — {why}" if why else ""),
                 data={"reason": reason.value, "price": fmt(closed.exit_price), "fee": fmt(fee),
@@ -839,9 +840,9 @@ class _Watch:
             return session.get_order(order_id) is not None
 
     def _moving(self, order_id: str) -> bool:
-        """True when a stop move named order_id as the order to replace (so robson cancelled it)."""
+        """True when a stop or target move named order_id as the order to replace (so robson cancelled it)."""
         with self.store.read() as session:
-            return any(e.kind is AuditKind.STOP_MOVED and e.data.get("client_order_id") == order_id
+            return any(e.kind in (AuditKind.STOP_MOVED, AuditKind.TARGET_MOVED) and e.data.get("client_order_id") == order_id
                        and e.data.get("new_client_order_id") for e in session.audit_trail(intent_id=self.op.intent_id))
 
     def _last_send(self, order_id: str) -> AuditEvent | None:

@@ -7,16 +7,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.application.ports import Clock, Exchange, MarketData, PaperBook, Store
+from robson.domain.lifecycle import market_fill
 from robson.domain.market import check_not_before
-from robson.domain.money import fmt
+from robson.domain.money import fmt, fmt_amount
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
 from robson.domain.orders import AuditEvent, AuditKind, OrderRole, OrderStatus, client_order_id
 from robson.errors import IllegalTransition, InvalidInput, MarketDataError
 
 if TYPE_CHECKING:  # execution and the monitor (strategies, guards) load only when an operation is closed
     from robson.application.plan import Account
-    from robson.application.ports import PaperBook
     from robson.application.watching import Modification, StrategyFor
 
 
@@ -97,38 +97,54 @@ def close_operation(operation_id: str, *, store: Store, exchange: Exchange, cloc
             strategy = strategy_for(op.strategy) if strategy_for is not None else None
             return close_live_by_hand(op, store=store, exchange=exchange, market=market, account=account,
                                       strategy=strategy)
-        return _close_paper(op, store=store, exchange=exchange, clock=clock)
+        return _close_paper(op, store=store, exchange=exchange, clock=clock, market=market)
 
 
-def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
-    """Cancel the paper stop (it keeps its one id: the paper book reprices it in place) and exit at market."""
-    stop_id = client_order_id(op.intent_id, OrderRole.STOP)
-    stop = exchange.get_order(op.symbol, stop_id)
-    if stop is not None and stop.status is OrderStatus.FILLED:
-        raise IllegalTransition(
-            f"the protective order of {op.id} already filled on {exchange.name} @ {fmt(stop.average_price)}: "
-            "the position is closed there, nothing to sell"
-        )
-    if stop is not None and stop.status in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
-        exchange.cancel_order(op.symbol, stop_id)
-    exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
-    exit_order = exchange.get_order(op.symbol, exit_id)
-    if exit_order is None:
-        from robson.application.sending import record_send, safe_to_send
+def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Clock,
+                 market: MarketData | None) -> Operation:
+    """Close a paper position in one transaction: cancel its stop, sell at market, book the close and the audit.
 
-        intent = _intent(store, op.intent_id)
-        safe_to_send(store, exchange, intent, exit_id, "exit order")  # an earlier lost exit may still arrive
-        record_send(store, exchange, clock, intent, exit_id,
-                    f"exit MARKET {op.side.opposite.value} {fmt(op.quantity)} {op.symbol} ({exit_id})")
-        exit_order = exchange.place_market_order(op.symbol, op.side.opposite, op.quantity, exit_id,
-                                                 intent_id=op.intent_id)
+    A disk that fills up or a process killed half way leaves the operation as it was (ACTIVE, its
+    stop in place); an exit already FILLED (an older robson closed in steps) is booked at its own
+    fill and fee, never at a price the monitor makes up later.
+    """
+    book: PaperBook = exchange  # type: ignore[assignment]  # the paper exchange settles inside a transaction
+    stop_id, exit_id = client_order_id(op.intent_id, OrderRole.STOP), client_order_id(op.intent_id, OrderRole.EXIT)
     now = clock.now()
-    closed = op.close(exit_price=exit_order.average_price, exit_fee=exit_order.fee, reason=CloseReason.MANUAL, at=now)
+    prices = market or book.market
+    info = prices.symbol_info(op.symbol)
+    fill = market_fill(op.side.opposite, prices.fill_price(op.symbol).price, op.quantity, info,
+                       fee_rate=book.fee_rate, slippage_rate=book.slippage_rate)
     with store.transaction() as tx:
+        # The paper monitor takes no operation lock: it may have checked (or closed) it since it was read.
+        # A check (a later last-check time, a trailed stop) changes nothing of a close at market.
+        op = tx.get_operation(op.id)
+        if op.status is not OperationStatus.ACTIVE:
+            raise IllegalTransition(f"operation {op.id} was closed by the monitor meanwhile "
+                                    f"({op.close_reason.value if op.close_reason else op.status.value})",
+                                    hint=f"look at it with robson operation show {op.id}")
+        stop = tx.get_order(stop_id)
+        if stop is not None and stop.status is OrderStatus.FILLED:
+            raise IllegalTransition(
+                f"the protective order of {op.id} already filled on {exchange.name} @ {fmt(stop.average_price)}: "
+                "the position is closed there, nothing to sell", hint="run robson monitor --once to book it")
+        earlier = tx.get_order(exit_id)
+        exit_order = earlier if earlier is not None and earlier.status is OrderStatus.FILLED else \
+            book.settle_market_exit(tx, op.symbol, op.side.opposite, op.quantity, exit_id, price=fill.price,
+                                    fee=fill.fee, at=now, cancel=stop_id, intent_id=op.intent_id)
+        closed = op.close(exit_price=exit_order.average_price, exit_fee=exit_order.fee, reason=CloseReason.MANUAL,
+                          at=max(now, exit_order.updated_at))
         tx.update_operation(closed, expected_status=OperationStatus.ACTIVE)
+        adopted = " (the exit already filled before; booked at its own fill)" if exit_order is earlier else ""
         tx.record(AuditEvent(
-            at=now, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
-            message=f"closed by hand at market @ {fmt(closed.exit_price)} fee {fmt(closed.exit_fee)}, "
+            at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+            message=f"exit MARKET {exit_order.side.value} {fmt(exit_order.quantity)} filled @ "
+                    f"{fmt(exit_order.average_price)} fee {fmt_amount(exit_order.fee)} {op.quote_asset}{adopted}",
+            data={"client_order_id": exit_id},
+        ))
+        tx.record(AuditEvent(
+            at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
+            message=f"closed by hand at market @ {fmt(closed.exit_price)} fee {fmt_amount(closed.exit_fee)}, "
                     f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}",
         ))
     return closed

@@ -27,6 +27,7 @@ class Account:
     limits: RiskLimits
     validation_max_age_minutes: int = 15
     stop_limit_offset_percent: Decimal = Decimal("0.5")
+    risk_change_tolerance_percent: Decimal = Decimal("25")  # execute refuses a trade changed more than this
 
     def limits_for(self, strategy: Strategy | None) -> RiskLimits:
         """Return the guard limits for strategy: its overrides, its max risk capped by the account's."""

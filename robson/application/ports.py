@@ -62,6 +62,13 @@ class MarketData(Protocol):
         """Return up to limit candles closed by now, oldest first; raise MarketDataError if none."""
         ...
 
+    def holds(self, symbol: str, timeframe: str) -> bool:
+        """Tell whether the market carries candles of timeframe for symbol at all (fresh or not).
+
+        An unknown symbol counts as held: asking for its candles is what says it is unknown.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:
@@ -260,6 +267,11 @@ class PaperBook(Protocol):
     """The paper exchange's book, settled inside the caller's transaction (robson/adapters/paper.py)."""
 
     name: str
+
+    @property
+    def market(self) -> MarketData:
+        """The market the paper book fills against."""
+        ...
 
     @property
     def fee_rate(self) -> Decimal: ...

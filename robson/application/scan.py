@@ -51,6 +51,9 @@ class ScanRequest:
     symbols: tuple[str, ...]
     timeframe: str | None = None  # None: each strategy's own timeframe
     entries: bool = True  # False (--no-entry): detect and decide only
+    # Symbols from the configuration, not named by the trader: leave out the (symbol, timeframe)
+    # series the market does not carry at all instead of failing on them every run.
+    only_held: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,13 +92,23 @@ class ScanReport:
     symbols: tuple[str, ...]
     timeframe: str | None
     entries_enabled: bool
-    scanned: int = 0  # (strategy, symbol) pairs evaluated
+    pairs: int = 0  # (strategy, symbol) pairs asked for: the unit of every count below
+    scanned: int = 0  # pairs evaluated
     detected: list[Signal] = field(default_factory=list)  # recorded by this scan
     already_recorded: list[Signal] = field(default_factory=list)  # found again on the same candle
     resolved: list[Signal] = field(default_factory=list)  # decided by this scan
     entries: list[Entry] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    not_held: list[Failure] = field(default_factory=list)  # left out: the market has no such series
+
+    @property
+    def failed_pairs(self) -> int:
+        return sum(len(f.strategies) for f in self.failures)
+
+    @property
+    def not_held_pairs(self) -> int:
+        return sum(len(f.strategies) for f in self.not_held)
 
     @property
     def failed(self) -> bool:
@@ -147,6 +160,13 @@ def scan(
         at=now, market=market.name, strategies=tuple(s.name for s in request.strategies),
         symbols=request.symbols, timeframe=request.timeframe, entries_enabled=request.entries,
     )
+    report.pairs = sum(len(strategies) for strategies in groups.values())
+    if request.only_held:
+        for (symbol, timeframe), strategies in list(groups.items()):
+            if not market.holds(symbol, timeframe):
+                del groups[(symbol, timeframe)]
+                report.not_held.append(Failure(symbol, timeframe, tuple(s.name for s in strategies),
+                                               f"the {market.name} market has no {symbol} {timeframe} candles"))
     names = set(report.strategies)
     with store.read() as session:
         pending = [s for s in session.list_signals(SignalStatus.DETECTED) if s.strategy in names]
@@ -362,3 +382,4 @@ def _sort(report: ScanReport) -> None:
     report.entries.sort(key=lambda e: key(e.signal))
     report.skipped.sort(key=lambda s: key(s.signal))
     report.failures.sort(key=lambda f: (f.symbol, f.timeframe, f.strategies))
+    report.not_held.sort(key=lambda f: (f.symbol, f.timeframe, f.strategies))

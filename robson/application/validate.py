@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from robson.application.plan import Account
-from robson.application.ports import Clock, Exchange, MarketData, Store
+from robson.application.ports import Clock, Exchange, MarketData, Store, StoreSession
 from robson.domain.guards import (
+    GUARD_NAMES,
+    PORTFOLIO_GUARDS,
     GuardContext,
     GuardResult,
     OpenPosition,
@@ -19,11 +22,11 @@ from robson.domain.guards import (
     run_guards,
 )
 from robson.domain.intent import IntentEvent, IntentStatus, TradingIntent
-from robson.domain.market import SymbolInfo, check_not_before, datetime_to_ms, ms_to_datetime, timeframe_ms
+from robson.domain.market import Side, SymbolInfo, check_not_before, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind
 from robson.domain.strategy import Strategy
-from robson.errors import ExchangeError, IllegalTransition, MarketDataError, NotFound
+from robson.errors import ExchangeError, ExecutionRefused, IllegalTransition, MarketDataError, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,61 @@ def _order_test(intent: TradingIntent, exchange: Exchange) -> GuardResult:
     return order_test(exchange.name, intent.side.value, intent.quantity, intent.symbol, rejection)
 
 
+@dataclass(frozen=True, slots=True)
+class BookView:
+    """What the store says about the account at a market time: the inputs validate's portfolio guards read."""
+
+    realized_today: Decimal
+    realized_month: Decimal
+    positions: list[OpenPosition]  # ACTIVE operations and the other intents still EXECUTING
+    last_stop_out: datetime | None
+    reserved: dict[str, Decimal]  # what the other EXECUTING intents will spend, by asset
+
+
+def book_view(session: StoreSession, intent: TradingIntent, now: datetime, fee_rate: Decimal) -> BookView:
+    """Read the book as the guards see it at now, counting intents being executed as positions already.
+
+    Two executions racing each other must not both pass the open-positions or balance guard: an intent
+    found EXECUTING (its operation not yet recorded) counts with its planned notional, and what it will
+    spend is held back from the free balance.
+    """
+    today, month = realized_so_far(session, now)
+    positions = [OpenPosition(op.symbol, op.notional) for op in session.list_operations(OperationStatus.ACTIVE)]
+    reserved: dict[str, Decimal] = {}
+    for other in session.list_intents(IntentStatus.EXECUTING):
+        if other.id == intent.id or session.operation_for_intent(other.id) is not None:
+            continue
+        notional = other.quantity * other.entry
+        positions.append(OpenPosition(other.symbol, notional))
+        if other.side is Side.BUY:
+            asset, amount = other.details.get("quote_asset", "USDT"), notional * (1 + fee_rate)
+        else:
+            asset, amount = other.details.get("base_asset", other.symbol), other.quantity
+        reserved[asset] = reserved.get(asset, Decimal(0)) + amount
+    return BookView(today, month, positions, session.last_stop_out(intent.symbol, at_or_before=now), reserved)
+
+
+def guard_capital(intent: TradingIntent, account: Account) -> Decimal:
+    """The capital the guards measure against: the plan's, but never more than the account's own.
+
+    A plan may size against a smaller capital (--capital), never a larger one than the account has:
+    a risk that is 0.00 % of an imagined million is a real share of the real account.
+    """
+    return min(intent.capital, account.capital)
+
+
+def portfolio_context(intent: TradingIntent, *, info: SymbolInfo | None, balances: dict, book: BookView,
+                      account: Account, limits: RiskLimits, now: datetime) -> GuardContext:
+    """The guards' view of the account and book alone (no market data): what execute checks again."""
+    free = {asset: b.free - book.reserved.get(asset, Decimal(0)) for asset, b in balances.items()}
+    return GuardContext(
+        intent=intent, symbol_info=info, capital=guard_capital(intent, account), limits=limits,
+        fee_rate=account.fee_rate, free_balances=free, realized_pnl_today=book.realized_today,
+        realized_pnl_month=book.realized_month, open_positions=book.positions, now=now, last_price_at=None,
+        last_candle_close_at=None, last_stop_out_at=book.last_stop_out,
+    )
+
+
 def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, exchange: Exchange, account: Account,
                    clock: Clock, limits: RiskLimits) -> GuardContext:
     """Collect what the guards look at from the market, the exchange and the store."""
@@ -119,34 +177,39 @@ def gather_context(intent: TradingIntent, *, store: Store, market: MarketData, e
         info = market.symbol_info(intent.symbol)
     except NotFound:
         info = None
-    price_at = candle_close_at = None
+    price_at = candle_close_at = market_price = None
     length = timeframe_ms(intent.timeframe)
     expected_close = ms_to_datetime(datetime_to_ms(now) // length * length)
     try:
-        price_at = market.last_price(intent.symbol).at
+        quote = market.last_price(intent.symbol)
+        price_at, market_price = quote.at, quote.price
         candles = market.candles(intent.symbol, intent.timeframe, 1)
         if candles:
             candle_close_at = ms_to_datetime(candles[-1].open_time + length)
     except (NotFound, MarketDataError):
         pass
-    free = {asset: b.free for asset, b in exchange.balances().items()}
+    balances = exchange.balances()
     with store.read() as session:
-        today, month = realized_so_far(session, now)
-        open_ops = session.list_operations(OperationStatus.ACTIVE)
-        last_stop = session.last_stop_out(intent.symbol, at_or_before=now)
-    return GuardContext(
-        intent=intent,
-        symbol_info=info,
-        capital=intent.capital,
-        limits=limits,
-        fee_rate=account.fee_rate,
-        free_balances=free,
-        realized_pnl_today=today,
-        realized_pnl_month=month,
-        open_positions=[OpenPosition(op.symbol, op.notional) for op in open_ops],
-        now=now,
-        last_price_at=price_at,
-        last_candle_close_at=candle_close_at,
-        last_stop_out_at=last_stop,
-        expected_candle_close_at=expected_close,
-    )
+        book = book_view(session, intent, now, account.fee_rate)
+    context = portfolio_context(intent, info=info, balances=balances, book=book, account=account, limits=limits,
+                                now=now)
+    return dataclasses.replace(context, last_price_at=price_at, last_candle_close_at=candle_close_at,
+                               expected_candle_close_at=expected_close, market_price=market_price)
+
+
+def recheck_portfolio(intent: TradingIntent, session: StoreSession, *, info: SymbolInfo, balances: dict,
+                      account: Account, limits: RiskLimits, now: datetime) -> None:
+    """Run again the guards whose inputs change between validate and execute; raise ExecutionRefused naming them.
+
+    Called inside the transaction that moves the intent to EXECUTING, so two executions cannot both
+    pass: the second one sees the first as a position already (see book_view).
+    """
+    context = portfolio_context(intent, info=info, balances=balances, book=book_view(session, intent, now,
+                                account.fee_rate), account=account, limits=limits, now=now)
+    failed = [r for r in run_guards(context, skip=frozenset(GUARD_NAMES) - PORTFOLIO_GUARDS)
+              if r.verdict is Verdict.FAIL]
+    if failed:
+        raise ExecutionRefused(
+            "the book changed since validation: " + "; ".join(f"{r.guard}: {r.message}" for r in failed),
+            hint="nothing was sent; validate again when it allows a new position: robson validate " + intent.id,
+        )

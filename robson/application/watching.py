@@ -97,6 +97,17 @@ class MonitorReport:
 
 
 
+def strategy_of(op: Operation, strategy_for: StrategyFor, errors: list[Problem]) -> Strategy | None:
+    """The operation's strategy; when its file is broken, None (the stop and target are still watched, not the
+    strategy's trailing or time exit) and the problem reported for that operation alone."""
+    try:
+        return strategy_for(op.strategy)
+    except RobsonError as e:
+        errors.append(Problem(op.id, f"{e.message}: its stop and target are still watched, its trailing and "
+                                     "time exit are not until the strategy file is fixed"))
+        return None
+
+
 def operation_lock(store: Store, operation_id: str, *, wait_seconds: float) -> AbstractContextManager[None]:
     """Hold one operation's lock (monitor check, close, modify); raise AlreadyRunning if busy past wait_seconds.
 
@@ -272,7 +283,7 @@ def _check_loosened_risk(op: Operation, new_stop: Decimal, risk: Decimal, risk_p
 
 def manual_moves(before: Operation, after: Operation, price: Decimal, stop_id: str, at: datetime,
                  new_stop_id: str | None = None) -> list[AuditEvent]:
-    """Return the STOP_MOVED records of a change by hand; live ones name the order that replaces stop_id."""
+    """Return the STOP_MOVED / TARGET_MOVED records of a change by hand; live ones name the order replacing stop_id."""
     replaced = {} if new_stop_id is None else {"new_client_order_id": new_stop_id}
     then = "" if new_stop_id is None else f"; {stop_id} is replaced by {new_stop_id}"
     events = []
@@ -286,9 +297,8 @@ def manual_moves(before: Operation, after: Operation, price: Decimal, stop_id: s
                   "loosened": loosened, "price": fmt(price), "client_order_id": stop_id, **replaced},
         ))
     if after.target != before.target:
-        # No audit kind of its own: the protective OCO is amended, so it sits with the stop moves.
         events.append(AuditEvent(
-            at=at, kind=AuditKind.STOP_MOVED, intent_id=before.intent_id, operation_id=before.id,
+            at=at, kind=AuditKind.TARGET_MOVED, intent_id=before.intent_id, operation_id=before.id,
             message=f"target moved {fmt(before.target)} → {fmt(after.target)} (by hand; price {fmt(price)}){then}",
             data={"old_target": fmt(before.target), "new_target": fmt(after.target), "reason": "manual",
                   "price": fmt(price), "client_order_id": stop_id, **replaced},

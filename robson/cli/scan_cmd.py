@@ -45,7 +45,9 @@ def _strategies(c, names: list[str] | None):
     elif c.settings["scan.strategies"]:
         chosen = [c.strategies.get(name) for name in c.settings["scan.strategies"]]
     else:
-        chosen = [s for s in c.strategies.all() if s.scan is not None]
+        chosen = [s for s in c.strategies.healthy() if s.scan is not None]
+        for path, error in c.strategies.broken():  # one broken file stops only its own strategy
+            err_console().print(f"scan: {path} was not scanned: {error.message}", markup=False, soft_wrap=True)
     manual = [s.name for s in chosen if s.scan is None]
     if manual:
         raise InvalidInput(f"strategy {', '.join(manual)} has no scan section: it is entered by hand",
@@ -104,6 +106,8 @@ def scan_command(
     intent (source: pattern) and validates it; a scan never executes anything, and pattern intents can
     never go LIVE. One scan per database: a second one exits 4 at once. Exit 0 whether or not anything
     was found, 1 when nothing could be scanned. On a non-terminal: one summary line (or --json).
+    Counts are of (strategy, symbol) pairs. With the configured symbols (no --symbols), a series the
+    market does not carry at all is left out, not a failure (the sample has no ETHUSDT 15m).
 
     Example: robson scan --strategy rescue-forces --symbols BTCUSDT,ETHUSDT
     (crontab: */15 * * * * robson scan)
@@ -122,10 +126,12 @@ def scan_command(
     c = container(ctx)
     strategies = _strategies(c, strategy)
     market = c.market
+    named = wanted is not None
     if wanted is None:
         asset = quote or c.settings["scan.quote"]
         wanted = quoted_in(market, asset) if asset else tuple(c.settings["scan.symbols"])
-    request = ScanRequest(strategies=strategies, symbols=wanted, timeframe=timeframe, entries=not no_entry)
+    request = ScanRequest(strategies=strategies, symbols=wanted, timeframe=timeframe, entries=not no_entry,
+                          only_held=not named)
     terminal = console().is_terminal and not as_json
     validation_exchange = c.binance if c.live_account else c.paper
     with c.store.lock("scan", what="robson scan"), _progress(terminal) as progress:

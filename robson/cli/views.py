@@ -334,7 +334,9 @@ def scan_report_doc(report) -> dict[str, Any]:
         "symbols": list(report.symbols),
         "timeframe": report.timeframe,
         "entry": report.entries_enabled,
+        "pairs": report.pairs,
         "scanned": report.scanned,
+        "failed": report.failed_pairs,
         "detected": [signal_doc(s) for s in report.detected],
         "already_recorded": [brief(s) for s in report.already_recorded],
         "resolved": [brief(s) | {"status": s.status, "resolution": s.resolution} for s in report.resolved],
@@ -344,6 +346,8 @@ def scan_report_doc(report) -> dict[str, Any]:
         "skipped": [brief(s.signal) | {"reason": s.reason} for s in report.skipped],
         "failures": [{"symbol": f.symbol, "timeframe": f.timeframe, "strategies": list(f.strategies),
                       "message": f.message} for f in report.failures],
+        "not_held": [{"symbol": f.symbol, "timeframe": f.timeframe, "strategies": list(f.strategies)}
+                     for f in report.not_held],
     }
 
 
@@ -354,7 +358,10 @@ def scan_summary(report) -> str:
     def plural(count: int, word: str) -> str:
         return f"{count} {word}{'' if count == 1 else 's'}"
 
-    parts = [f"{plural(report.scanned, 'pair')} scanned", plural(len(report.detected), "new signal")]
+    # Every count is of (strategy, symbol) pairs; "6 of 10" when some were left out or failed.
+    scanned = plural(report.scanned, "pair") if report.scanned == report.pairs else \
+        f"{report.scanned} of {report.pairs} pairs"
+    parts = [f"{scanned} scanned", plural(len(report.detected), "new signal")]
     decided = [f"{report.count(status)} {status.value.lower()}" for status in
                (SignalStatus.CONFIRMED, SignalStatus.INVALIDATED, SignalStatus.EXPIRED) if report.count(status)]
     parts += decided
@@ -362,8 +369,10 @@ def scan_summary(report) -> str:
         parts.append(plural(len(report.entries), "intent"))
     if report.skipped:
         parts.append(f"{len(report.skipped)} skipped")
+    if report.not_held:
+        parts.append(f"{report.not_held_pairs} not in the {report.market} market")
     if report.failures:
-        parts.append(plural(len(report.failures), "failure"))
+        parts.append(f"{report.failed_pairs} failed")
     details = [f"{s.id} {s.strategy} {s.symbol} {s.pattern}" for s in report.detected]
     details += [f"{e.intent.id} {e.intent.status.value} from {e.signal.id}" for e in report.entries]
     details += [f"{s.signal.id}: {s.reason}" for s in report.skipped]

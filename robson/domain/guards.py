@@ -59,6 +59,8 @@ class RiskLimits:
     max_stop_distance_percent: Decimal = Decimal("10")
     max_data_age_minutes: int = 5
     cooldown_minutes: int = 15
+    max_position_percent: Decimal = Decimal("50")  # one position's notional, percent of capital
+    warn_entry_gap_percent: Decimal = Decimal("0.5")  # a planned entry this far from the market warns
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class GuardContext:
     last_candle_close_at: datetime | None
     last_stop_out_at: datetime | None
     expected_candle_close_at: datetime | None = None  # when the latest candle should have closed; None = now
+    market_price: Decimal | None = None  # the last price, to compare the planned entry with
 
 
 def _pct(value: Decimal) -> str:
@@ -235,10 +238,15 @@ def open_positions(ctx: GuardContext) -> GuardResult:
     lim, i = ctx.limits, ctx.intent
     total = len(ctx.open_positions)
     same = sum(1 for p in ctx.open_positions if p.symbol == i.symbol)
-    exposure = sum((p.notional for p in ctx.open_positions), ZERO) + i.quantity * i.entry
-    exposure_pct = percent(exposure, ctx.capital)
-    numbers = {"open": str(total), "open_on_symbol": str(same), "exposure_percent": fmt(exposure_pct, 4)}
+    notional = i.quantity * i.entry
+    exposure = sum((p.notional for p in ctx.open_positions), ZERO) + notional
+    exposure_pct, position_pct = percent(exposure, ctx.capital), percent(notional, ctx.capital)
+    numbers = {"open": str(total), "open_on_symbol": str(same), "exposure_percent": fmt(exposure_pct, 4),
+               "position_percent": fmt(position_pct, 4)}
     problems = []
+    if position_pct > lim.max_position_percent:  # whatever sized it: the risk rule, or a quantity given by hand
+        problems.append(f"this position's notional {_pct(position_pct)} of capital > max {_pct(lim.max_position_percent)}"
+                        " per position")
     if total >= lim.max_open_positions:
         problems.append(f"{total} open operations ≥ max {lim.max_open_positions}")
     if same >= lim.max_positions_per_symbol:
@@ -250,6 +258,23 @@ def open_positions(ctx: GuardContext) -> GuardResult:
     return GuardResult(name, Verdict.PASS, f"{total} open (<{lim.max_open_positions}), {same} on {i.symbol} "
                        f"(≤{lim.max_positions_per_symbol} after), exposure {_pct(exposure_pct)} ≤ "
                        f"{_pct(lim.max_total_exposure_percent)}", numbers=numbers)
+
+
+def entry_price(ctx: GuardContext) -> GuardResult:
+    """WARN when the planned entry is far from the market: execute fills at market, not at the planned entry."""
+    name = "entry price"
+    i, market = ctx.intent, ctx.market_price
+    if market is None or market <= 0:
+        return GuardResult(name, Verdict.PASS, "no market price to compare the entry with")
+    gap = percent(abs(i.entry - market), market)
+    numbers = {"entry": fmt(i.entry), "market": fmt(market), "gap_percent": fmt(gap, 4)}
+    if gap > ctx.limits.warn_entry_gap_percent:
+        return GuardResult(name, Verdict.WARN,
+                           f"entry {fmt(i.entry)} is {_pct(gap)} from the market {fmt(market)}: "
+                           "execute fills at market, not at the planned entry",
+                           "plan at the market price, or wait for the price to come to your entry", numbers)
+    return GuardResult(name, Verdict.PASS, f"entry {fmt(i.entry)} within {_pct(ctx.limits.warn_entry_gap_percent)} "
+                       f"of the market {fmt(market)}", numbers=numbers)
 
 
 def data_freshness(ctx: GuardContext) -> GuardResult:
@@ -308,6 +333,7 @@ GUARDS: tuple[Callable[[GuardContext], GuardResult], ...] = (
     open_positions,
     data_freshness,
     cooldown,
+    entry_price,
 )
 
 
@@ -323,8 +349,10 @@ def order_test(exchange: str, side: str, quantity: Decimal, symbol: str, rejecti
 
 GUARD_NAMES: tuple[str, ...] = (
     "symbol tradable", "exchange filters", "balance", "risk per trade", "stop distance", "daily loss",
-    "monthly drawdown", "open positions", "data freshness", "cooldown",
+    "monthly drawdown", "open positions", "data freshness", "cooldown", "entry price",
 )
+# What can change between validate and execute (other executions, closes, a loss halt): execute runs these again.
+PORTFOLIO_GUARDS = frozenset({"balance", "daily loss", "monthly drawdown", "open positions", "cooldown"})
 
 
 def run_guards(ctx: GuardContext, *, skip: frozenset[str] = frozenset()) -> list[GuardResult]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from robson.errors import InvalidInput
 
@@ -71,6 +71,20 @@ def is_multiple(value: Decimal, step: Decimal) -> bool:
     if step <= 0:
         return True
     return (value % step) == 0
+
+
+def fmt_amount(value: Decimal | None) -> str:
+    """Render an amount of money for a sentence: to the cent, or to two significant digits below a cent.
+
+    3932.5998175464 → '3932.60', 0.0365123 → '0.037', 0.00000051 → '0.00000051'; never more than 8
+    places. Records keep the exact figure; this is only how a message reads.
+    """
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    places = min(8, max(2, 1 - value.adjusted()))
+    return fmt(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN), places)
 
 
 def fmt(value: Decimal | None, places: int | None = None) -> str:

@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
 from robson.domain.market import Candle, Side, datetime_to_ms, ms_to_datetime, timeframe_ms
-from robson.domain.money import ONE, ZERO, fmt, is_multiple, round_to_tick
+from robson.domain.money import ONE, ZERO, fmt, fmt_amount, is_multiple, round_to_tick
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.errors import IllegalTransition, InvalidInput, Refused
 
@@ -105,7 +105,7 @@ class TimeExitRule:
     max_age: timedelta | None = None
 
 
-DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+DURATION = re.compile(r"^\s*([0-9]+)\s*([mhdw])\s*$")
 DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -297,7 +297,7 @@ def modify_stop(operation: Operation, new_stop: Decimal, *, price: Decimal, allo
     if (new_stop - operation.stop) * sign < 0 and not allow_loosen:
         extra_risk = abs(operation.stop - new_stop) * operation.quantity
         raise Refused(f"moving the stop from {fmt(operation.stop)} to {fmt(new_stop)} loosens it: "
-                      f"risk grows by {fmt(extra_risk)} {operation.quote_asset}",
+                      f"risk grows by {fmt_amount(extra_risk)} {operation.quote_asset}",
                       hint="a stop only moves toward profit; pass --allow-loosen to move it back on purpose")
     return new_stop
 

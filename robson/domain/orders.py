@@ -104,6 +104,7 @@ class AuditKind(StrEnum):
     ORDER_FILLED = "order_filled"
     STOP_PLACED = "stop_placed"
     STOP_MOVED = "stop_moved"
+    TARGET_MOVED = "target_moved"  # by hand; a live one replaces the protective OCO like a stop move
     EXECUTED = "executed"
     EXECUTION_FAILED = "execution_failed"
     CLOSED = "closed"

@@ -30,7 +30,7 @@ def test_plan_creates_a_pending_intent_with_money_as_strings(robson):
     assert intent["operation_id"] is None and intent["validation"] is None
 
 
-def test_validate_passes_all_ten_guards_and_marks_the_intent_validated(robson):
+def test_validate_passes_all_eleven_guards_and_marks_the_intent_validated(robson):
     planned = parsed(robson("plan", "buy", "BTCUSDT", "--json"))
 
     result = robson("validate", planned["id"], "--json")
@@ -41,7 +41,7 @@ def test_validate_passes_all_ten_guards_and_marks_the_intent_validated(robson):
     assert report["verdict"] == "PASS"
     assert report["intent"]["status"] == "VALIDATED"
     assert report["intent"]["validated_at"] is not None
-    assert len(report["results"]) == 10
+    assert len(report["results"]) == 11
     assert {r["verdict"] for r in report["results"]} <= {"PASS", "WARN"}
     assert report["intent"]["validation"]["results"] == report["results"]
 

@@ -90,7 +90,7 @@ def test_loosening_is_refused_without_allow_loosen(robson, position, db_path):
     result = modify(robson, operation_id, "--stop", "35900")
 
     # (36000 − 35900) × 0.01366 = 1.366
-    assert_user_error(result, 3, "moving the stop from 36000 to 35900 loosens it: risk grows by 1.366 USDT",
+    assert_user_error(result, 3, "moving the stop from 36000 to 35900 loosens it: risk grows by 1.37 USDT",
                       "--allow-loosen")
     assert parsed_error(result)["code"] == 3  # under --json the error is also the one document on stdout
     assert count_rows(db_path, "audit_events") == events_before
@@ -134,7 +134,9 @@ def test_moving_the_target_amends_the_oco(robson, position):
     assert (doc["old_target"], doc["operation"]["target"], doc["operation"]["stop"]) == ("37500", "38000", "36000")
     order = stop_order(robson, intent_id, operation_id)
     assert (order["type"], order["stop_price"], order["target_price"]) == ("OCO", "36000", "38000")
-    assert count_rows_of_kind(robson, operation_id, "stop_moved")[0]["new_target"] == "38000"
+    [moved] = count_rows_of_kind(robson, operation_id, "target_moved")
+    assert (moved["old_target"], moved["new_target"], moved["reason"]) == ("37500", "38000", "manual")
+    assert count_rows_of_kind(robson, operation_id, "stop_moved") == []  # a target move is not a stop move
 
 
 def test_a_target_behind_the_price_is_refused(robson, position):
@@ -202,7 +204,7 @@ def test_show_gives_the_full_audit_trail_with_times_and_prices(robson, position)
         ("12:00", "stop_moved"), ("12:15", "order_filled"), ("12:15", "closed"),
     ]
     messages = [e["message"] for e in doc["audit"]]
-    assert "entry filled 0.01366 @ 36614.93 fee 0.5001599438 USDT" in messages
+    assert "entry filled 0.01366 @ 36614.93 fee 0.50 USDT" in messages
     assert "stop moved 36000 → 36200 (by hand; price 36596.62)" in messages
     assert doc["audit"][-1]["data"]["price"] == "36181.9"
     assert [o["status"] for o in doc["orders"]] == ["FILLED", "FILLED"]

@@ -130,7 +130,7 @@ def test_a_failed_validation_exits_3_marks_the_intent_failed_and_stores_the_repo
     shown = parsed(robson("plan", "show", intent_id, "--json"))
     assert shown["status"] == "FAILED"
     assert shown["validation"]["verdict"] == "FAIL"
-    assert len(shown["validation"]["results"]) == 10
+    assert len(shown["validation"]["results"]) == 11
     assert "validation_failed" in [e["kind"] for e in shown["audit"]]
     assert_user_error(robson("execute", intent_id), 3, "is FAILED")
     assert_user_error(robson("validate", intent_id), 2, "is FAILED")

@@ -256,6 +256,29 @@ def test_when_every_symbol_fails_the_scan_exits_1(robson):
     assert "ETHUSDT has no 15m candles" in result.stderr
 
 
+def test_a_plain_scan_on_the_default_config_scans_what_the_sample_market_holds(robson, db_path):
+    result = robson("scan")
+    doc = parsed(robson("scan", "--json"))
+
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout.strip() == (
+        "scan 2021-07-17 21:10 UTC: 6 of 10 pairs scanned, 0 new signals, 0 intents, 4 not in the sample market")
+    # 5 scanning strategies × BTCUSDT and ETHUSDT; the sample's ETHUSDT starts at 1h.
+    assert (doc["pairs"], doc["scanned"], doc["failed"], doc["failures"]) == (10, 6, 0, [])
+    assert [(n["symbol"], n["timeframe"], n["strategies"]) for n in doc["not_held"]] == [
+        ("ETHUSDT", "15m", ["mean-reversion-ma99", "rescue-forces"]), ("ETHUSDT", "30m", ["bounce-back"]),
+        ("ETHUSDT", "5m", ["ma-cross-5m"])]
+
+
+def test_symbols_named_on_the_command_line_fail_loudly_where_the_market_has_no_series(robson):
+    result = robson("scan", "--symbols", "BTCUSDT,ETHUSDT", "--json")
+
+    doc = parsed(result)
+    assert (doc["pairs"], doc["scanned"], doc["failed"], doc["not_held"]) == (10, 6, 4, [])
+    assert len(doc["failures"]) == 3  # one per (symbol, timeframe) fetched; 4 pairs in them
+    assert "scan: ETHUSDT 5m (ma-cross-5m): ETHUSDT has no 5m candles in the sample market" in result.stderr
+
+
 def test_quote_scans_every_trading_symbol_quoted_in_that_asset(robson):
     doc = scan(robson, "2021-06-22T01:15", "--strategy", "smooth-sailing", "--quote", "usdt")
 
@@ -344,7 +367,7 @@ def test_the_json_document_has_every_part_and_no_floats(robson):
     doc = scan(robson, "2021-06-22T01:30", *BTC)
 
     assert set(doc) == {"at", "market", "strategies", "symbols", "timeframe", "entry", "scanned", "detected",
-                        "already_recorded", "resolved", "entries", "skipped", "failures"}
+                        "already_recorded", "resolved", "entries", "skipped", "failures", "pairs", "failed", "not_held"}
     assert (doc["at"], doc["market"], doc["timeframe"], doc["entry"]) == ("2021-06-22T01:30:00+00:00", "sample", None, True)
     assert set(doc["entries"][0]) == {"signal_id", "intent_id", "symbol", "strategy", "status", "verdict", "problem"}
     assert floats_in(doc) == []

@@ -26,7 +26,9 @@ T0 = datetime(2021, 7, 1, tzinfo=UTC)
 M5 = 5 * 60_000
 INFO = SymbolInfo(symbol="BTCUSDT", base_asset="BTC", quote_asset="USDT", tick_size=D("0.01"), step_size=D("0.001"),
                   min_qty=D("0.001"), min_notional=D("10"))
-ACCOUNT = Account(capital=D("1000"), fee_rate=D("0.001"), max_position_percent=D("50"), limits=RiskLimits())
+# Up to 3 positions per symbol: some tests watch three operations on one symbol at once.
+ACCOUNT = Account(capital=D("1000"), fee_rate=D("0.001"), max_position_percent=D("50"),
+                  limits=RiskLimits(max_positions_per_symbol=3))
 STRATEGIES = {
     "plain": parse_strategy({"name": "plain", "timeframe": "15m"}, "plain.yaml"),
     "trend": parse_strategy({"name": "trend", "timeframe": "15m", "trailing": "hand_span"}, "trend.yaml"),
@@ -403,3 +405,55 @@ def test_a_filled_stop_cannot_be_repriced(store, market, book):
     with pytest.raises(OrderRejected, match="cannot be amended: it is FILLED"), store.transaction() as tx:
         book.reprice_stop(tx, "rb-pl-00000001-S", stop_price=D("96"), limit_price=D("95.52"), target_price=None,
                           at=at(5))
+
+
+# --- a monitor tick inside a close's window -----------------------------------------------------
+
+
+class TickDuringClose:
+    """The market a close reads its fill price from; the monitor ticks right then (between read and write)."""
+
+    def __init__(self, market: FakeMarket, run_tick) -> None:
+        self.market, self.run_tick = market, run_tick
+
+    def __getattr__(self, name: str):
+        return getattr(self.market, name)
+
+    def fill_price(self, symbol: str) -> PriceQuote:
+        self.run_tick()
+        return self.market.fill_price(symbol)
+
+
+def test_a_monitor_check_between_a_closes_read_and_write_does_not_refuse_the_close(store, market, book):
+    from robson.application.operations import close_operation
+
+    op = open_operation(store, market, book, strategy="trend")
+    market.bars = [bar(0, "100", "101", "99", "100"), bar(1, "100", "112", "100", "111")]  # one span up: trails
+    market.clock, market.price = at(10), D("111")
+    racing = TickDuringClose(market, lambda: tick(store, market, book))
+
+    closed = close_operation(op.id, store=store, exchange=book, clock=market, market=racing)
+
+    assert (closed.status, closed.close_reason, closed.exit_price) == (OperationStatus.CLOSED, CloseReason.MANUAL,
+                                                                      D("111"))
+    _, orders, trail = stored(store, op.id)
+    assert AuditKind.STOP_MOVED in [e.kind for e in trail]  # the tick's trailing move was written first
+    assert orders["rb-pl-00000001-S"].status is OrderStatus.CANCELED and len(orders) == 3  # entry, stop, one exit
+    assert balances(store)["BTC"] == (D("0"), D("0"))
+
+
+def test_a_close_whose_position_the_monitor_closed_meanwhile_sells_nothing(store, market, book):
+    from robson.application.operations import close_operation
+    from robson.errors import IllegalTransition
+
+    op = open_operation(store, market, book)
+    market.bars = [bar(0, "100", "101", "94", "96")]  # through the stop at 95
+    market.clock, market.price = at(10), D("96")
+    racing = TickDuringClose(market, lambda: tick(store, market, book))
+
+    with pytest.raises(IllegalTransition, match="was closed by the monitor meanwhile \\(stop\\)"):
+        close_operation(op.id, store=store, exchange=book, clock=market, market=racing)
+
+    closed, orders, _ = stored(store, op.id)
+    assert (closed.close_reason, sorted(orders)) == (CloseReason.STOP, ["rb-pl-00000001-E", "rb-pl-00000001-S"])
+    assert balances(store)["BTC"] == (D("0"), D("0"))

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.live.binance_server import Fault
+from tests.live.binance_server import INSUFFICIENT_BALANCE, Fault
 from tests.live.conftest import Live
 
 ORDER = "/api/v3/order"
@@ -81,9 +81,21 @@ def test_a_lost_entry_is_never_resent_until_binance_can_no_longer_accept_it(live
     assert intent_status(live, planned["id"]) == "EXECUTED"
 
 
-def test_insufficient_balance_fails_the_intent_with_nothing_half_done(live: Live) -> None:
+def test_a_balance_spent_since_validation_is_refused_before_anything_is_sent(live: Live) -> None:
     planned = live.planned_and_validated()
     live.server.set_balance("USDT", "10")
+
+    result = execute(live, planned["id"])
+
+    assert result.exit_code == 3  # execute re-runs the balance guard on Binance's balances
+    one_line_error(result, "balance", "nothing was sent")
+    assert live.orders() == []
+    assert intent_status(live, planned["id"]) == "VALIDATED"  # validate again once the money is back
+
+
+def test_insufficient_balance_refused_by_binance_fails_the_intent_with_nothing_half_done(live: Live) -> None:
+    planned = live.planned_and_validated()
+    live.server.inject(Fault.error(-2010, INSUFFICIENT_BALANCE), "POST", ORDER)
 
     result = execute(live, planned["id"])
 

@@ -212,6 +212,22 @@ def test_a_replace_lost_during_modify_is_finished_by_the_monitor_without_a_dupli
     assert Decimal(show(live, op["id"])["stop"]) == Decimal("29500")
 
 
+def test_a_target_move_whose_replace_is_lost_is_finished_by_the_monitor_without_a_duplicate(live: Live) -> None:
+    op = executed(live)
+    live.server.inject(Fault.drop_connection(after_processing=False), "POST", OCO)
+
+    lost = live.run("operation", "modify", op["id"], "--target", "32000")
+    live.server.clock_offset_ms += PAST_RECV_WINDOW_MS
+    settled = live.run("monitor", "--once", "--json")
+
+    assert lost.exit_code == 1, lost.stderr
+    assert settled.exit_code == 0, settled.stderr
+    [target] = [o for o in live.server.open_orders() if o["type"] == "LIMIT_MAKER"]
+    assert (target["clientOrderId"], Decimal(target["price"])) == (f"rb-{op['intent_id']}-T1", Decimal("32000"))
+    assert len([o for o in live.server.orders() if o["clientOrderId"] == stop_id(op, 1)]) == 1
+    assert [e["kind"] for e in show(live, op["id"])["audit"]].count("target_moved") == 1
+
+
 def test_modify_after_the_stop_filled_closes_the_operation_and_changes_nothing(live: Live) -> None:
     op = executed(live)
     live.server.set_price("BTCUSDT", "28990")

@@ -120,3 +120,32 @@ def read_ledger(db: Path) -> Ledger:
 def entry_cost(order: Mapping[str, Any]) -> Decimal:
     """Return what a filled BUY entry took from the quote balance: notional plus fee, exactly."""
     return Decimal(order["average_price"]) * Decimal(order["filled_quantity"]) + Decimal(order["fee"])
+
+
+def invariant_breaches(db: Path) -> list[str]:
+    """Check the books straight from the file; return what is wrong (nothing: an empty list).
+
+    - every CLOSED operation's realized P&L equals the cash its filled orders moved (quote received
+      for what was sold, less what was paid for what was bought, less every fee);
+    - every ACTIVE operation has exactly one open protective order (a stop generation, -S, -S1, …).
+    """
+    ledger = read_ledger(db)
+    breaches = []
+    for op in ledger.operations.values():
+        orders = ledger.orders_of(op["intent_id"])
+        stops = [o for cid, o in orders.items() if cid.split("-")[-1].startswith("S")
+                 and o["status"] in ("NEW", "PARTIALLY_FILLED")]
+        if op["status"] == "ACTIVE" and len(stops) != 1:
+            breaches.append(f"{op['id']} ACTIVE with {len(stops)} open protective orders")
+        if op["status"] != "CLOSED":
+            continue
+        cash = Decimal(0)
+        for order in orders.values():
+            filled = Decimal(order["filled_quantity"] or 0)
+            if not filled:
+                continue
+            notional = Decimal(order["average_price"]) * filled
+            cash += (notional if order["side"] == "SELL" else -notional) - Decimal(order["fee"] or 0)
+        if Decimal(op["realized_pnl"]) != cash:
+            breaches.append(f"{op['id']} CLOSED with P&L {op['realized_pnl']} but its orders moved {cash}")
+    return breaches

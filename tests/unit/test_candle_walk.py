@@ -312,6 +312,12 @@ def test_parse_duration_reads_minutes_hours_days_and_weeks():
         parse_duration("3 days")
 
 
+@pytest.mark.parametrize("text", ["\u0663d", "\uff13d", "\u09e9h", "3\u0660m"])  # Arabic-Indic, fullwidth, Bengali digits
+def test_parse_duration_refuses_digits_other_than_0_to_9(text):
+    with pytest.raises(InvalidInput, match="max_age must be a positive duration"):
+        parse_duration(text)
+
+
 # --- applying the result ------------------------------------------------------------------
 
 

@@ -38,12 +38,12 @@ def test_worked_example_passes_every_guard_and_warns_that_fees_push_risk_past_1_
     results = {r.guard: r.verdict for r in run_guards(context())}
     assert results.pop("risk per trade") is Verdict.WARN
     assert set(results.values()) == {Verdict.PASS}
-    assert len(results) == 9
+    assert len(results) == 10
 
 
 def test_validation_lists_all_verdicts_not_only_the_first_fail():
     results = run_guards(context(symbol_info=None, free_balances={}))
-    assert len(results) == 10
+    assert len(results) == 11
     assert sum(r.verdict is Verdict.FAIL for r in results) >= 3
 
 
@@ -197,3 +197,28 @@ def test_a_cooldown_of_days_waits_in_days_and_hours():
     r = g.cooldown(context(limits=limits, last_stop_out_at=NOW - timedelta(hours=1)))
 
     assert r.verdict is Verdict.FAIL and "stopped out 1h 00m ago" in r.message and r.fix == "wait 2d 23h before re-entering"
+
+
+def test_a_position_past_the_max_position_share_fails_however_it_was_sized():
+    # 0.00063 × 95432 = 60.12 of capital 100: a quantity given by hand skips the sizing caps, not this guard.
+    big = g.open_positions(context(intent=intent(quantity=D("0.00063"))))
+
+    assert big.verdict is Verdict.FAIL
+    assert "this position's notional 60.12% of capital > max 50.00% per position" in big.message
+    assert g.open_positions(context()).verdict is Verdict.PASS  # 48.67 %
+
+
+def test_a_planned_entry_far_from_the_market_warns_that_execute_fills_at_market():
+    far = g.entry_price(context(intent=intent(entry=D("33100")), market_price=D("33483")))
+    near = g.entry_price(context(intent=intent(entry=D("33483")), market_price=D("33500")))
+
+    assert far.verdict is Verdict.WARN
+    assert far.message == "entry 33100 is 1.14% from the market 33483: execute fills at market, not at the planned entry"
+    assert near.verdict is Verdict.PASS
+    assert g.entry_price(context(market_price=None)).verdict is Verdict.PASS
+
+
+def test_only_the_portfolio_guards_are_run_again_at_execute():
+    names = {r.guard for r in run_guards(context(), skip=frozenset(g.GUARD_NAMES) - g.PORTFOLIO_GUARDS)}
+
+    assert names == {"balance", "daily loss", "monthly drawdown", "open positions", "cooldown"}

@@ -111,3 +111,18 @@ def test_arrays_and_candles_give_the_same_evaluation():
     assert from_candles == from_arrays
     assert isinstance(SignalEngine().evaluate(scan, series), Evaluation)
     assert datetime.fromtimestamp(series.open_time[-1] / 1000, UTC).hour == 6
+
+
+def test_values_shown_stop_at_eight_places_and_prices_come_back_exactly():
+    bars = candles(["33000.1", "33020.7", "33041.31", "33000.12345678"])
+    scan = parse_scan({
+        "indicators": {"slow": {"kind": "sma", "length": 3}},
+        "setups": [{"name": "s", "side": "buy", "when": {"gt": ["close", "slow"]}, "confirm": "none"}],
+    })
+
+    values = SignalEngine().evaluate(scan, bars).values_at(scan.setups[0].when, 2)
+
+    assert values["close"] == D("33041.31")
+    assert values["slow"] == D("33020.70333333")  # (33000.1 + 33020.7 + 33041.31) / 3, not float noise
+    assert all(-value.as_tuple().exponent <= 8 for value in values.values() if value is not None)
+    assert SignalEngine().evaluate(scan, bars).values_at(scan.setups[0].when, 3)["close"] == D("33000.12345678")

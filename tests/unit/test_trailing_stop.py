@@ -150,7 +150,7 @@ def test_modify_tightens_a_stop_toward_profit():
 
 
 def test_modify_refuses_to_loosen_a_stop_without_allow_loosen():
-    with pytest.raises(Refused, match="loosens it: risk grows by 2 USDT"):
+    with pytest.raises(Refused, match="loosens it: risk grows by 2.00 USDT"):
         modify_stop(operation(), D("94"), price=D("103"))
 
 

@@ -79,6 +79,10 @@ class BinanceMarket:
         """Return the last traded price: on the live exchange a market order trades at the market."""
         return self.last_price(symbol)
 
+    def holds(self, symbol: str, timeframe: str) -> bool:
+        """Binance serves every interval of every listed symbol (an unlisted one fails when fetched)."""
+        return True
+
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
         """Return the last `limit` candles closed by now, oldest first, paging 1000 at a time."""
         length = timeframe_ms(timeframe)

@@ -154,6 +154,16 @@ class SampleMarket:
             )
         return rows
 
+    def holds(self, symbol: str, timeframe: str) -> bool:
+        """False when the sample knows symbol but nothing in it serves timeframe (held or resampled)."""
+        try:
+            self._source_timeframe(self._known(symbol), timeframe)
+        except NotFound:
+            return True  # fetching it says the symbol is unknown
+        except MarketDataError:
+            return False
+        return True
+
     def symbols_with(self, timeframe: str) -> list[str]:
         """The symbols with exchange filters whose candles can serve timeframe (held or resampled)."""
         found = []
