@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,13 +109,16 @@ def journey(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     journey.holds_canaries.add(pasted)
     run("bad config (keys pasted in)", "config", "show", env_={**env, "ROBSON_CONFIG": str(pasted)})
 
-    # An internal error, with the traceback on, in a real robson process: a validation report of a shape
-    # robson never writes (a value that does not decode at all is a user error naming the row, exit 2).
-    connection = sqlite3.connect(journey.db)
-    with connection:
-        connection.execute("""UPDATE intents SET validation = '{"verdict": "PASS"}' WHERE id = ?""", (live,))
-    connection.close()
-    child_env = process_env(ROBSON_DEBUG="1", **{k: v for k, v in env.items() if v is not None})
+    # An internal error, with the traceback on, in a real robson process: a bug planted where the intent
+    # is read back (every damaged value robson can foresee is a user error naming the row, exit 2).
+    bug = tmp / "planted-bug"
+    bug.mkdir()
+    (bug / "sitecustomize.py").write_text(
+        "import robson.adapters.store.mapping as mapping\n"
+        "def decode_validation(text):\n"
+        "    raise RuntimeError('a bug robson did not foresee')\n"
+        "mapping.decode_validation = decode_validation\n", encoding="utf-8")
+    child_env = process_env(ROBSON_DEBUG="1", PYTHONPATH=str(bug), **{k: v for k, v in env.items() if v is not None})
     crashed = run_robson(["plan", "show", live], child_env, cwd=tmp)
     journey.runs["internal error"] = Run("internal error", crashed.returncode, crashed.stdout, crashed.stderr)
     return journey

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from robson.application.ports import Balance
 from robson.domain.backtest_stats import SavedBacktest
+from robson.domain.guards import Verdict
 from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
@@ -150,6 +151,27 @@ def decode_optional_json(text: str | None) -> dict[str, Any] | None:
     return None if text is None else decode_json(text)
 
 
+VERDICTS = {v.value for v in Verdict}
+
+
+def decode_validation(text: str | None) -> dict[str, Any] | None:
+    """Return a stored validation report; raise BadStoredValue unless it has the shape validate writes.
+
+    Every reader (plan show, execute, --json) trusts that shape: a verdict and a list of guard
+    results, each with its guard, verdict and message.
+    """
+    report = decode_optional_json(text)
+    if report is None:
+        return None
+    results = report.get("results")
+    well_formed = report.get("verdict") in VERDICTS and isinstance(results, list) and all(
+        isinstance(r, dict) and r.get("verdict") in VERDICTS and isinstance(r.get("guard"), str)
+        and isinstance(r.get("message"), str) for r in results)
+    if not well_formed:
+        raise BadStoredValue(text, "is not a validation report (a verdict and its guards' results)")
+    return report
+
+
 # --- row readers -------------------------------------------------------------------
 
 
@@ -238,7 +260,7 @@ def intent_from_row(row: Row) -> TradingIntent:
         note=row.note,
         confidence=decode_optional_decimal(row.confidence),
         signal_id=row.signal_id,
-        validation=decode_optional_json(row.validation),
+        validation=decode_validation(row.validation),
         validated_at=decode_optional_datetime(row.validated_at),
         execution=decode_optional_json(row.execution),
         operation_id=row.operation_id,
