@@ -30,7 +30,8 @@ V1_ROWS = [
        VALUES ('pl-7f3a9c2e', 'BTCUSDT', 'BUY', 'EXECUTED', 'All In', 'manual', '15m', '100', '1',
        '95432.00', '93500.00', 'technical: 2nd support', '0.00051000', NULL,
        '2024-05-01T12:00:00.000000+00:00', '2024-05-01T12:05:00.000000+00:00', 'não é conselho', '0.8',
-       '{"verdicts":[]}', '2024-05-01T12:01:00.000000+00:00', NULL, 'op-1a2b3c4d', '{"risk":"0.99"}')""",
+       '{"verdict":"PASS","at":"2024-05-01T12:01:00+00:00","market":"sample","results":[]}',
+       '2024-05-01T12:01:00.000000+00:00', NULL, 'op-1a2b3c4d', '{"risk":"0.99"}')""",
     """INSERT INTO operations (id, intent_id, symbol, side, status, mode, strategy, quantity, entry_price,
        entry_fee, initial_stop, stop, target, opened_at, updated_at, quote_asset, exit_price, exit_fee,
        realized_pnl, close_reason, closed_at)

@@ -161,7 +161,8 @@ def test_an_intent_round_trips_with_every_field(store: SqlStore) -> None:
         note="suporte duplo — ação 📈",
         confidence=Decimal("0.75"),
         signal_id="sig-42",
-        validation={"verdicts": [{"rule": "risk", "risk": Decimal("0.99"), "status": "PASS"}]},
+        validation={"verdict": "PASS", "results": [{"guard": "risk per trade", "verdict": "PASS",
+                                                    "message": "risk 0.99", "numbers": {"risk": Decimal("0.99")}}]},
         validated_at=T0 + timedelta(minutes=1),
         execution={"mode": "paper"},
         operation_id="op-1a2b3c4d",
@@ -175,7 +176,8 @@ def test_an_intent_round_trips_with_every_field(store: SqlStore) -> None:
 
     # JSON fields are display data: Decimals and datetimes inside them come back as strings.
     assert loaded.details == {"risk_after_fees": "1.0373", "at": "2024-05-01T12:00:00.000000+00:00"}
-    assert loaded.validation == {"verdicts": [{"rule": "risk", "risk": "0.99", "status": "PASS"}]}
+    assert loaded.validation == {"verdict": "PASS", "results": [{"guard": "risk per trade", "verdict": "PASS",
+                                                              "message": "risk 0.99", "numbers": {"risk": "0.99"}}]}
     scalar_fields = ("validation", "details")
     assert dataclasses.replace(loaded, **{f: None for f in scalar_fields}) == dataclasses.replace(
         intent, **{f: None for f in scalar_fields}
@@ -248,7 +250,7 @@ def test_update_intent_writes_when_the_stored_status_is_the_expected_one(store: 
     intent = make_intent()
     with store.transaction() as session:
         session.add_intent(intent)
-    validated = intent.apply(IntentEvent.VALIDATION_PASSED, T0 + timedelta(minutes=2), validation={"ok": True})
+    validated = intent.apply(IntentEvent.VALIDATION_PASSED, T0 + timedelta(minutes=2), validation={"verdict": "PASS", "results": []})
 
     with store.transaction() as session:
         session.update_intent(validated, expected_status=IntentStatus.PENDING)
