@@ -72,7 +72,7 @@ def bench_in_process() -> None:
     strategy = StrategyCatalog([bundled_strategies_dir()]).get("ma-cross-5m")
     request = BacktestRequest(strategy=strategy, symbols=("BTCUSDT",), capital=Decimal(1000), fee_rate=Decimal(0),
                               slippage_rate=Decimal(0), limits=RiskLimits(max_risk_percent=Decimal(2)),
-                              max_position_percent=Decimal(50), stake=Decimal(100), max_open=1, guards=False)
+                              stake=Decimal(100), max_open=1, guards=False)
     backtest(request, history=SampleMarket(), engine=SignalEngine())  # imports and the array cache warm
     totals, phases = [], {"load": [], "signals": [], "replay + stats": []}
     for _ in range(5):

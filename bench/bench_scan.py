@@ -21,7 +21,6 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -81,8 +80,7 @@ def bench_in_memory() -> None:
     series = synthesize()
     strategies = tuple(s for s in StrategyCatalog([bundled_strategies_dir()]).all()
                        if s.scan is not None and s.name != "ma-cross-5m")  # the product brief's four
-    account = Account(capital=Decimal(1000), fee_rate=Decimal("0.001"), max_position_percent=Decimal(50),
-                      limits=RiskLimits())
+    account = Account(capital=Decimal(1000), fee_rate=Decimal("0.001"), limits=RiskLimits())
     request = ScanRequest(strategies=strategies, symbols=tuple(series), timeframe="15m", entries=False)
     first = Series.from_candles(series["S00USDT"]).prices()
     for strategy in strategies:  # pandas-ta's import and numba's first compile are not the scan's cost

@@ -149,7 +149,6 @@ class Container:
         return Account(
             capital=s["capital"],
             fee_rate=s.fee_rate,
-            max_position_percent=s["risk.max_position_percent"],
             limits=s.risk_limits(),
             validation_max_age_minutes=s["execution.validation_max_age_minutes"],
             stop_limit_offset_percent=s["execution.stop_limit_offset_percent"],

@@ -111,7 +111,6 @@ class BacktestRequest:
     fee_rate: Decimal
     slippage_rate: Decimal
     limits: RiskLimits  # the account's, before the strategy's overrides
-    max_position_percent: Decimal
     start: datetime | None = None
     end: datetime | None = None
     timeframe: str | None = None  # None: the strategy's own
@@ -455,7 +454,7 @@ class _Replay:
         try:
             planned = plan_trade(candidate.side, symbol.info, self.strategy, entry=price, entry_source="market",
                                  candles=stop_candles, capital=request.capital, fee_rate=request.fee_rate,
-                                 max_position_percent=request.max_position_percent,
+                                 max_position_percent=request.limits.max_position_percent,
                                  available_balance=self.book.free,
                                  quantity=self._stake_quantity(symbol.info, price))
         except (SizingRefused, InvalidInput) as e:

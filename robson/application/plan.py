@@ -23,11 +23,15 @@ class Account:
 
     capital: Decimal
     fee_rate: Decimal
-    max_position_percent: Decimal
     limits: RiskLimits
     validation_max_age_minutes: int = 15
     stop_limit_offset_percent: Decimal = Decimal("0.5")
     risk_change_tolerance_percent: Decimal = Decimal("25")  # execute refuses a trade changed more than this
+
+    @property
+    def max_position_percent(self) -> Decimal:
+        """The largest position, percent of capital: sizing caps at it, the open-positions guard fails above it."""
+        return self.limits.max_position_percent
 
     def limits_for(self, strategy: Strategy | None) -> RiskLimits:
         """Return the guard limits for strategy: its overrides, its max risk capped by the account's."""

@@ -143,7 +143,7 @@ def _request(c, strategy, symbols, start, end, timeframe, capital, stake, fee, s
         capital=_amount(capital, "--capital") or settings["capital"],
         fee_rate=(fee_percent if fee_percent is not None else settings["fees.taker_percent"]) / 100,
         slippage_rate=(slippage_percent if slippage_percent is not None else settings["paper.slippage_percent"]) / 100,
-        limits=settings.risk_limits(), max_position_percent=settings["risk.max_position_percent"],
+        limits=settings.risk_limits(),
         start=time_option(start, "--from"), end=time_option(end, "--to"), timeframe=tf if timeframe else None,
         stake=_amount(stake, "--stake"), max_open=max_open, guards=guards,
     )

@@ -41,7 +41,7 @@ def at(text: str) -> datetime:
 def request(name: str, **changes) -> BacktestRequest:
     base = BacktestRequest(strategy=CATALOG.get(name), symbols=("BTCUSDT",), capital=Decimal(1000),
                            fee_rate=Decimal("0.001"), slippage_rate=Decimal("0.0005"),
-                           limits=RiskLimits(max_risk_percent=Decimal(2)), max_position_percent=Decimal(50))
+                           limits=RiskLimits(max_risk_percent=Decimal(2)))
     return dataclasses.replace(base, **changes)
 
 

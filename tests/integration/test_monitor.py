@@ -27,8 +27,7 @@ M5 = 5 * 60_000
 INFO = SymbolInfo(symbol="BTCUSDT", base_asset="BTC", quote_asset="USDT", tick_size=D("0.01"), step_size=D("0.001"),
                   min_qty=D("0.001"), min_notional=D("10"))
 # Up to 3 positions per symbol: some tests watch three operations on one symbol at once.
-ACCOUNT = Account(capital=D("1000"), fee_rate=D("0.001"), max_position_percent=D("50"),
-                  limits=RiskLimits(max_positions_per_symbol=3))
+ACCOUNT = Account(capital=D("1000"), fee_rate=D("0.001"), limits=RiskLimits(max_positions_per_symbol=3))
 STRATEGIES = {
     "plain": parse_strategy({"name": "plain", "timeframe": "15m"}, "plain.yaml"),
     "trend": parse_strategy({"name": "trend", "timeframe": "15m", "trailing": "hand_span"}, "trend.yaml"),

@@ -25,8 +25,7 @@ from robson.errors import InvalidInput, TemporaryExchangeError
 
 CATALOG = StrategyCatalog([bundled_strategies_dir()])
 RESCUE = CATALOG.get("rescue-forces")
-ACCOUNT = Account(capital=Decimal(1000), fee_rate=Decimal("0.001"), max_position_percent=Decimal(50),
-                  limits=RiskLimits())
+ACCOUNT = Account(capital=Decimal(1000), fee_rate=Decimal("0.001"), limits=RiskLimits())
 
 
 def at(text: str) -> datetime:
