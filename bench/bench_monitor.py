@@ -73,6 +73,12 @@ class BenchMarket:
         closed = self._closed(symbol)
         return PriceQuote(symbol, closed[-1].close, self.clock)
 
+    def fill_price(self, symbol: str) -> PriceQuote:
+        return self.last_price(symbol)
+
+    def holds(self, symbol: str, timeframe: str) -> bool:
+        return timeframe == "5m"
+
     def candles(self, symbol: str, timeframe: str, limit: int) -> list[Candle]:
         from robson.errors import MarketDataError
 
@@ -102,8 +108,10 @@ def prepare(path: Path, operations: int, symbols: int):
         "plain": parse_strategy({"name": "plain", "timeframe": "15m"}, "plain.yaml"),
         "trend": parse_strategy({"name": "trend", "timeframe": "15m", "trailing": "hand_span"}, "trend.yaml"),
     }
-    account = Account(capital=D("100000000"), fee_rate=D("0.001"), max_position_percent=D("100"),
-                      limits=RiskLimits())
+    # A book that holds every operation: execute checks the open-positions limits again before each entry.
+    account = Account(capital=D("100000000"), fee_rate=D("0.001"),
+                      limits=RiskLimits(max_position_percent=D("100"), max_open_positions=operations + 1,
+                                        max_positions_per_symbol=operations + 1))
     store = SqlStore.for_path(path)
     book = PaperExchange(store, market, fee_rate=D("0.001"), slippage_rate=D("0"),
                          starting_balances={"USDT": D("100000000")})
