@@ -375,7 +375,7 @@ def _leave_as_dust(intent: TradingIntent, entry: Order, info: SymbolInfo, quanti
         operation_id=new_id(OPERATION_PREFIX), intent_id=intent.id, symbol=intent.symbol, side=intent.side,
         mode=exchange.name if exchange.name == "paper" else "live", strategy=intent.strategy, quantity=quantity,
         entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
-        target=target, at=now, quote_asset=intent.details.get("quote_asset", "USDT"),
+        target=target, at=now, quote_asset=intent.quote_asset,
     ).leave_as_dust(at=now)
     why = info.dust_reason(quantity, entry.average_price)
     result = _store_execution(intent, entry, None, None, None, operation, store=store, exchange=exchange, now=now,
@@ -429,7 +429,7 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         operation_id=new_id(OPERATION_PREFIX), intent_id=intent.id, symbol=intent.symbol, side=intent.side,
         mode=exchange.name if exchange.name == "paper" else "live", strategy=intent.strategy, quantity=quantity,
         entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
-        target=target, at=now, quote_asset=intent.details.get("quote_asset", "USDT"),
+        target=target, at=now, quote_asset=intent.quote_asset,
     )
     if stop_order is None and exchange.live:
         # Imported here: the live monitor imports this module.

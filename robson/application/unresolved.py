@@ -47,10 +47,6 @@ class Unresolved:
         entry_price = self.entry.average_price if self.entry is not None else None
         return self.quantity * (self.price or entry_price or self.intent.entry)
 
-    @property
-    def quote_asset(self) -> str:
-        return self.intent.details.get("quote_asset", "USDT")
-
     def describe(self) -> str:
         """One line: the intent, what it holds or may hold, its exposure and its protection (UNPROTECTED first)."""
         i = self.intent
@@ -60,7 +56,7 @@ class Unresolved:
         else:
             held = (f"{i.side.value} up to {fmt(self.quantity)} {i.symbol} if its entry "
                     f"{client_order_id(i.id, OrderRole.ENTRY)} filled (its answer is not settled)")
-        exposure = f"exposure {fmt(self.exposure, 2)} {self.quote_asset}"
+        exposure = f"exposure {fmt(self.exposure, 2)} {self.intent.quote_asset}"
         if self.protected:
             return (f"{i.id} EXECUTING: {held}, {exposure}, protected by {self.stop.client_order_id} "
                     f"(stop @ {fmt(self.stop.stop_price)})")

@@ -140,7 +140,7 @@ def book_view(session: StoreSession, intent: TradingIntent, now: datetime, fee_r
         notional = other.quantity * other.entry
         positions.append(OpenPosition(other.symbol, notional))
         if other.side is Side.BUY:
-            asset, amount = other.details.get("quote_asset", "USDT"), notional * (1 + fee_rate)
+            asset, amount = other.quote_asset, notional * (1 + fee_rate)
         else:
             asset, amount = other.details.get("base_asset", other.symbol), other.quantity
         reserved[asset] = reserved.get(asset, Decimal(0)) + amount

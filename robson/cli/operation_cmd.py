@@ -56,7 +56,7 @@ def status(ctx: typer.Context,
                                   [(u.intent.id, u.intent.status.value, f"{u.intent.side.value} {u.intent.symbol}",
                                     fmt(u.quantity) if u.entry is not None else f"up to {fmt(u.quantity)}",
                                     fmt(u.entry.average_price) if u.entry is not None else "unknown", fmt(u.price),
-                                    f"{fmt(u.exposure, 2)} {u.quote_asset}",
+                                    f"{fmt(u.exposure, 2)} {u.intent.quote_asset}",
                                     f"stop {u.stop.client_order_id}" if u.protected else "UNPROTECTED")
                                    for u in unresolved]))
 

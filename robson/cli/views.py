@@ -153,7 +153,7 @@ def unresolved_doc(unresolved) -> dict[str, Any]:
         "entry_price": entry.average_price if entry is not None else None,
         "price": unresolved.price,
         "exposure": unresolved.exposure,
-        "quote_asset": unresolved.quote_asset,
+        "quote_asset": unresolved.intent.quote_asset,
         "protected": unresolved.protected,
         "stop_order": stop.client_order_id if unresolved.protected else None,
         "message": unresolved.describe(),

@@ -108,6 +108,11 @@ class TradingIntent:
         return dataclasses.replace(self, status=status, updated_at=at, **changes)
 
     @property
+    def quote_asset(self) -> str:
+        """The asset the plan was priced in, as plan recorded it (USDT for an intent without that detail)."""
+        return self.details.get("quote_asset", "USDT")
+
+    @property
     def client_order_prefix(self) -> str:
         """The prefix of every client order id of this intent (≤ 36 chars with a suffix)."""
         return f"rb-{self.id}"

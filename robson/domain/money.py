@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 
 from robson.errors import InvalidInput
 
@@ -83,8 +83,7 @@ def fmt_amount(value: Decimal | None) -> str:
         return "-"
     if value == 0:
         return "0"
-    places = min(8, max(2, 1 - value.adjusted()))
-    return fmt(value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN), places)
+    return fmt(value, min(8, max(2, 1 - value.adjusted())))  # fmt quantizes half-even, as the books round
 
 
 def fmt(value: Decimal | None, places: int | None = None) -> str:
