@@ -99,9 +99,10 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
 
 def _filled_exits(store: Store, paper: list[Operation]) -> dict[str, Order]:
     """The ACTIVE operations whose market exit already FILLED (a close interrupted in an older robson)."""
+    exit_ids = {client_order_id(op.intent_id, OrderRole.EXIT): op.id for op in paper}
     with store.read() as session:
-        found = {op.id: session.get_order(client_order_id(op.intent_id, OrderRole.EXIT)) for op in paper}
-    return {op_id: order for op_id, order in found.items() if order is not None and order.status is OrderStatus.FILLED}
+        found = session.get_orders(list(exit_ids))  # one query for the whole tick, not one per operation
+    return {exit_ids[order_id]: order for order_id, order in found.items() if order.status is OrderStatus.FILLED}
 
 
 def _adopt_exit(op: Operation, order: Order, info: SymbolInfo) -> _Walk:

@@ -520,6 +520,20 @@ def test_orders_for_intent_are_that_intents_orders_oldest_first(store: SqlStore)
     assert ids == ["rb-pl-7f3a9c2e-E", "rb-pl-7f3a9c2e-S"]
 
 
+def test_get_orders_returns_the_stored_ones_among_many_ids_by_client_id(store: SqlStore) -> None:
+    stored = [f"rb-pl-{n:08x}-X" for n in range(0, 1200, 2)]  # every other id of 1,200: three batches asked
+    with store.transaction() as session:
+        for order_id in stored:
+            session.add_order(make_order(order_id, intent_id=order_id[3:-2]))
+
+    with store.read() as session:
+        found = session.get_orders([f"rb-pl-{n:08x}-X" for n in range(1200)])
+        none = session.get_orders([])
+
+    assert sorted(found) == stored and none == {}
+    assert all(order.client_order_id == order_id for order_id, order in found.items())
+
+
 def test_set_balance_inserts_then_replaces_per_account_and_asset(store: SqlStore) -> None:
     with store.transaction() as session:
         assert session.get_balances("paper") == {}

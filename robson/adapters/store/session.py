@@ -194,6 +194,14 @@ class SqlSession:
         row = self._connection.execute(_statement("get_order"), {"key_": client_order_id}).first()
         return None if row is None else mapping.order_from_row(row)
 
+    def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
+        """Return the stored orders among these client ids, by client id (one query per 500 ids)."""
+        found: dict[str, Order] = {}
+        for start in range(0, len(client_order_ids), 500):
+            query = select(ORDERS).where(ORDERS.c.client_order_id.in_(client_order_ids[start:start + 500]))
+            found.update((o.client_order_id, o) for o in map(mapping.order_from_row, self._connection.execute(query)))
+        return found
+
     def orders_for_intent(self, intent_id: str) -> list[Order]:
         """Return the intent's orders oldest first."""
         query = (
