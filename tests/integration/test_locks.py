@@ -9,11 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select
 
 from robson.adapters.store import SqlStore
 from robson.adapters.store.locks import HOST, MAYBE_RUNNING, OWNER, RUNNING, process_started, try_lock
-from robson.adapters.store.tables import LOCKS
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
@@ -28,14 +26,16 @@ def store(tmp_path):
 
 def held_by(store, *, host: str, pid: int, expires: datetime, started: str | None = None) -> None:
     with store.transaction() as tx:
-        tx.connection.execute(insert(LOCKS).values(
-            name="monitor", owner=f"{host}:{pid}:other", host=host, pid=pid,
-            acquired_at=(expires - TTL).isoformat(), expires_at=expires.isoformat(), started=started))
+        tx.connection.execute(
+            "INSERT INTO locks (name, owner, host, pid, acquired_at, expires_at, started) "
+            "VALUES (:name, :owner, :host, :pid, :acquired_at, :expires_at, :started)",
+            {"name": "monitor", "owner": f"{host}:{pid}:other", "host": host, "pid": pid,
+             "acquired_at": (expires - TTL).isoformat(), "expires_at": expires.isoformat(), "started": started})
 
 
 def owner(store) -> str:
     with store.read() as session:
-        return session.connection.execute(select(LOCKS.c.owner).where(LOCKS.c.name == "monitor")).scalar()
+        return session.connection.execute("SELECT owner FROM locks WHERE name = 'monitor'").scalar()
 
 
 def test_a_live_holder_proven_by_its_start_time_keeps_the_lock_long_after_it_expired(store):
@@ -75,7 +75,7 @@ def test_a_taken_lock_records_this_process_and_its_start_time(store):
     assert try_lock(store, "monitor", ttl=TTL, now=NOW) is None
 
     with store.read() as session:
-        row = session.connection.execute(select(LOCKS)).one()
+        [row] = session.connection.execute("SELECT * FROM locks").all()
     assert (row.host, row.pid, row.owner) == (HOST, os.getpid(), OWNER)
     assert row.started == process_started(os.getpid())
     if sys.platform.startswith("linux"):
@@ -114,5 +114,5 @@ def test_the_holding_process_renews_its_own_lock(store):
 
     assert try_lock(store, "monitor", ttl=TTL, now=NOW + timedelta(hours=1)) is None
     with store.read() as session:
-        expires = session.connection.execute(select(LOCKS.c.expires_at)).scalar()
+        expires = session.connection.execute("SELECT expires_at FROM locks").scalar()
     assert datetime.fromisoformat(expires) == NOW + timedelta(hours=1) + TTL

@@ -139,12 +139,12 @@ class _LockedThenFree:
 
 
 def test_the_wal_switch_waits_for_a_locked_fresh_file_instead_of_failing() -> None:
-    from robson.adapters.store.engine import _switch_to_wal
+    from robson.adapters.store.sqlite import switch_to_wal
 
     cursor = _LockedThenFree(locked_times=3)
     pauses: list[float] = []
 
-    _switch_to_wal(cursor, monotonic=lambda: 0.0, pause=pauses.append)
+    switch_to_wal(cursor, monotonic=lambda: 0.0, pause=pauses.append)
 
     assert cursor.mode == "wal"
     assert cursor.statements.count("PRAGMA journal_mode = WAL") == 4
@@ -152,23 +152,23 @@ def test_the_wal_switch_waits_for_a_locked_fresh_file_instead_of_failing() -> No
 
 
 def test_the_wal_switch_gives_up_after_the_busy_timeout_and_other_errors_pass_through() -> None:
-    from robson.adapters.store.engine import BUSY_TIMEOUT_SECONDS, _switch_to_wal
+    from robson.adapters.store.sqlite import BUSY_TIMEOUT_SECONDS, switch_to_wal
 
     clock = iter([0.0, 1.0, BUSY_TIMEOUT_SECONDS + 1.0])
     with pytest.raises(sqlite3.OperationalError, match="locked"):
-        _switch_to_wal(_LockedThenFree(locked_times=10), monotonic=lambda: next(clock), pause=lambda _: None)
+        switch_to_wal(_LockedThenFree(locked_times=10), monotonic=lambda: next(clock), pause=lambda _: None)
 
     with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
-        _switch_to_wal(_LockedThenFree(locked_times=1, message="disk I/O error"), monotonic=lambda: 0.0,
+        switch_to_wal(_LockedThenFree(locked_times=1, message="disk I/O error"), monotonic=lambda: 0.0,
                        pause=lambda _: None)
 
 
 def test_an_existing_wal_file_is_not_switched_again() -> None:
-    from robson.adapters.store.engine import _switch_to_wal
+    from robson.adapters.store.sqlite import switch_to_wal
 
     cursor = _LockedThenFree(locked_times=5)
     cursor.mode = "wal"
 
-    _switch_to_wal(cursor, monotonic=lambda: 0.0, pause=lambda _: None)
+    switch_to_wal(cursor, monotonic=lambda: 0.0, pause=lambda _: None)
 
     assert cursor.statements == ["PRAGMA journal_mode"]

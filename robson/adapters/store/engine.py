@@ -1,25 +1,20 @@
-"""Build the SQLAlchemy engine; the only place with dialect-specific connection setup.
+"""Build the SQLAlchemy engine: for PostgreSQL, and for migrations (on any database).
 
-SQLite: WAL, a 30 s busy timeout, foreign keys, synchronous=NORMAL, and robson emits BEGIN
-itself (pysqlite's own transaction handling is switched off) so that a write transaction
-starts with BEGIN IMMEDIATE: it takes the write lock up front, which makes read-then-write
-units safe between processes and means a lock upgrade can never fail with "database is locked".
-PostgreSQL: write transactions take one transaction-level advisory lock, the same serialization.
+SQLite connections get the settings of robson.adapters.store.sqlite (WAL, busy timeout, BEGIN
+IMMEDIATE for writes). PostgreSQL: write transactions take one transaction-level advisory lock,
+the same serialization.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from typing import Any
 
 from sqlalchemy import URL, Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from robson.adapters.store import sqlite
 from robson.errors import StoreError
 
-BUSY_TIMEOUT_SECONDS = 30
 WRITE_OPTION = "robson_write"
 # Any constant works; it only has to be the same in every robson process.
 _PG_WRITE_LOCK_KEY = 0x726F6273  # "robs"
@@ -38,8 +33,8 @@ def build_engine(url: str | URL) -> Engine:
     try:
         parsed = make_url(url)
         if parsed.get_backend_name() == "sqlite":
-            engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_SECONDS})
-            event.listen(engine, "connect", _configure_sqlite_connection)
+            engine = create_engine(parsed, connect_args={"timeout": sqlite.BUSY_TIMEOUT_SECONDS})
+            event.listen(engine, "connect", lambda dbapi_connection, _record: sqlite.configure(dbapi_connection))
             event.listen(engine, "begin", _begin_sqlite)
         else:
             engine = create_engine(parsed, pool_pre_ping=True)
@@ -53,40 +48,6 @@ def build_engine(url: str | URL) -> Engine:
 def write_connection(engine: Engine) -> Connection:
     """Return a connection whose next transaction is a serialized write transaction."""
     return engine.connect().execution_options(**{WRITE_OPTION: True})
-
-
-def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
-    # Hand transaction control to the "begin" listener below.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-        _switch_to_wal(cursor)
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cursor.close()
-
-
-def _switch_to_wal(cursor: Any, monotonic: Any = time.monotonic, pause: Any = time.sleep) -> None:
-    """Put the file in WAL mode unless it already is (the usual case: no lock needed then).
-
-    The switch needs an exclusive lock, and SQLite answers "database is locked" at once, without
-    its busy handler, when another connection is opening or switching the same fresh file; so
-    retry here until the busy timeout, as the handler would have.
-    """
-    deadline = monotonic() + BUSY_TIMEOUT_SECONDS
-    delay = 0.005
-    while True:
-        try:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() not in ("wal", "memory"):
-                cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as e:
-            if ("locked" not in str(e) and "busy" not in str(e)) or monotonic() >= deadline:
-                raise
-        pause(delay)
-        delay = min(delay * 2, 0.2)
 
 
 def _begin_sqlite(connection: Connection) -> None:

@@ -25,9 +25,6 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select, update
-
-from robson.adapters.store.tables import LOCKS
 from robson.errors import AlreadyRunning
 
 if TYPE_CHECKING:
@@ -37,6 +34,10 @@ HOST = socket.gethostname()
 # One identity per process: a lock re-entered by its own process is simply renewed.
 OWNER = f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 POLL_SECONDS = 0.05
+_COLUMNS = ("name", "owner", "host", "pid", "acquired_at", "expires_at", "started")
+_INSERT = f"INSERT INTO locks ({', '.join(_COLUMNS)}) VALUES ({', '.join(f':{c}' for c in _COLUMNS)})"
+_UPDATE = f"UPDATE locks SET {', '.join(f'{c} = :{c}' for c in _COLUMNS[1:])} WHERE name = :name"
+_DELETE = "DELETE FROM locks WHERE name = :name AND owner = :owner"
 
 
 RUNNING = "running"  # proven: the very process that took the lock is alive on this host
@@ -128,13 +129,13 @@ def try_lock(store: SqlStore, name: str, *, ttl: timedelta, now: datetime,
            "expires_at": _iso(now + ttl), "started": _started_self()}
     with store.transaction() as tx:
         connection = tx.connection
-        current = connection.execute(select(LOCKS).where(LOCKS.c.name == name)).first()
+        current = connection.execute("SELECT * FROM locks WHERE name = :name", {"name": name}).first()
         if current is None:
-            connection.execute(insert(LOCKS).values(**row))
+            connection.execute(_INSERT, row)
             return None
         holder = judge(current, now=now, alive=alive, started=started)
         if current.owner == OWNER or not holder.holds:
-            connection.execute(update(LOCKS).where(LOCKS.c.name == name).values(**row))
+            connection.execute(_UPDATE, row)
             return None
         return holder
 
@@ -160,21 +161,20 @@ def judge(row, *, now: datetime, alive: Callable[[int], bool] = pid_alive,
 def holders(store: SqlStore, *, now: datetime) -> list[LockHolder]:
     """Return every lock held in the database, by name, each judged as try_lock would."""
     with store.read() as session:
-        rows = session.connection.execute(select(LOCKS).order_by(LOCKS.c.name)).all()
+        rows = session.connection.execute("SELECT * FROM locks ORDER BY name").all()
     return [judge(row, now=now) for row in rows]
 
 
 def remove(store: SqlStore, name: str, *, owner: str) -> bool:
     """Delete the lock row if it still belongs to owner (not to someone who took it meanwhile); tell whether it did."""
     with store.transaction() as tx:
-        return bool(tx.connection.execute(delete(LOCKS).where(LOCKS.c.name == name, LOCKS.c.owner == owner))
-                    .rowcount)
+        return bool(tx.connection.execute(_DELETE, {"name": name, "owner": owner}).rowcount)
 
 
 def release(store: SqlStore, name: str) -> None:
     """Drop the lock if this process holds it."""
     with store.transaction() as tx:
-        tx.connection.execute(delete(LOCKS).where(LOCKS.c.name == name, LOCKS.c.owner == OWNER))
+        tx.connection.execute(_DELETE, {"name": name, "owner": OWNER})
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from robson.adapters.store.engine import write_connection
-from robson.errors import ForeignDatabase, StoreError
+from robson.adapters.store.schema import LATEST_VERSION, check_not_newer, foreign_database, foreign_schema
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +239,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "backtests kept with --save", _v5_backtests),
     Migration(6, "locks.started: the holder's start time, so a reused pid is not taken for it", _v6_lock_holder_start),
 )
-LATEST_VERSION = MIGRATIONS[-1].version
+if MIGRATIONS[-1].version != LATEST_VERSION:  # schema.py names the version the code is written for
+    raise RuntimeError(f"schema.LATEST_VERSION is {LATEST_VERSION}, the last migration v{MIGRATIONS[-1].version}")
 
 _VERSION = Table(
     "schema_version",
@@ -257,20 +258,6 @@ def current_version(connection: Connection) -> int:
     return int(connection.execute(select(func.max(_VERSION.c.version))).scalar() or 0)
 
 
-def foreign_schema(table_names: list[str], version_columns: list[str]) -> str | None:
-    """Return why a database with these tables is not robson's, or None if it is robson's (or empty).
-
-    Every robson schema since v1 has schema_version and intents, created in one transaction.
-    """
-    names = sorted(name for name in table_names if not name.startswith("sqlite_"))
-    if not names:
-        return None
-    if "schema_version" in names and "intents" in names and {"version", "applied_at", "description"} <= set(version_columns):
-        return None
-    shown = ", ".join(names[:5]) + (" …" if len(names) > 5 else "")
-    return f"it holds another application's tables ({shown}) and no robson schema"
-
-
 def check_is_robson(connection: Connection, where: str) -> None:
     """Raise ForeignDatabase if the database belongs to another application (robson never adds tables to it)."""
     inspector = inspect(connection)
@@ -279,19 +266,6 @@ def check_is_robson(connection: Connection, where: str) -> None:
     problem = foreign_schema(names, columns)
     if problem:
         raise foreign_database(where, problem)
-
-
-def foreign_database(where: str, problem: str) -> ForeignDatabase:
-    return ForeignDatabase(f"{where} is not a robson database: {problem}; robson changes nothing in it",
-                           hint="point --db or ROBSON_DB at robson's own database file (a new file is created)")
-
-
-def check_not_newer(version: int) -> None:
-    """Raise StoreError if the database was written by a newer robson."""
-    if version > LATEST_VERSION:
-        raise StoreError(
-            f"database schema v{version} is newer than this robson (v{LATEST_VERSION}); upgrade robson",
-        )
 
 
 def apply_pending(connection: Connection, *, target: int = LATEST_VERSION) -> list[int]:

@@ -1,27 +1,21 @@
-"""SqlSession: the StoreSession protocol over one SQLAlchemy connection in one transaction."""
+"""SqlSession: the StoreSession protocol as SQL over one connection in one transaction.
+
+The statements are plain SQL text with :named parameters that SQLite (3.35 or newer) and
+PostgreSQL both run unchanged; robson.adapters.store.database runs them. Identifiers are quoted
+(signals has a column named "values"). Decimals are TEXT, so sums are done in Python.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
-from functools import cache
-
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, tuple_, update
-
 from robson.adapters.store import mapping
-from robson.adapters.store.tables import (
-    AUDIT_EVENTS,
-    BACKTESTS,
-    BALANCES,
-    CANDLES,
-    INTENTS,
-    OPERATIONS,
-    ORDERS,
-    SIGNALS,
-)
+from robson.adapters.store.database import Connection
+from robson.adapters.store.schema import ID_LENGTH
 from robson.application.ports import Balance
 from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.ids import BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
@@ -34,41 +28,36 @@ from robson.errors import AmbiguousId, DuplicateOrder, IllegalTransition, Invali
 
 _ZERO = Decimal("0")
 _SIGNAL_KEY = ("strategy", "pattern", "symbol", "timeframe", "candle_open_time")
-# Hot statements are built once with bound parameters, so SQLAlchemy reuses their compiled form
-# instead of building and hashing a new statement from every value (a monitor tick runs thousands).
-# Built on first use, not at import: a command that never reads an order does not pay for it.
+_IN_BATCH = 500  # ids per IN (...) list
+
+
+def _names(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{name}"' for name in columns)
 
 
 @cache
-def _statement(name: str):
-    key = bindparam("key_")
-    return {
-        "get_operation": lambda: select(OPERATIONS).where(OPERATIONS.c.id == key),
-        "get_order": lambda: select(ORDERS).where(ORDERS.c.client_order_id == key),
-        "update_order": lambda: update(ORDERS).where(ORDERS.c.client_order_id == key),
-        "get_balances": lambda: select(BALANCES).where(BALANCES.c.account == key).order_by(BALANCES.c.asset),
-    }[name]()
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT INTO {table} ({_names(columns)}) VALUES ({', '.join(f':{name}' for name in columns)})"
 
 
 @cache
-def _insert_statement(table: Table):
-    return insert(table)
+def _upsert_sql(table: str, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    changes = ", ".join(f'"{name}" = excluded."{name}"' for name in columns if name not in keys)
+    return f"{_insert_sql(table, columns)} ON CONFLICT ({_names(keys)}) DO UPDATE SET {changes}"
 
 
 @cache
-def _upsert_statement(table: Table, keys: tuple[str, ...], dialect: str):
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    statement = dialect_insert(table)
-    changes = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in keys}
-    return statement.on_conflict_do_update(index_elements=list(keys), set_=changes)
+def _update_sql(table: str, columns: tuple[str, ...], key: str, guard: str | None = None) -> str:
+    """UPDATE table SET every column WHERE key = :key_ [AND guard = :expected_]."""
+    changes = ", ".join(f'"{name}" = :{name}' for name in columns)
+    where = f'"{key}" = :key_' + (f' AND "{guard}" = :expected_' if guard else "")
+    return f"UPDATE {table} SET {changes} WHERE {where}"
 
 
-@cache
-def _compare_and_set_statement(table: Table):
-    return update(table).where(table.c.id == bindparam("key_"), table.c.status == bindparam("expected_"))
+def _in_list(column: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
+    """Return 'column IN (:in_0, ...)' and its parameters."""
+    params = {f"in_{index}": value for index, value in enumerate(values)}
+    return f'"{column}" IN ({", ".join(f":{name}" for name in params)})', params
 
 
 @mapping.reads("operations", "id")
@@ -87,88 +76,84 @@ class SqlSession:
 
     def add_intent(self, intent: TradingIntent) -> None:
         """Insert a new intent; raise StoreError if its ID exists."""
-        self._insert(INTENTS, mapping.intent_to_row(intent))
+        self._insert("intents", mapping.intent_to_row(intent))
 
     def update_intent(self, intent: TradingIntent, *, expected_status: IntentStatus) -> None:
         """Write intent if its stored status is still expected_status; raise IllegalTransition or NotFound."""
-        self._compare_and_set(INTENTS, "intent", mapping.intent_to_row(intent), expected_status.value)
+        self._compare_and_set("intents", "intent", mapping.intent_to_row(intent), expected_status.value)
 
     def get_intent(self, intent_id: str) -> TradingIntent:
         """Return the intent by full ID; raise NotFound."""
-        row = self._connection.execute(select(INTENTS).where(INTENTS.c.id == intent_id)).first()
+        row = self._connection.execute("SELECT * FROM intents WHERE id = :id", {"id": intent_id}).first()
         if row is None:
             raise NotFound(f"intent {intent_id} not found")
         return mapping.intent_from_row(row)
 
     def resolve_intent_id(self, text: str) -> str:
         """Resolve a full ID or unique prefix (any case, 'pl-' optional); raise NotFound or AmbiguousId."""
-        return self._resolve(INTENTS, "intent", text, INTENT_PREFIX)
+        return self._resolve("intents", "intent", text, INTENT_PREFIX)
 
     def list_intents(self, status: IntentStatus | None = None) -> list[TradingIntent]:
         """Return intents oldest first (created at the same market time: in the order they were planned)."""
         # An intent's first audit event (planned) has the lowest autoincrement id: the creation order,
         # which random IDs do not give when a replayed clock stands still.
-        planned = (select(func.min(AUDIT_EVENTS.c.id)).where(AUDIT_EVENTS.c.intent_id == INTENTS.c.id)
-                   .scalar_subquery())
-        query = select(INTENTS).order_by(INTENTS.c.created_at, planned, INTENTS.c.id)
-        if status is not None:
-            query = query.where(INTENTS.c.status == status.value)
-        return [mapping.intent_from_row(row) for row in self._connection.execute(query)]
+        where = "" if status is None else "WHERE status = :status"
+        query = (f"SELECT * FROM intents {where} ORDER BY created_at, "
+                 "(SELECT min(a.id) FROM audit_events a WHERE a.intent_id = intents.id), id")
+        params = {} if status is None else {"status": status.value}
+        return [mapping.intent_from_row(row) for row in self._connection.execute(query, params)]
 
     # --- operations ----------------------------------------------------------------
 
     def add_operation(self, operation: Operation) -> None:
         """Insert a new operation; raise StoreError if its ID exists or its intent does not."""
-        self._insert(OPERATIONS, mapping.operation_to_row(operation))
+        self._insert("operations", mapping.operation_to_row(operation))
 
     def update_operation(self, operation: Operation, *, expected_status: OperationStatus) -> None:
         """Write operation if its stored status is still expected_status; raise IllegalTransition or NotFound."""
-        self._compare_and_set(OPERATIONS, "operation", mapping.operation_to_row(operation), expected_status.value)
+        self._compare_and_set("operations", "operation", mapping.operation_to_row(operation), expected_status.value)
 
     def get_operation(self, operation_id: str) -> Operation:
         """Return the operation by full ID; raise NotFound."""
-        row = self._connection.execute(_statement("get_operation"), {"key_": operation_id}).first()
+        row = self._connection.execute("SELECT * FROM operations WHERE id = :id", {"id": operation_id}).first()
         if row is None:
             raise NotFound(f"operation {operation_id} not found")
         return mapping.operation_from_row(row)
 
     def resolve_operation_id(self, text: str) -> str:
         """Resolve a full ID or unique prefix (any case, 'op-' optional); raise NotFound or AmbiguousId."""
-        return self._resolve(OPERATIONS, "operation", text, OPERATION_PREFIX)
+        return self._resolve("operations", "operation", text, OPERATION_PREFIX)
 
     def list_operations(self, status: OperationStatus | None = None) -> list[Operation]:
         """Return operations oldest first, optionally only those in status."""
-        query = select(OPERATIONS).order_by(OPERATIONS.c.opened_at, OPERATIONS.c.id)
-        if status is not None:
-            query = query.where(OPERATIONS.c.status == status.value)
-        return [mapping.operation_from_row(row) for row in self._connection.execute(query)]
+        where = "" if status is None else "WHERE status = :status"
+        params = {} if status is None else {"status": status.value}
+        rows = self._connection.execute(f"SELECT * FROM operations {where} ORDER BY opened_at, id", params)
+        return [mapping.operation_from_row(row) for row in rows]
 
     def operation_for_intent(self, intent_id: str) -> Operation | None:
         """Return the operation opened by intent_id, if any."""
-        row = self._connection.execute(select(OPERATIONS).where(OPERATIONS.c.intent_id == intent_id)).first()
+        row = self._connection.execute("SELECT * FROM operations WHERE intent_id = :id", {"id": intent_id}).first()
         return None if row is None else mapping.operation_from_row(row)
 
     def realized_pnl_between(self, start: datetime, end: datetime) -> Decimal:
         """Return the exact sum of realized P&L of operations CLOSED in [start, end)."""
-        query = select(OPERATIONS.c.id, OPERATIONS.c.realized_pnl).where(
-            OPERATIONS.c.status == OperationStatus.CLOSED.value,
-            OPERATIONS.c.closed_at >= mapping.encode_datetime(start),
-            OPERATIONS.c.closed_at < mapping.encode_datetime(end),
-            OPERATIONS.c.realized_pnl.is_not(None),
-        )
+        rows = self._connection.execute(
+            "SELECT id, realized_pnl FROM operations WHERE status = :status AND closed_at >= :start "
+            "AND closed_at < :end AND realized_pnl IS NOT NULL",
+            {"status": OperationStatus.CLOSED.value, "start": mapping.encode_datetime(start),
+             "end": mapping.encode_datetime(end)})
         # Summed in Python: SQL SUM over TEXT would go through floating point.
-        return sum((_realized_pnl(row) for row in self._connection.execute(query)), _ZERO)
+        return sum((_realized_pnl(row) for row in rows), _ZERO)
 
     def last_stop_out(self, symbol: str, at_or_before: datetime | None = None) -> datetime | None:
         """Return when an operation on symbol last closed at its stop (at or before a market time), if ever."""
-        query = select(func.max(OPERATIONS.c.closed_at)).where(
-            OPERATIONS.c.symbol == symbol,
-            OPERATIONS.c.status == OperationStatus.CLOSED.value,
-            OPERATIONS.c.close_reason == CloseReason.STOP.value,
-        )
+        query = "SELECT max(closed_at) FROM operations WHERE symbol = :symbol AND status = :status AND close_reason = :reason"
+        params = {"symbol": symbol, "status": OperationStatus.CLOSED.value, "reason": CloseReason.STOP.value}
         if at_or_before is not None:
-            query = query.where(OPERATIONS.c.closed_at <= mapping.encode_datetime(at_or_before))
-        return mapping.decode_optional_datetime(self._connection.execute(query).scalar())
+            query += " AND closed_at <= :until"
+            params["until"] = mapping.encode_datetime(at_or_before)
+        return mapping.decode_optional_datetime(self._connection.execute(query, params).scalar())
 
     # --- orders and balances ---------------------------------------------------------
 
@@ -178,66 +163,61 @@ class SqlSession:
         # Checked first (not by catching the IntegrityError), which would abort a PostgreSQL transaction.
         if self.get_order(order.client_order_id) is not None:
             raise DuplicateOrder(f"order {order.client_order_id} exists already")
-        self._insert(ORDERS, mapping.order_to_row(order))
+        self._insert("orders", mapping.order_to_row(order))
 
     def update_order(self, order: Order) -> None:
         """Overwrite a stored order; raise NotFound if its client id is unknown."""
         self._require_writable()
         values = mapping.order_to_row(order)
         key = values.pop("client_order_id")
-        result = self._connection.execute(_statement("update_order"), {**values, "key_": key})
+        result = self._connection.execute(_update_sql("orders", tuple(values), "client_order_id"), {**values, "key_": key})
         if result.rowcount == 0:
             raise NotFound(f"order {key} not found")
 
     def get_order(self, client_order_id: str) -> Order | None:
         """Return the order with this client id, or None."""
-        row = self._connection.execute(_statement("get_order"), {"key_": client_order_id}).first()
+        row = self._connection.execute("SELECT * FROM orders WHERE client_order_id = :id", {"id": client_order_id}).first()
         return None if row is None else mapping.order_from_row(row)
 
     def get_orders(self, client_order_ids: Sequence[str]) -> dict[str, Order]:
         """Return the stored orders among these client ids, by client id (one query per 500 ids)."""
         found: dict[str, Order] = {}
-        for start in range(0, len(client_order_ids), 500):
-            query = select(ORDERS).where(ORDERS.c.client_order_id.in_(client_order_ids[start:start + 500]))
-            found.update((o.client_order_id, o) for o in map(mapping.order_from_row, self._connection.execute(query)))
+        for start in range(0, len(client_order_ids), _IN_BATCH):
+            wanted, params = _in_list("client_order_id", client_order_ids[start:start + _IN_BATCH])
+            rows = self._connection.execute(f"SELECT * FROM orders WHERE {wanted}", params)
+            found.update((o.client_order_id, o) for o in map(mapping.order_from_row, rows))
         return found
 
     def orders_for_intent(self, intent_id: str) -> list[Order]:
         """Return the intent's orders oldest first."""
-        query = (
-            select(ORDERS)
-            .where(ORDERS.c.intent_id == intent_id)
-            .order_by(ORDERS.c.created_at, ORDERS.c.client_order_id)
-        )
-        return [mapping.order_from_row(row) for row in self._connection.execute(query)]
+        rows = self._connection.execute(
+            "SELECT * FROM orders WHERE intent_id = :id ORDER BY created_at, client_order_id", {"id": intent_id})
+        return [mapping.order_from_row(row) for row in rows]
 
     def get_balances(self, account: str) -> dict[str, Balance]:
         """Return the account's balances by asset (empty for an unknown account)."""
-        rows = self._connection.execute(_statement("get_balances"), {"key_": account})
+        rows = self._connection.execute("SELECT * FROM balances WHERE account = :account ORDER BY asset",
+                                        {"account": account})
         return {row.asset: mapping.balance_from_row(row) for row in rows}
 
     def set_balance(self, account: str, balance: Balance) -> None:
         """Insert or replace the account's balance of balance.asset."""
         self._require_writable()
-        self._upsert(BALANCES, [mapping.balance_to_row(account, balance)], ("account", "asset"))
+        self._upsert("balances", [mapping.balance_to_row(account, balance)], ("account", "asset"))
 
     # --- audit trail -----------------------------------------------------------------
 
     def record(self, event: AuditEvent) -> None:
         """Append an event to the audit trail."""
-        self._insert(AUDIT_EVENTS, mapping.audit_event_to_row(event))
+        self._insert("audit_events", mapping.audit_event_to_row(event))
 
     def audit_trail(self, *, intent_id: str | None = None, operation_id: str | None = None) -> list[AuditEvent]:
         """Return events in the order they happened: all, or those of the intent OR the operation given."""
-        query = select(AUDIT_EVENTS).order_by(AUDIT_EVENTS.c.at, AUDIT_EVENTS.c.id)
-        wanted = []
-        if intent_id is not None:
-            wanted.append(AUDIT_EVENTS.c.intent_id == intent_id)
-        if operation_id is not None:
-            wanted.append(AUDIT_EVENTS.c.operation_id == operation_id)
-        if wanted:
-            query = query.where(or_(*wanted))
-        return [mapping.audit_event_from_row(row) for row in self._connection.execute(query)]
+        params = {name: value for name, value in (("intent_id", intent_id), ("operation_id", operation_id))
+                  if value is not None}
+        where = f"WHERE {' OR '.join(f'{name} = :{name}' for name in params)}" if params else ""
+        rows = self._connection.execute(f'SELECT * FROM audit_events {where} ORDER BY "at", id', params)
+        return [mapping.audit_event_from_row(row) for row in rows]
 
     # --- imported market data ----------------------------------------------------------
 
@@ -247,7 +227,7 @@ class SqlSession:
         # Last one wins within a batch too; PostgreSQL refuses one statement touching a row twice.
         rows = {candle.open_time: mapping.candle_to_row(symbol, timeframe, candle) for candle in candles}
         if rows:
-            self._upsert(CANDLES, list(rows.values()), ("symbol", "timeframe", "open_time"))
+            self._upsert("candles", list(rows.values()), ("symbol", "timeframe", "open_time"))
         return len(rows)
 
     def load_candles(
@@ -256,49 +236,46 @@ class SqlSession:
         """Return stored candles with open_time < end_ms, the last `limit` of them, oldest first."""
         if limit is not None and limit <= 0:
             return []
-        query = (
-            select(CANDLES)
-            .where(CANDLES.c.symbol == symbol, CANDLES.c.timeframe == timeframe)
-            .order_by(CANDLES.c.open_time.desc())
-        )
+        query = "SELECT * FROM candles WHERE symbol = :symbol AND timeframe = :timeframe"
+        params: dict[str, Any] = {"symbol": symbol, "timeframe": timeframe}
         if end_ms is not None:
-            query = query.where(CANDLES.c.open_time < end_ms)
+            query += " AND open_time < :end_ms"
+            params["end_ms"] = end_ms
+        query += " ORDER BY open_time DESC"
         if limit is not None:
-            query = query.limit(limit)
-        rows = self._connection.execute(query).all()
+            query += " LIMIT :limit"
+            params["limit"] = limit
+        rows = self._connection.execute(query, params).all()
         return [mapping.candle_from_row(row) for row in reversed(rows)]
 
     def candle_series(self) -> list[tuple[str, str, int]]:
         """Return (symbol, timeframe, count) for every imported series, by symbol then timeframe."""
-        query = (
-            select(CANDLES.c.symbol, CANDLES.c.timeframe, func.count())
-            .group_by(CANDLES.c.symbol, CANDLES.c.timeframe)
-            .order_by(CANDLES.c.symbol, CANDLES.c.timeframe)
-        )
-        return [(symbol, timeframe, int(count)) for symbol, timeframe, count in self._connection.execute(query)]
+        rows = self._connection.execute("SELECT symbol, timeframe, count(*) FROM candles GROUP BY symbol, timeframe "
+                                        "ORDER BY symbol, timeframe")
+        return [(symbol, timeframe, int(count)) for symbol, timeframe, count in rows]
 
     # --- saved backtests ---------------------------------------------------------------
 
     def add_backtest(self, saved: SavedBacktest) -> None:
         """Keep a backtest result."""
         self._require_writable()
-        self._insert(BACKTESTS, mapping.backtest_to_row(saved))
+        self._insert("backtests", mapping.backtest_to_row(saved))
 
     def get_backtest(self, backtest_id: str) -> SavedBacktest:
         """Return the saved backtest by full ID; raise NotFound."""
-        row = self._connection.execute(select(BACKTESTS).where(BACKTESTS.c.id == backtest_id)).first()
+        row = self._connection.execute("SELECT * FROM backtests WHERE id = :id", {"id": backtest_id}).first()
         if row is None:
             raise NotFound(f"backtest {backtest_id} not found")
         return mapping.backtest_from_row(row)
 
     def resolve_backtest_id(self, text: str) -> str:
         """Resolve a full ID or unique prefix (any case, 'bt-' optional); raise NotFound or AmbiguousId."""
-        return self._resolve(BACKTESTS, "backtest", text, BACKTEST_PREFIX)
+        return self._resolve("backtests", "backtest", text, BACKTEST_PREFIX)
 
     def list_backtests(self) -> list[SavedBacktest]:
         """Return the saved backtests, newest first."""
-        query = select(BACKTESTS).order_by(BACKTESTS.c.created_at.desc(), BACKTESTS.c.id)
-        return [mapping.backtest_from_row(row) for row in self._connection.execute(query)]
+        rows = self._connection.execute("SELECT * FROM backtests ORDER BY created_at DESC, id")
+        return [mapping.backtest_from_row(row) for row in rows]
 
     # --- scan signals ------------------------------------------------------------------
 
@@ -306,86 +283,74 @@ class SqlSession:
         """Insert a signal; return False, changing nothing, if one with its key exists (concurrency-safe)."""
         self._require_writable()
         row = mapping.signal_to_row(signal)
-        dialect = self._connection.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            if dialect == "sqlite":
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            # The unique key decides inside the database: two scans racing record the signal once.
-            statement = dialect_insert(SIGNALS).values(**row).on_conflict_do_nothing(index_elements=list(_SIGNAL_KEY))
-            return bool(self._connection.execute(statement).rowcount == 1)
-        # Any other database: writes are serialized by the write transaction, so check then insert.
-        key = [SIGNALS.c[name] == row[name] for name in _SIGNAL_KEY]
-        if self._connection.execute(select(SIGNALS.c.id).where(*key)).first() is not None:
-            return False
-        self._insert(SIGNALS, row)
-        return True
+        # The unique key decides inside the database: two scans racing record the signal once. RETURNING
+        # tells whether the row went in (an INSERT's rowcount is not reported by every driver).
+        statement = f"{_insert_sql('signals', tuple(row))} ON CONFLICT ({_names(_SIGNAL_KEY)}) DO NOTHING RETURNING id"
+        return self._connection.execute(statement, row).first() is not None
 
     def update_signal(self, signal: Signal, *, expected_status: SignalStatus) -> None:
         """Write signal if its stored status is still expected_status; raise IllegalTransition or NotFound."""
-        self._compare_and_set(SIGNALS, "signal", mapping.signal_to_row(signal), expected_status.value)
+        self._compare_and_set("signals", "signal", mapping.signal_to_row(signal), expected_status.value)
 
     def get_signal(self, signal_id: str) -> Signal:
         """Return the signal by full ID; raise NotFound."""
-        row = self._connection.execute(select(SIGNALS).where(SIGNALS.c.id == signal_id)).first()
+        row = self._connection.execute("SELECT * FROM signals WHERE id = :id", {"id": signal_id}).first()
         if row is None:
             raise NotFound(f"signal {signal_id} not found")
         return mapping.signal_from_row(row)
 
     def resolve_signal_id(self, text: str) -> str:
         """Resolve a full ID or unique prefix (any case, 'sg-' optional); raise NotFound or AmbiguousId."""
-        return self._resolve(SIGNALS, "signal", text, SIGNAL_PREFIX)
+        return self._resolve("signals", "signal", text, SIGNAL_PREFIX)
 
     def list_signals(
         self, status: SignalStatus | None = None, strategy: str | None = None, symbol: str | None = None
     ) -> list[Signal]:
         """Return signals by candle time then ID, optionally only those matching every filter given."""
-        query = select(SIGNALS).order_by(SIGNALS.c.candle_open_time, SIGNALS.c.id)
-        if status is not None:
-            query = query.where(SIGNALS.c.status == status.value)
-        if strategy is not None:
-            query = query.where(SIGNALS.c.strategy == strategy)
-        if symbol is not None:
-            query = query.where(SIGNALS.c.symbol == symbol.upper())
-        return [mapping.signal_from_row(row) for row in self._connection.execute(query)]
+        params = {name: value for name, value in (
+            ("status", None if status is None else status.value), ("strategy", strategy),
+            ("symbol", None if symbol is None else symbol.upper())) if value is not None}
+        where = f"WHERE {' AND '.join(f'{name} = :{name}' for name in params)}" if params else ""
+        rows = self._connection.execute(f"SELECT * FROM signals {where} ORDER BY candle_open_time, id", params)
+        return [mapping.signal_from_row(row) for row in rows]
 
     # --- helpers ---------------------------------------------------------------------
 
     @property
     def connection(self) -> Connection:
-        """The underlying connection, for store-internal modules (locks)."""
+        """The underlying connection (SQL text with :named parameters), for store-internal modules (locks)."""
         return self._connection
 
     def _require_writable(self) -> None:
         if not self._writable:
             raise StoreError("cannot write in a read session; use store.transaction()")
 
-    def _insert(self, table: Table, values: dict[str, Any]) -> None:
+    def _insert(self, table: str, values: dict[str, Any]) -> None:
         self._require_writable()
-        self._connection.execute(_insert_statement(table), values)
+        self._connection.execute(_insert_sql(table, tuple(values)), values)
 
-    def _compare_and_set(self, table: Table, noun: str, values: dict[str, Any], expected: str) -> None:
+    def _compare_and_set(self, table: str, noun: str, values: dict[str, Any], expected: str) -> None:
         self._require_writable()
         key = values.pop("id")
         # One UPDATE guarded by the status is atomic on any database, not only under BEGIN IMMEDIATE.
-        statement = _compare_and_set_statement(table)
+        statement = _update_sql(table, tuple(values), "id", guard="status")
         if self._connection.execute(statement, {**values, "key_": key, "expected_": expected}).rowcount == 1:
             return
-        stored = self._connection.execute(select(table.c.status).where(table.c.id == key)).scalar()
+        stored = self._connection.execute(f"SELECT status FROM {table} WHERE id = :id", {"id": key}).scalar()
         if stored is None:
             raise NotFound(f"{noun} {key} not found")
         raise IllegalTransition(f"{noun} {key} is {stored}, expected {expected}")
 
-    def _resolve(self, table: Table, noun: str, text: str, type_prefix: str) -> str:
+    def _resolve(self, table: str, noun: str, text: str, type_prefix: str) -> str:
         if not text.strip():
             article = "an" if noun[0] in "aeiou" else "a"
             raise InvalidInput(f"{article} {noun} ID is required")
         prefix = normalize_prefix(text, type_prefix)  # 'pl-' alone is a prefix of every intent ID
-        if len(prefix) > table.c.id.type.length:  # longer than any ID: no match, and no query SQLite refuses
+        if len(prefix) > ID_LENGTH:  # longer than any ID: no match, and no query SQLite refuses
             raise NotFound(f"no {noun} matches '{prefix[:40]}…' ({len(prefix):,} characters; IDs are short)")
-        query = select(table.c.id).where(table.c.id.startswith(prefix, autoescape=True)).order_by(table.c.id)
-        matches = list(self._connection.execute(query).scalars())
+        pattern = prefix.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        matches = self._connection.execute(
+            f"SELECT id FROM {table} WHERE id LIKE :pattern ESCAPE '/' ORDER BY id", {"pattern": pattern}).scalars()
         if prefix in matches:
             return prefix
         if not matches:
@@ -394,13 +359,5 @@ class SqlSession:
             raise AmbiguousId(prefix, matches)
         return matches[0]
 
-    def _upsert(self, table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
-        dialect = self._connection.dialect.name
-        if dialect in ("sqlite", "postgresql"):
-            self._connection.execute(_upsert_statement(table, keys, dialect), rows)
-            return
-        # Any other database: delete then insert, inside the same transaction.
-        key_columns = [table.c[name] for name in keys]
-        key_values = [tuple(row[name] for name in keys) for row in rows]
-        self._connection.execute(delete(table).where(tuple_(*key_columns).in_(key_values)))
-        self._connection.execute(insert(table), rows)
+    def _upsert(self, table: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+        self._connection.executemany(_upsert_sql(table, tuple(rows[0]), keys), rows)
