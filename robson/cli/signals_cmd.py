@@ -93,3 +93,7 @@ def show(ctx: typer.Context, signal_id: Annotated[str, typer.Argument(help="Sign
                          for name, value in signal.values.items()]))
 
     emit(as_json, doc, render)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="signals")
