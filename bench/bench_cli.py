@@ -1,7 +1,7 @@
 """Benchmark robson's command latency on the sample market (prints figures; not a test).
 
 Median of N runs each (default 10) of:
-  robson --help                                   target ≤ 0.15 s
+  robson --help                                   target ≤ 0.06 s (issue 11)
   robson operation status --json (50 operations)  target ≤ 0.6 s
   robson plan buy BTCUSDT --strategy all-in --json  target ≤ 1.5 s
 Usage: python bench/bench_cli.py [--runs N]
@@ -66,7 +66,7 @@ def main() -> None:
         env = {**os.environ, "ROBSON_DB": str(Path(tmp) / "bench.db"), "ROBSON_CONFIG": str(config), "NO_COLOR": "1"}
         seed_operations(50, env)
         cases = [
-            ("robson --help", ["--help"], 0.15),
+            ("robson --help", ["--help"], 0.06),
             ("robson operation status --json (50 ops)", ["operation", "status", "--json"], 0.6),
             ("robson plan buy BTCUSDT --strategy all-in --json", ["plan", "buy", "BTCUSDT", "--strategy", "all-in", "--json"], 1.5),
         ]

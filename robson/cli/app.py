@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from importlib import import_module
 from typing import Annotated, Any
 
 import typer
-from typer._click.exceptions import NoSuchOption, UsageError  # typer vendors click
-from typer.core import TyperGroup
+from typer._click import Command  # typer vendors click
+from typer._click.exceptions import NoSuchOption, UsageError
+from typer.core import TyperCommand, TyperGroup
+from typer.main import get_group
 
 from robson import __version__
 from robson.errors import RobsonError
@@ -17,13 +20,62 @@ from robson.errors import RobsonError
 
 GLOBAL_OPTIONS = ("--config", "--db", "--as-of", "--market")
 
+# Every sub-command, in the order `robson --help` lists them: the module in robson.cli whose register() adds it,
+# and the first sentence of its help. The listing is printed from here and a module is imported only when its
+# command runs, so `robson --help` imports no command and each command imports only what it uses.
+# tests/cli/test_lazy_commands.py holds this table to the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("trade_cmd", "Run every risk guard on an intent: PASS / WARN / FAIL with numbers; VALIDATED or FAILED (exit 3)."),
+    "execute": ("trade_cmd", "Execute a VALIDATED intent: market entry, protective stop, operation."),
+    "reconcile": ("reconcile_cmd", "Settle every intent left in EXECUTING by a crash or a lost answer: adopt, finish or fail it."),
+    "init": ("config_cmd", "Write a starter config (.robson.yaml): the documented example, every setting with its default."),
+    "monitor": ("monitor_cmd", "Watch ACTIVE operations: stops, targets, trailing stops and time exits, paper and live."),
+    "report": ("report_cmd", "Performance of closed operations per strategy: trades, win rate, average R, expectancy, profit "
+               "factor, total P&L, max drawdown, best and worst trade, and a per-day or per-month breakdown."),
+    "scan": ("scan_cmd", "Find the strategies' setups on the last closed candle; confirm, invalidate or expire earlier signals."),
+    "unlock": ("unlock_cmd", "Remove a lock (exit 4 said who holds it) once you know its holder is gone; asks first unless --yes."),
+    "plan": ("plan_cmd", "Create a trading intent and manage the queue of intents."),
+    "operation": ("operation_cmd", "Open positions: status with P&L, list, show the audit trail, modify the stop or target, "
+                  "close by hand."),
+    "strategy": ("strategy_cmd", "Strategies: bundled ones and your own YAML files."),
+    "config": ("config_cmd", "Show and check the effective configuration."),
+    "data": ("data_cmd", "Local market data: import candles, list imported series."),
+    "signals": ("signals_cmd", "Signals recorded by `robson scan`: list them, show one with its reasons."),
+    "backtest": ("backtest_cmd", "Replay a strategy over history; list and show saved backtests."),
+}
+
+
+class NotLoaded(TyperCommand):
+    """A sub-command whose module is not imported yet: its name and summary, enough for the root's help."""
+
 
 class RobsonGroup(TyperGroup):
     """Root group whose invoke is the error boundary: project errors become `Error: …` and an exit code.
 
     Under --json an error also prints one document on stdout, {"error": {"code", "message", "hint"}},
     unless the command printed its own document already (validate's report before its exit 3).
+    Its sub-commands start as NotLoaded stand-ins from COMMANDS and are imported by get_command when asked for.
     """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, (_, summary) in COMMANDS.items():
+            self.commands.setdefault(name, NotLoaded(name, help=summary))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Command | None:
+        """Return the sub-command cmd_name, importing its module the first time; None if there is none."""
+        command = super().get_command(ctx, cmd_name)
+        if isinstance(command, NotLoaded):
+            command = self.commands[cmd_name] = _load(cmd_name, self)
+        return command
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """List the commands as TyperGroup does, but from self.commands: get_command would import them all."""
+        commands = [(name, command) for name, command in self.commands.items() if not command.hidden]
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in commands])
 
     def invoke(self, ctx: Any) -> Any:
         from robson.cli.output import err_console, reset_consoles
@@ -58,6 +110,15 @@ class RobsonGroup(TyperGroup):
             _print_error(f"internal error ({type(e).__name__}): {e}", "set ROBSON_DEBUG=1 to see the traceback", 1,
                          as_json)
             raise typer.Exit(1) from None
+
+
+def _load(name: str, root: TyperGroup) -> Command:
+    """Import the module of command name and convert what it registers, as registering on the root app would."""
+    module = import_module(f"robson.cli.{COMMANDS[name][0]}")
+    # Converted with the root's settings, as Typer converts sub-apps: their own rich_markup_mode is not used.
+    holder = typer.Typer(rich_markup_mode=root.rich_markup_mode, suggest_commands=root.suggest_commands)
+    module.register(holder)
+    return get_group(holder).commands[name]
 
 
 def _usage_hint(error: UsageError, args: list[str]) -> None:
@@ -153,30 +214,6 @@ def container(ctx: typer.Context):
     if options is None:  # invoked without the root callback (never from the command line)
         options = ctx.find_root().obj = GlobalOptions()
     return options.container()
-
-
-def _register() -> None:
-    from robson.cli import config_cmd, data_cmd, operation_cmd, plan_cmd, reconcile_cmd, strategy_cmd, trade_cmd
-    from robson.cli import monitor_cmd, report_cmd
-    from robson.cli import backtest_cmd, scan_cmd, signals_cmd, unlock_cmd
-
-    app.add_typer(plan_cmd.app, name="plan")
-    trade_cmd.register(app)
-    reconcile_cmd.register(app)
-    app.add_typer(operation_cmd.app, name="operation")
-    app.add_typer(strategy_cmd.app, name="strategy")
-    app.add_typer(config_cmd.app, name="config")
-    config_cmd.register(app)
-    app.add_typer(data_cmd.app, name="data")
-    monitor_cmd.register(app)
-    report_cmd.register(app)
-    scan_cmd.register(app)
-    app.add_typer(signals_cmd.app, name="signals")
-    backtest_cmd.register(app)
-    unlock_cmd.register(app)
-
-
-_register()
 
 
 def main() -> None:

@@ -92,5 +92,6 @@ def init_command(
     emit(as_json, {"written": str(path)}, lambda: console().print(f"Wrote {path}. Check it with: robson config check"))
 
 
-def register(app_: typer.Typer) -> None:
-    app_.command("init")(init_command)
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="config")
+    root.command("init")(init_command)

@@ -45,3 +45,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
         series = session.candle_series()
     emit(as_json, {"series": [{"symbol": s, "timeframe": t, "candles": n} for s, t, n in series]},
          lambda: console().print(table("Imported candles", ["symbol", "timeframe", "candles"], series)))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="data")

@@ -262,3 +262,7 @@ def modify(
                                                             if result.order.target_price else "") + ".")
 
     emit(as_json, doc, render)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="operation")

@@ -155,3 +155,7 @@ def cancel(ctx: typer.Context, intent_id: Annotated[str, typer.Argument(help="In
     c = container(ctx)
     cancelled, previous = cancel_intent(intent_id, store=c.store, clock=c.clock)
     emit(as_json, intent_doc(cancelled), lambda: console().print(f"Cancelled {cancelled.id} (was {previous.value})."))
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="plan")

@@ -9,8 +9,7 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, err_console, print_json, table
-from robson.cli.signals_cmd import candle_time
-from robson.cli.views import scan_report_doc, scan_summary
+from robson.cli.views import candle_time, scan_report_doc, scan_summary
 from robson.domain.money import fmt
 from robson.errors import InvalidInput, NotFound, RobsonError
 

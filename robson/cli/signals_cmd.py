@@ -8,7 +8,7 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
-from robson.cli.views import intent_doc, signal_doc
+from robson.cli.views import candle_time, intent_doc, signal_doc
 from robson.domain.money import fmt
 from robson.errors import InvalidInput, NotFound
 
@@ -24,13 +24,6 @@ def parse_signal_status(value: str | None):
         return SignalStatus(value.strip().upper())
     except ValueError:
         raise InvalidInput(f"unknown status '{value}' (one of: {', '.join(s.value for s in SignalStatus)})") from None
-
-
-def candle_time(signal) -> str:
-    """Return the open time of signal's candle as 'YYYY-MM-DD HH:MM' (UTC)."""
-    from robson.domain.market import ms_to_datetime
-
-    return ms_to_datetime(signal.candle_open_time).strftime("%Y-%m-%d %H:%M")
 
 
 @app.command("list")
@@ -100,3 +93,7 @@ def show(ctx: typer.Context, signal_id: Annotated[str, typer.Argument(help="Sign
                          for name, value in signal.values.items()]))
 
     emit(as_json, doc, render)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="signals")

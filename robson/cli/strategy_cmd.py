@@ -181,3 +181,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Strategy 
             ]))
 
     emit(as_json, strategy_doc(s), render)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="strategy")

@@ -300,6 +300,11 @@ def performance_doc(p) -> dict[str, Any]:
 # --- scan signals ----------------------------------------------------------------------
 
 
+def candle_time(signal) -> str:
+    """Return the open time of signal's candle as 'YYYY-MM-DD HH:MM' (UTC)."""
+    return _ms_time(signal.candle_open_time).strftime("%Y-%m-%d %H:%M")
+
+
 def signal_doc(signal) -> dict[str, Any]:
     """A scan signal: key, status, confidence, why it was found and decided, the values at its candle."""
     return {
