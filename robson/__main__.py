@@ -1,3 +1,3 @@
-from robson.cli.app import main
+from robson.cli.entry import main
 
 main()

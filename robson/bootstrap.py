@@ -77,6 +77,11 @@ class Container:
 
         return BinanceExchange(self.gateway, self.binance_market, sleep=time.sleep)
 
+    def close(self) -> None:
+        """Close the store if this run opened it: its connections, and SQLite's WAL checkpointed into the file."""
+        if "store" in self.__dict__:
+            self.store.close()
+
     def store_exists(self) -> bool:
         """Tell whether the store may hold anything: a SQLite file that exists, or a database URL."""
         path = self.settings.database_path
@@ -115,7 +120,7 @@ class Container:
 
     @cached_property
     def cache_dir(self):
-        from robson.adapters.market.history import cache_dir
+        from robson.config import cache_dir
 
         return cache_dir(self.settings["cache_dir"])
 

@@ -382,6 +382,15 @@ def default_data_dir() -> Path:
     return Path(user_data_dir("robson", appauthor=False))
 
 
+def cache_dir(configured: str | Path | None = None) -> Path:
+    """Where parsed candle arrays and fetched klines are kept between runs: the cache_dir setting, else the user cache."""
+    if configured:
+        return Path(configured).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("robson", appauthor=False))
+
+
 def default_config_dir() -> Path:
     from platformdirs import user_config_dir
 

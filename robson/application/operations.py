@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from robson.application.ports import Clock, Exchange, MarketData, PaperBook, Store
-from robson.domain.lifecycle import market_fill
 from robson.domain.market import check_not_before
 from robson.domain.money import fmt, fmt_amount
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PositionMark, mark
@@ -108,6 +107,8 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
     stop in place); an exit already FILLED (an older robson closed in steps) is booked at its own
     fill and fee, never at a price the monitor makes up later.
     """
+    from robson.domain.lifecycle import market_fill  # the trade rules (strategies, sizing): not for reads of the book
+
     book: PaperBook = exchange  # type: ignore[assignment]  # the paper exchange settles inside a transaction
     stop_id, exit_id = client_order_id(op.intent_id, OrderRole.STOP), client_order_id(op.intent_id, OrderRole.EXIT)
     now = clock.now()

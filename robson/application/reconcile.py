@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from robson.application.execute import carry_on, execution_exchange
-from robson.application.plan import Account
 from robson.application.ports import Exchange, MarketData, Store
 from robson.domain.intent import IntentStatus, TradingIntent
-from robson.domain.strategy import Strategy
 from robson.errors import AlreadyRunning, AnswerLost, RobsonError, TemporaryExchangeError, Unprotected
+
+if TYPE_CHECKING:  # execution and its trade rules load only when there is something to settle
+    from robson.application.plan import Account
+    from robson.domain.strategy import Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ def reconcile(*, store: Store, venue_for: Callable[[str], Venue], strategy_for: 
 
 def _settle(intent: TradingIntent, *, store: Store, venue_for: Callable[[str], Venue],
             strategy_for: Callable[[str], Strategy | None], account: Account) -> Settlement:
+    from robson.application.execute import carry_on, execution_exchange
+
     name = execution_exchange(intent)
     venue = venue_for(name)
     if venue.exchange is None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Annotated, Any
@@ -110,6 +109,9 @@ class RobsonGroup(TyperGroup):
             _print_error(f"internal error ({type(e).__name__}): {e}", "set ROBSON_DEBUG=1 to see the traceback", 1,
                          as_json)
             raise typer.Exit(1) from None
+        finally:
+            if isinstance(ctx.obj, GlobalOptions):
+                ctx.obj.close()
 
 
 def _load(name: str, root: TyperGroup) -> Command:
@@ -180,6 +182,11 @@ class GlobalOptions:
     market: str | None = None
     _container: Any = None
 
+    def close(self) -> None:
+        """Release what the command opened (the store's connections), in-process runs included."""
+        if self._container is not None:
+            self._container.close()
+
     def container(self):
         if self._container is None:
             from robson.bootstrap import Container
@@ -217,5 +224,7 @@ def container(ctx: typer.Context):
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app(prog_name="robson"))
+    """Console-script entry point (kept for `python -m robson.cli.app`; the script is robson.cli.entry)."""
+    from robson.cli.entry import main as entry
+
+    entry()

@@ -180,6 +180,9 @@ def monitor_command(
             raise RobsonError(f"{len(errors[-1])} operation(s) could not be checked (see above)",
                               hint="the others were checked; run robson monitor --once again once fixed")
         return
+    from robson.cli.entry import collect_garbage
+
+    collect_garbage()  # a loop that runs for days must collect its garbage (the console script starts without)
     stop = threading.Event()
     previous = _stop_on_signals(stop)
     try:

@@ -124,9 +124,29 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for index, column in enumerate(columns):
         # IDs stay on one line so they can be copied.
         t.add_column(column, overflow="fold", no_wrap=index == 0)
-    for row in rows:
-        t.add_row(*(_cell(cell) for cell in row))
+    cells = [[_cell(cell) for cell in row] for row in rows]
+    if len(cells) > 1 and _every_row_fits_on_a_line(columns, cells):
+        # The same table drawn as one row whose cells hold a column's values one per line: rich's cost is per
+        # cell, so 200 operations list in a third of the time. Equal only while no cell wraps, hence the check.
+        from rich.text import Text
+
+        t.add_row(*(Text("\n").join(column) for column in zip(*cells)))
+    else:
+        for row in cells:
+            t.add_row(*row)
     return t
+
+
+def _every_row_fits_on_a_line(columns: Sequence[str], cells: list[list[Any]]) -> bool:
+    """True when the table's natural width fits the console and no cell holds a line break: nothing wraps."""
+    from rich.cells import cell_len
+
+    width = 1  # the left border; each column adds its padding (2) and its right border (1)
+    for header, column in zip(columns, zip(*cells)):
+        if any("\n" in cell.plain for cell in column):
+            return False
+        width += max(cell_len(header), *(cell_len(cell.plain) for cell in column)) + 3
+    return width <= console().width
 
 
 def _cell(value: Any):

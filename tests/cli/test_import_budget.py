@@ -15,18 +15,16 @@ import pytest
 from robson.cli.app import COMMANDS
 
 HEAVY = ("pandas", "pandas_ta", "numba", "numpy", "binance", "sqlalchemy", "sqlmodel")
-# All of robson that `robson --help` needs: the root app and the errors its boundary catches.
-HELP_NEEDS = {"robson", "robson.cli", "robson.cli.app", "robson.errors"}
+# All of robson that `robson --help` needs: the console script, the root app and the errors its boundary catches.
+HELP_NEEDS = {"robson", "robson.cli", "robson.cli.entry", "robson.cli.app", "robson.errors"}
 COMMAND_MODULE = re.compile(r"robson\.cli\.\w+_cmd")
 
 RUN_ROBSON = """
-import json, runpy, sys
+import json, sys
+import robson.cli.entry as entry
+entry.finish = lambda code: print(json.dumps(sorted(sys.modules)))  # instead of the process's fast exit
 sys.argv = ["robson", *sys.argv[1:]]
-try:
-    runpy.run_module("robson", run_name="__main__")
-except SystemExit:
-    pass
-print(json.dumps(sorted(sys.modules)))
+entry.main()
 """
 
 

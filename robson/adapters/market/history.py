@@ -23,6 +23,7 @@ import numpy as np
 
 from robson.adapters.signal_engine import Series
 from robson.domain.candles import resample
+from robson.config import cache_dir as cache_dir  # where the arrays are kept; re-exported for the market adapters
 from robson.domain.market import Candle
 
 VOLUME_SCALE = 10**8
@@ -36,15 +37,6 @@ def parse_lines(lines: Sequence[str]) -> Series:
         return Series(np.zeros(0, dtype=np.int64), empty, empty, empty, empty, empty)
     values = np.fromstring(",".join(lines), sep=",").reshape(-1, 6)
     return Series(values[:, 0].astype(np.int64), *(np.ascontiguousarray(values[:, k]) for k in range(1, 6)))
-
-
-def cache_dir(configured: str | Path | None = None) -> Path:
-    """Where parsed candle arrays and fetched klines are kept between runs: the cache_dir setting, else the user cache."""
-    if configured:
-        return Path(configured).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("robson", appauthor=False))
 
 
 @cache
