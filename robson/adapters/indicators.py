@@ -127,10 +127,12 @@ def bollinger_bands(values: Any, length: int, std: float) -> dict[str, Any]:
         settled = deviation[length - 1:]  # a view: filled in place
         step = max(1, WINDOW_BLOCK // length)  # windows per block: years of candles need no big copy
         for start in range(0, len(windows), step):
-            block = windows[start:start + step]
-            distances = block - means[start:start + step, None]
+            distances = windows[start:start + step] - means[start:start + step, None]
             settled[start:start + step] = np.sqrt((distances * distances).sum(axis=1) / length)
-            settled[start:start + step][block.max(axis=1) == block.min(axis=1)] = 0.0
+        # A window of equal values: each one equals its predecessor length − 1 times in a row.
+        repeats = np.zeros(count, dtype=np.int64)
+        repeats[1:] = np.cumsum(values[1:] == values[:-1])
+        settled[repeats[length - 1:] - repeats[:count - length + 1] == length - 1] = 0.0
     lower, upper = middle - std * deviation, middle + std * deviation
     width = _non_zero(upper - lower)
     with np.errstate(divide="ignore", invalid="ignore"):  # a middle of 0 (a window of zero volume): inf, as in pandas
