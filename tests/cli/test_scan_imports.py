@@ -44,7 +44,7 @@ def imported_by_scan(tmp_path: Path, *args: str) -> set[str]:
     strategies = tmp_path / "strategies"
     strategies.mkdir()
     (strategies / "bands-only.yaml").write_text(BANDS_ONLY)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROBSON_", "BINANCE_", "PYTHON"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROBSON_", "BINANCE_"))}
     env.update(PYTHONPATH=str(REPO), XDG_CONFIG_HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path),
                ROBSON_DB=str(tmp_path / "r.db"), ROBSON_AS_OF="2021-06-22T01:30",
                ROBSON_STRATEGIES_DIR=str(strategies))
