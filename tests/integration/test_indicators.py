@@ -1,4 +1,4 @@
-"""pandas-ta indicators on real BTCUSDT 1h candles match TA-Lib's reference values."""
+"""Indicators on real BTCUSDT 1h candles match TA-Lib's reference values; native ones match pandas-ta's."""
 
 import ast
 import json
@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from robson.adapters.indicators import compute_indicators
+from robson.adapters.indicators import bollinger_bands, compute_indicators, indicator_arrays
 from robson.domain.conditions import IndicatorSpec, parse_indicators
 from robson.domain.market import Candle
 
@@ -141,3 +142,73 @@ def test_pandas_is_imported_only_when_indicators_are_computed():
     top_level |= {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
 
     assert not {"pandas", "pandas_ta", "numpy"} & top_level
+
+
+# --- Bollinger Bands: computed with numpy, checked against pandas-ta's own ta.bbands ----------------
+
+
+@pytest.fixture(scope="module", params=[("BTCUSDT", "1h"), ("BTCUSDT", "30m"), ("ETHUSDT", "1h")], ids=str)
+def sample_series(request):
+    """A whole bundled series of the sample market as arrays (30m is resampled from the bundled 5m)."""
+    from robson.adapters.market.sample import SampleMarket
+
+    return SampleMarket().history(*request.param).series
+
+
+def pandas_ta_bbands(close, length: int, std: float) -> dict[str, np.ndarray]:
+    """pandas-ta's Bollinger Bands as robson computed them before (population deviation, no TA-Lib)."""
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import pandas_ta as ta
+
+    bands = ta.bbands(pd.Series(close), length, lower_std=std, upper_std=std, ddof=0, talib=False)
+    prefixes = {"lower": "BBL", "middle": "BBM", "upper": "BBU", "bandwidth": "BBB", "percent": "BBP"}
+    return {part: next(bands[c] for c in bands.columns if c.startswith(f"{prefix}_")).to_numpy()
+            for part, prefix in prefixes.items()}
+
+
+@pytest.mark.parametrize(("length", "std"), [(20, 2.0), (50, 2.5)])
+def test_bollinger_bands_match_pandas_ta_on_the_bundled_candles(sample_series, length, std):
+    close = sample_series.close
+
+    ours = bollinger_bands(close, length, std)
+    theirs = pandas_ta_bbands(close, length, std)
+
+    for part in ("lower", "middle", "upper", "bandwidth", "percent"):
+        assert np.array_equal(np.isnan(ours[part]), np.isnan(theirs[part])), part
+        assert np.isnan(ours[part][: length - 1]).all(), part
+    # pandas' rolling variance carries rounding from every earlier window; each value here is its own window's
+    np.testing.assert_allclose(ours["middle"], theirs["middle"], rtol=1e-14)
+    np.testing.assert_allclose(ours["lower"], theirs["lower"], rtol=1e-10)
+    np.testing.assert_allclose(ours["upper"], theirs["upper"], rtol=1e-10)
+    np.testing.assert_allclose(ours["bandwidth"], theirs["bandwidth"], rtol=1e-7)
+    np.testing.assert_allclose(ours["percent"], theirs["percent"], rtol=0, atol=1e-9)
+
+
+def test_bollinger_bands_in_a_strategy_are_the_native_ones(sample_series):
+    spec = parse_indicators({"bb": {"kind": "bbands", "length": 20, "std": 2}})
+
+    arrays = indicator_arrays(spec, sample_series.prices())
+
+    expected = bollinger_bands(sample_series.close, 20, 2.0)
+    assert all(np.array_equal(arrays[f"bb.{part}"], expected[part], equal_nan=True) for part in expected)
+
+
+def test_a_bollinger_value_depends_only_on_its_own_window(sample_series):
+    whole = bollinger_bands(sample_series.close, 20, 2.0)
+    last = bollinger_bands(sample_series.close[-20:], 20, 2.0)  # what a scan of 20 candles computes
+
+    assert all(last[part][-1] == whole[part][-1] for part in whole)  # bit for bit
+
+
+def test_a_window_of_equal_values_has_bands_on_its_mean():
+    volume = np.array([5.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+
+    bands = bollinger_bands(volume, 5, 2.0)
+
+    assert (bands["lower"][-1], bands["middle"][-1], bands["upper"][-1]) == (0.0, 0.0, 0.0)
+    assert bands["percent"][-1] == 1.0  # (close − lower) / (upper − lower), each zero taken as the epsilon
