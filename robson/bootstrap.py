@@ -146,13 +146,32 @@ class Container:
 
         return StrategyCatalog.default(self.settings["strategies_dir"], announce)
 
+    @property
+    def wallet(self):
+        """The wallet `robson account` shows and `capital: equity` values: Binance on a live account, else paper."""
+        return self.binance if self.live_account else self.paper
+
+    @cached_property
+    def equity(self):
+        """The wallet valued in account.quote_asset at the market's current prices."""
+        from robson.application.account import equity
+
+        return equity(self.wallet.balances(), self.market, self.settings["account.quote_asset"])
+
+    @property
+    def capital(self):
+        """The capital risk percentages apply to: the configured number, or the current equity (capital: equity)."""
+        capital = self.settings["capital"]
+        return self.equity.total if capital == "equity" else capital
+
     @cached_property
     def account(self) -> Account:
         from robson.application.plan import Account
 
         s = self.settings
         return Account(
-            capital=s["capital"],
+            capital=self.capital,
+            capital_source="equity" if s["capital"] == "equity" else "config",
             fee_rate=s.fee_rate,
             limits=s.risk_limits(),
             validation_max_age_minutes=s["execution.validation_max_age_minutes"],

@@ -43,6 +43,16 @@ def _positive_decimal(value: Any) -> Decimal:
     return number
 
 
+def _capital(value: Any) -> Decimal | str:
+    """A fixed capital (a number > 0), or 'equity': the account's current equity, compounding."""
+    if isinstance(value, str) and value.strip().lower() == "equity":
+        return "equity"
+    try:
+        return _positive_decimal(value)
+    except ValueError as e:
+        raise ValueError(f"{e} or 'equity'") from None
+
+
 def _decimal_within(*, above: str | None = None, below: str | None = None, at_most: str | None = None) -> Callable[[Any], Decimal]:
     """Return a parser of a number (≥ 0) bounded as given: what the commands would refuse, refused when loading."""
     rules = [f"greater than {above}" if above is not None else "at least 0"]
@@ -182,6 +192,13 @@ def _optional_asset(value: Any) -> str | None:
     return None if value in (None, "") else _text(value).upper()
 
 
+def _text_asset(value: Any) -> str:
+    text = _text(value).upper()
+    if not text.isascii() or not text.isalnum() or not 2 <= len(text) <= 20:
+        raise ValueError(f"must be an asset like USDT (2 to 20 letters or digits), got {value!r}")
+    return text
+
+
 def _workers(value: Any) -> int:
     number = _int(value)
     if not 1 <= number <= 32:
@@ -240,7 +257,8 @@ FIELDS: tuple[Field, ...] = (
     Field("database", _optional_text, None, "SQLite file path or database URL; default: the user data directory"),
     Field("market", _market, "sample", "market data: 'sample' (bundled real Binance history, offline) or 'binance'"),
     Field("as_of", _past_time, None, "replay the sample market at this UTC time (default: end of the data)"),
-    Field("capital", _positive_decimal, Decimal("1000"), "capital in quote currency that risk percentages apply to"),
+    Field("capital", _capital, Decimal("1000"), "capital in quote currency that risk percentages apply to, or 'equity': the account's current equity at market prices (compounding)"),
+    Field("account.quote_asset", _text_asset, "USDT", "asset the account's equity is valued in (robson account, capital: equity)"),
     Field("default_strategy", _text, "all-in", "strategy used when --strategy is not given"),
     Field("strategies_dir", _optional_text, None, "folder of user strategy YAML files (added to the bundled ones)"),
     Field("cache_dir", _optional_text, None, "folder for parsed candle arrays and Binance klines a backtest fetched; default: the user cache directory"),

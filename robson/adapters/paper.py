@@ -27,6 +27,7 @@ ACCOUNT = "paper"
 class PaperExchange:
     name = "paper"
     live = False
+    account = ACCOUNT  # the store's name for the paper wallet
 
     def __init__(self, store: Store, market: MarketData, *, fee_rate: Decimal, slippage_rate: Decimal,
                  starting_balances: dict[str, Decimal]) -> None:
@@ -61,6 +62,15 @@ class PaperExchange:
                 tx.set_balance(ACCOUNT, Balance(asset, amount, ZERO))
             balances = tx.get_balances(ACCOUNT)
         return balances
+
+    @property
+    def starting_balances(self) -> dict[str, Decimal]:
+        """The configured starting wallet (paper.balances): what a first use seeds and a reset restores."""
+        return dict(self._starting)
+
+    def wallet(self, tx: StoreSession) -> dict[str, Balance]:
+        """Return the paper wallet inside the caller's transaction, seeding it from the config on first use."""
+        return self._balances(tx)
 
     def balances(self) -> dict[str, Balance]:
         """Return the paper wallet, seeding it from the config on first use."""

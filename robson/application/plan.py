@@ -15,6 +15,7 @@ from robson.domain.money import ZERO, fmt
 from robson.domain.orders import AuditEvent, AuditKind
 from robson.domain.lifecycle import candles_needed, plan_trade
 from robson.domain.strategy import Strategy
+from robson.errors import InvalidInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,7 @@ class Account:
     validation_max_age_minutes: int = 15
     stop_limit_offset_percent: Decimal = Decimal("0.5")
     risk_change_tolerance_percent: Decimal = Decimal("25")  # execute refuses a trade changed more than this
+    capital_source: str = "config"  # "config": the capital setting; "equity": the account's equity at market prices
 
     @property
     def max_position_percent(self) -> Decimal:
@@ -69,6 +71,10 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
     timeframe = request.timeframe or strategy.timeframe
     timeframe_ms(timeframe)
     capital = request.capital if request.capital is not None else account.capital
+    capital_source = "given" if request.capital is not None else account.capital_source
+    if capital <= 0:
+        raise InvalidInput(f"capital must be greater than 0, got {fmt(capital)} ({capital_source}): "
+                           "an empty account has nothing to risk")
 
     if request.entry is not None:
         entry, entry_source = request.entry, "given"
@@ -88,6 +94,7 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
 
     now = clock.now()
     details = {
+        "capital_source": capital_source,
         "entry_source": entry_source,
         "stop_label": planned.stop_label,
         "stop_details": planned.stop_details,

@@ -289,3 +289,18 @@ class PaperBook(Protocol):
     def settle_market_exit(self, tx: StoreSession, symbol: str, side: Side, quantity: Decimal, client_order_id: str,
                            *, price: Decimal, fee: Decimal, at: datetime, cancel: str | None = None,
                            intent_id: str | None = None) -> Order: ...
+
+
+class PaperWallet(Protocol):
+    """The paper exchange's wallet as a ledger (robson/adapters/paper.py): read and written in the caller's transaction."""
+
+    account: str  # the store's name for the wallet's balances
+
+    @property
+    def starting_balances(self) -> dict[str, Decimal]:
+        """The configured starting wallet (paper.balances)."""
+        ...
+
+    def wallet(self, tx: StoreSession) -> dict[str, Balance]:
+        """Return the wallet's balances, seeding it from the configuration on first use."""
+        ...

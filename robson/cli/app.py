@@ -36,6 +36,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("plan_cmd", "Create a trading intent and manage the queue of intents."),
     "operation": ("operation_cmd", "Open positions: status with P&L, list, show the audit trail, modify the stop or target, "
                   "close by hand."),
+    "account": ("account_cmd", "Balances, equity at current prices, open positions' risk to stop, exposure, and realized "
+                "P&L against the loss limits."),
+    "paper": ("paper_cmd", "The paper wallet as a ledger: deposit, withdraw, reset."),
     "strategy": ("strategy_cmd", "Strategies: bundled ones and your own YAML files."),
     "config": ("config_cmd", "Show and check the effective configuration."),
     "data": ("data_cmd", "Local market data: import candles, list imported series."),

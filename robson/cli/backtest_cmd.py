@@ -140,7 +140,7 @@ def _request(c, strategy, symbols, start, end, timeframe, capital, stake, fee, s
         slippage_percent = strategy.backtest.slippage_percent
     return BacktestRequest(
         strategy=strategy, symbols=_symbols(c, symbols, strategy, tf),
-        capital=_amount(capital, "--capital") or settings["capital"],
+        capital=_amount(capital, "--capital") or c.capital,
         fee_rate=(fee_percent if fee_percent is not None else settings["fees.taker_percent"]) / 100,
         slippage_rate=(slippage_percent if slippage_percent is not None else settings["paper.slippage_percent"]) / 100,
         limits=settings.risk_limits(),

@@ -42,7 +42,7 @@ def report_command(
 
     Realized P&L is after both fees. R is that P&L over the risk the position really took: the filled
     quantity × |entry fill − initial stop|, before fees (not the plan's numbers: a fill away from the
-    planned entry changes 1 R). Drawdown is of the configured capital.
+    planned entry changes 1 R). Drawdown is of the configured capital (with `capital: equity`, of the equity now).
 
     Example: robson report --since 2021-06-01 --period day
     """
@@ -51,7 +51,7 @@ def report_command(
     c = container(ctx)
     name = strategy.strip().lower() if strategy else None
     start = time_option(since, "--since")
-    report = strategy_report(store=c.store, capital=c.settings["capital"], strategy=name, since=start,
+    report = strategy_report(store=c.store, capital=c.capital, strategy=name, since=start,
                              period=period.strip().lower())
     if name is not None and report.overall.trades == 0:
         c.strategies.get(name)  # an unknown name is an error (exit 2); a known one just has no trades

@@ -28,6 +28,7 @@ def intent_doc(intent: TradingIntent) -> dict[str, Any]:
         "source": intent.source,
         "timeframe": intent.timeframe,
         "capital": intent.capital,
+        "capital_source": d.get("capital_source"),
         "risk_percent_budget": intent.risk_percent,
         "entry": intent.entry,
         "entry_source": d.get("entry_source"),
@@ -66,6 +67,10 @@ def _shown(value: object, places: int) -> str:
     return fmt(Decimal(str(value)), places)
 
 
+_CAPITAL_SOURCES = {"config": "the capital setting", "equity": "account equity at market prices (capital: equity)",
+                    "given": "--capital"}
+
+
 def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
     d = intent.details
     quote = d.get("quote_asset", "")
@@ -79,6 +84,8 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
         rows.append(("stop method", str(d["stop_label"])))
     capped = f", capped by {d['capped_by']}" if d.get("capped_by") else ""
     rows += [
+        ("capital", f"{fmt(intent.capital)} {quote}" + (f" ({_CAPITAL_SOURCES[d['capital_source']]})"
+                                                        if d.get("capital_source") in _CAPITAL_SOURCES else "")),
         ("quantity", f"{fmt(intent.quantity)} (risk rule gave {_shown(d.get('raw_quantity'), 8)}{capped})"),
         ("notional", f"{_shown(d.get('notional'), 2)} {quote} ({_shown(d.get('notional_percent'), 2)}% of capital)"),
         ("risk", f"{_shown(d.get('risk_at_stop'), 2)} {quote} = {_shown(d.get('risk_percent'), 2)}% of capital "

@@ -109,6 +109,9 @@ class AuditKind(StrEnum):
     EXECUTION_FAILED = "execution_failed"
     CLOSED = "closed"
     LEFT_AS_DUST = "left_as_dust"  # a holding below any order the exchange takes: no longer watched
+    DEPOSIT = "deposit"  # the paper wallet's ledger: money in,
+    WITHDRAWAL = "withdrawal"  # money out,
+    WALLET_RESET = "wallet_reset"  # back to the configured starting balances
 
 
 @dataclass(frozen=True, slots=True)
