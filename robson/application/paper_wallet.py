@@ -22,17 +22,17 @@ class WalletChange:
     amount: Decimal | None = None
 
 
-def _amount(text: str) -> Decimal:
-    return parse_decimal(text, "amount")  # > 0, finite, digits 0-9 only
+def _amount(amount: Decimal | str) -> Decimal:
+    return parse_decimal(amount, "amount")  # > 0, finite, digits 0-9 only
 
 
-def deposit(asset: str, amount: str, *, store: Store, wallet: PaperWallet, clock: Clock) -> WalletChange:
+def deposit(asset: str, amount: Decimal | str, *, store: Store, wallet: PaperWallet, clock: Clock) -> WalletChange:
     """Add amount of asset to the paper wallet's free balance; raise InvalidInput for a bad asset or amount."""
     name, number = parse_asset(asset), _amount(amount)
     return _move(name, number, AuditKind.DEPOSIT, store=store, wallet=wallet, clock=clock)
 
 
-def withdraw(asset: str, amount: str, *, store: Store, wallet: PaperWallet, clock: Clock) -> WalletChange:
+def withdraw(asset: str, amount: Decimal | str, *, store: Store, wallet: PaperWallet, clock: Clock) -> WalletChange:
     """Take amount of asset out of the free balance; raise InvalidInput beyond what is free (locked stays locked)."""
     name, number = parse_asset(asset), _amount(amount)
     return _move(name, -number, AuditKind.WITHDRAWAL, store=store, wallet=wallet, clock=clock)

@@ -8,11 +8,15 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit
-from robson.domain.money import fmt
+from robson.domain.account import parse_asset
+from robson.domain.money import fmt, parse_decimal
 from robson.errors import InvalidInput
 
 app = typer.Typer(help="The paper wallet as a ledger: deposit, withdraw, reset.\n\nExample: robson paper deposit USDT 500",
                   no_args_is_help=True, rich_markup_mode=None)
+
+# `paper deposit USDT -5` reaches the amount's own check (exit 2, "must be greater than 0"), not "No such option: -5".
+NUMBERS_MAY_BE_NEGATIVE = {"ignore_unknown_options": True}
 
 Asset = Annotated[str, typer.Argument(help="Asset, e.g. USDT or BTC.")]
 Amount = Annotated[str, typer.Argument(help="Amount, greater than 0.")]
@@ -28,7 +32,7 @@ def _wallet_line(change) -> str:
     return ", ".join(f"{fmt(b.total)} {a}" for a, b in sorted(change.balances.items()) if b.total) or "empty"
 
 
-@app.command("deposit")
+@app.command("deposit", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def deposit(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOption = False) -> None:
     """Add an amount of an asset to the paper wallet (audited).
 
@@ -36,13 +40,14 @@ def deposit(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOptio
     """
     from robson.application.paper_wallet import deposit as deposit_
 
+    asset, number = parse_asset(asset), parse_decimal(amount, "amount")  # bad input opens nothing
     c = container(ctx)
-    change = deposit_(asset, amount, store=c.store, wallet=c.paper, clock=c.clock)
+    change = deposit_(asset, number, store=c.store, wallet=c.paper, clock=c.clock)
     emit(as_json, _document(change), lambda: console().print(
         f"Deposited {fmt(change.amount)} {change.asset}. Paper wallet: {_wallet_line(change)}."))
 
 
-@app.command("withdraw")
+@app.command("withdraw", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def withdraw(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOption = False) -> None:
     """Take an amount of an asset out of the paper wallet's free balance (audited); never more than is free.
 
@@ -50,8 +55,9 @@ def withdraw(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOpti
     """
     from robson.application.paper_wallet import withdraw as withdraw_
 
+    asset, number = parse_asset(asset), parse_decimal(amount, "amount")  # bad input opens nothing
     c = container(ctx)
-    change = withdraw_(asset, amount, store=c.store, wallet=c.paper, clock=c.clock)
+    change = withdraw_(asset, number, store=c.store, wallet=c.paper, clock=c.clock)
     emit(as_json, _document(change), lambda: console().print(
         f"Withdrew {fmt(change.amount)} {change.asset}. Paper wallet: {_wallet_line(change)}."))
 
