@@ -49,8 +49,8 @@ def _capital(value: Any) -> Decimal | str:
         return "equity"
     try:
         return _positive_decimal(value)
-    except ValueError as e:
-        raise ValueError(f"{e} or 'equity'") from None
+    except ValueError:
+        raise ValueError(f"must be a number greater than 0 or 'equity', got {value!r}") from None
 
 
 def _decimal_within(*, above: str | None = None, below: str | None = None, at_most: str | None = None) -> Callable[[Any], Decimal]:

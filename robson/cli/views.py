@@ -67,7 +67,7 @@ def _shown(value: object, places: int) -> str:
     return fmt(Decimal(str(value)), places)
 
 
-_CAPITAL_SOURCES = {"config": "the capital setting", "equity": "account equity at market prices (capital: equity)",
+_CAPITAL_SOURCES = {"config": "the capital setting", "equity": "capital: equity, the account's equity at market prices",
                     "given": "--capital"}
 
 
