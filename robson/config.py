@@ -48,9 +48,14 @@ def _capital(value: Any) -> Decimal | str:
     if isinstance(value, str) and value.strip().lower() == "equity":
         return "equity"
     try:
-        return _positive_decimal(value)
-    except ValueError:
+        if isinstance(value, bool) or value is None:
+            raise InvalidInput("not a number")
+        number = parse_decimal(value, "capital", positive=False)
+    except InvalidInput:
         raise ValueError(f"must be a number greater than 0 or 'equity', got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"must be greater than 0 or 'equity', got {value!r}")
+    return number
 
 
 def _decimal_within(*, above: str | None = None, below: str | None = None, at_most: str | None = None) -> Callable[[Any], Decimal]:

@@ -77,11 +77,11 @@ def account_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
                         [(h.asset, fmt(h.free), fmt(h.locked), fmt(h.total), fmt(h.price),
                           fmt(h.value, 2) if h.value is not None else "no price") for h in e.holdings]))
         if view.positions:
-            out.print(table("Open positions", ["operation", "side", "symbol", "quantity", "entry", "stop", "price",
-                                               f"value ({quote})", "risk to stop", "% equity", "P&L at stop"],
-                            [(p.operation.id, p.operation.side.value, p.operation.symbol, fmt(p.operation.quantity),
+            out.print(table("Open positions", ["operation", "position", "entry", "stop", "price", "value",
+                                               "risk to stop", "P&L at stop"],
+                            [(p.operation.id, f"{p.operation.side.value} {fmt(p.operation.quantity)} {p.operation.symbol}",
                               fmt(p.operation.entry_price), fmt(p.operation.stop), fmt(p.price), fmt(p.value, 2),
-                              fmt(p.risk_to_stop, 2), _pct(p.risk_percent), fmt(p.pnl_at_stop, 2))
+                              f"{fmt(p.risk_to_stop, 2)} ({_pct(p.risk_percent)})", fmt(p.pnl_at_stop, 2))
                              for p in view.positions]))
         capital = "equity (capital: equity)" if view.capital_source == "equity" else "the capital setting"
         rows = [
