@@ -154,3 +154,19 @@ def empty_database(request: pytest.FixtureRequest, backend: str, tmp_path: Path)
     name = server.create_database(template=EMPTY_TEMPLATE)
     yield server.url(name)
     server.dropper.drop(name)
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(pg_server) -> Iterator:
+    """PgBouncer in transaction mode in front of the test server (tests.postgres_server.PgBouncer)."""
+    from tests.postgres_server import PgBouncer, find_pgbouncer
+
+    executable = find_pgbouncer()
+    if executable is None:
+        message = "pgbouncer is not installed (Debian: apt-get install pgbouncer)"
+        if os.environ.get("CI"):  # .ci/run installs it: missing there is a broken CI, not a skip
+            pytest.fail(message)
+        pytest.skip(message)
+    bouncer = PgBouncer(pg_server, executable).start()
+    yield bouncer
+    bouncer.stop()

@@ -145,3 +145,81 @@ def run_as_server_user(command: list[str]) -> subprocess.CompletedProcess[str]:
     if os.geteuid() == 0:
         command = ["runuser", "-u", SUPERUSER, "--", *command]
     return subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
+
+
+def find_pgbouncer() -> str | None:
+    for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+class PgBouncer:
+    """PgBouncer in transaction pooling mode in front of a PostgresServer, with ONE server connection per
+    database and user: every client's transaction runs on the same server connection, so a statement one
+    client prepared is there when the next client prepares its own under the same name."""
+
+    def __init__(self, server: PostgresServer, executable: str) -> None:
+        from port_for import get_port
+
+        self.server = server
+        self.executable = executable
+        self.port = get_port(None)
+        self.directory = server.directory / "pgbouncer"
+
+    def start(self) -> PgBouncer:
+        import time
+
+        self.directory.mkdir()
+        (self.directory / "userlist.txt").write_text(f'"{SUPERUSER}" ""\n', encoding="utf-8")
+        config = self.directory / "pgbouncer.ini"
+        config.write_text("\n".join([
+            "[databases]",
+            f"* = host={HOST} port={self.server.port}",
+            "[pgbouncer]",
+            f"listen_addr = {HOST}",
+            f"listen_port = {self.port}",
+            "unix_socket_dir =",
+            "auth_type = trust",
+            f"auth_file = {self.directory / 'userlist.txt'}",
+            "pool_mode = transaction",
+            "default_pool_size = 1",
+            "max_client_conn = 200",
+            "ignore_startup_parameters = extra_float_digits,options",
+            f"logfile = {self.directory / 'pgbouncer.log'}",
+            f"pidfile = {self.directory / 'pgbouncer.pid'}",
+            "",
+        ]), encoding="utf-8")
+        if os.geteuid() == 0:
+            account = pwd.getpwnam(SUPERUSER)
+            for path in (self.directory, *self.directory.iterdir()):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        started = run_as_server_user([self.executable, "-d", str(config)])
+        if started.returncode != 0:
+            raise RuntimeError(f"pgbouncer did not start: {started.stderr or started.stdout}")
+        deadline = time.monotonic() + 30
+        while not self._accepting():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pgbouncer is not listening on {HOST}:{self.port}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        import signal
+
+        pidfile = self.directory / "pgbouncer.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+
+    def url(self, database: str) -> str:
+        return f"postgresql://{SUPERUSER}@{HOST}:{self.port}/{database}"
+
+    def _accepting(self) -> bool:
+        import socket
+
+        with socket.socket() as probe:
+            probe.settimeout(0.2)
+            return probe.connect_ex((HOST, self.port)) == 0
