@@ -2,7 +2,7 @@
 
     pytest --database postgresql        (or ROBSON_TEST_DATABASE=postgresql pytest)
 
-selects PostgreSQL for every test that takes the `database` fixture (the store, CLI, reliability
+selects PostgreSQL for every test that takes the `robson_db` fixture (the store, CLI, reliability
 and live suites): pytest-postgresql starts one server from the installed binaries for the
 session, and each test gets a fresh database copied from a migrated template.
 
@@ -59,7 +59,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def backend(pytestconfig: pytest.Config) -> str:
-    """'sqlite' or 'postgresql': the store every `database` fixture gives."""
+    """'sqlite' or 'postgresql': the store every `robson_db` fixture gives."""
     return str(pytestconfig.getoption("--database"))
 
 
@@ -111,10 +111,10 @@ def pg_database(pg_server) -> Iterator[str]:
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Target:
+def robson_db(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Target:
     """The test's database: a SQLite file in tmp_path (not yet created), or the URL of a fresh PostgreSQL database.
 
-    Give it to robson as ROBSON_DB (str(database)) or to SqlStore via tests.databases.store_url.
+    Give it to robson as ROBSON_DB (str(robson_db)) or to SqlStore via tests.databases.store_url.
     """
     if backend == "sqlite":
         return tmp_path / "robson.db"

@@ -90,3 +90,43 @@ def open_store(target: Target, **options: Any) -> Any:
     from robson.adapters.store import SqlStore
 
     return SqlStore(str(target), **options) if is_postgresql(target) else SqlStore.for_path(Path(target), **options)
+
+
+# A PostgreSQL URL nothing answers on (the discard port on loopback): a command that opens it fails.
+UNREACHABLE_URL = "postgresql://robson@127.0.0.1:9/never_opened"
+
+
+def never_opened_env(target: Target) -> dict[str, str] | None:
+    """CliRunner env for a command that must not open the database: on PostgreSQL, a URL nothing answers on (so
+    opening it fails the command); on SQLite, None (the test checks that no file was made)."""
+    return {"ROBSON_DB": UNREACHABLE_URL} if is_postgresql(target) else None
+
+
+def file_made(target: Target) -> bool:
+    """Whether robson made the SQLite file (always False for a PostgreSQL URL: never_opened_env checks those)."""
+    return not is_postgresql(target) and Path(target).exists()
+
+
+def where(target: Target) -> str:
+    """How robson names the target in its messages."""
+    if is_postgresql(target):
+        from robson.adapters.store.urls import describe_server
+
+        return describe_server(str(target))
+    return f"database file {target}"
+
+
+def copy(source: Target, target: Path) -> Target:
+    """Copy a database consistently: SQLite's backup API to the file target, or (PostgreSQL) a new database on the
+    same server made from source as its template, named after target's stem. Nothing may be connected to source."""
+    if is_postgresql(source):
+        import psycopg
+
+        base, _, name = str(source).rpartition("/")
+        copied = f"{name}_{target.stem}"
+        with psycopg.connect(_libpq_url(f"{base}/postgres"), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{copied}" TEMPLATE "{name}"')
+        return f"{base}/{copied}"
+    with closing(sqlite3.connect(source)) as original, closing(sqlite3.connect(target)) as duplicate:
+        original.backup(duplicate)
+    return target

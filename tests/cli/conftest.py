@@ -27,7 +27,7 @@ Robson = Callable[..., Result]
 @pytest.fixture
 def db_path(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Target:
     """What ROBSON_DB names: a SQLite file in tmp_path, or a fresh PostgreSQL database's URL (--database postgresql)."""
-    return tmp_path / "r.db" if backend == "sqlite" else request.getfixturevalue("database")
+    return tmp_path / "r.db" if backend == "sqlite" else request.getfixturevalue("robson_db")
 
 
 @pytest.fixture

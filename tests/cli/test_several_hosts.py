@@ -94,6 +94,29 @@ def test_no_create_privilege_on_schema_public_says_what_to_grant(robson: Robson,
         pg_server.dropper.drop(name)
 
 
+@pytest.mark.postgresql_only("counts the server's connections (pg_stat_activity)")
+def test_in_process_commands_close_every_connection_they_open(robson: Robson, pg_server, db_path: str) -> None:
+    database = db_path.rsplit("/", 1)[1]
+    for _ in range(5):
+        assert robson("plan", "buy", "BTCUSDT", "--json").exit_code == 0
+        assert robson("operation", "status", "--json").exit_code == 0
+
+    assert pg_server.connections(database) == 0  # each command disposed of its engine when it ended
+
+
+@pytest.mark.postgresql_only("a PostgreSQL database holding another application's tables")
+def test_a_postgresql_database_of_another_application_is_refused_and_left_as_it_was(robson: Robson,
+                                                                                   empty_database: str) -> None:
+    databases.execute(empty_database, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    databases.execute(empty_database, "INSERT INTO users VALUES (1, 'ana')")
+    before = databases.dump(empty_database)
+
+    result = robson("plan", "list", env={"ROBSON_DB": empty_database})
+
+    assert_user_error(result, 2, databases.where(empty_database), "is not a robson database", "users")
+    assert databases.dump(empty_database) == before
+
+
 # --- the same limits and the same refusals on both backends -----------------------------------
 
 

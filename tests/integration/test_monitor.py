@@ -82,8 +82,8 @@ class FakeMarket:
 
 
 @pytest.fixture
-def store(database):
-    s = open_store(database)
+def store(robson_db):
+    s = open_store(robson_db)
     yield s
     s.close()
 

@@ -39,8 +39,8 @@ def test_the_light_schema_module_loads_without_sqlmodel_or_sqlalchemy() -> None:
 
 @pytest.mark.parametrize(("column", "value"), [("symbol", "A" * 21), ("timeframe", "1" * 9)])
 def test_a_value_longer_than_its_column_is_refused_before_the_database_on_every_backend(
-        database: Target, column: str, value: str) -> None:
-    store = open_store(database)
+        robson_db: Target, column: str, value: str) -> None:
+    store = open_store(robson_db)
     try:
         with pytest.raises(InvalidInput) as raised, store.transaction() as session:
             session.add_intent(make_intent(**{column: value}))
@@ -53,8 +53,8 @@ def test_a_value_longer_than_its_column_is_refused_before_the_database_on_every_
     assert stored == []
 
 
-def test_a_value_exactly_as_long_as_its_column_is_kept(database: Target) -> None:
-    store = open_store(database)
+def test_a_value_exactly_as_long_as_its_column_is_kept(robson_db: Target) -> None:
+    store = open_store(robson_db)
     try:
         with store.transaction() as session:
             session.add_intent(make_intent(symbol="A" * 20))

@@ -63,8 +63,8 @@ FOUR_SCANNING = [s for s in CATALOG.all() if s.scan is not None and s.name != "m
 
 
 @pytest.fixture
-def store(database: Target) -> Iterator[SqlStore]:
-    store = open_store(database)
+def store(robson_db: Target) -> Iterator[SqlStore]:
+    store = open_store(robson_db)
     yield store
     store.close()
 

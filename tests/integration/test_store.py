@@ -82,9 +82,9 @@ def closed(operation: Operation, *, pnl: str, at: datetime, reason: CloseReason 
 
 
 @pytest.fixture
-def db_path(database: Target) -> Target:
+def db_path(robson_db: Target) -> Target:
     """The test's database: a SQLite file, or a PostgreSQL URL under --database postgresql."""
-    return database
+    return robson_db
 
 
 def open_store(target: Target) -> SqlStore:

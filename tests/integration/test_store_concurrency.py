@@ -83,8 +83,8 @@ def run_processes(target: object, args_for: list[tuple[object, ...]]) -> list[st
     return reported
 
 
-def test_concurrent_read_modify_write_transactions_lose_nothing(database: Target) -> None:
-    store = open_store(database)
+def test_concurrent_read_modify_write_transactions_lose_nothing(robson_db: Target) -> None:
+    store = open_store(robson_db)
     with store.transaction() as session:
         session.set_balance("paper", Balance("USDT", START, Decimal("0")))
     store.close()

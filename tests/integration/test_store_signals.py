@@ -46,8 +46,8 @@ def make_signal(signal_id: str = "sg-7f3a9c2e", **changes: object) -> Signal:
 
 
 @pytest.fixture
-def store(database: Target) -> Iterator[SqlStore]:
-    store = open_store(database)
+def store(robson_db: Target) -> Iterator[SqlStore]:
+    store = open_store(robson_db)
     yield store
     store.close()
 
@@ -66,11 +66,11 @@ def test_a_signal_round_trips_with_exact_decimals_and_missing_values(store: SqlS
     assert str(loaded.confidence) == "0.75"
 
 
-def test_values_are_stored_as_exact_text_not_floats(store: SqlStore, database: Target) -> None:
+def test_values_are_stored_as_exact_text_not_floats(store: SqlStore, robson_db: Target) -> None:
     with store.transaction() as session:
         session.add_signal(make_signal())
 
-    values, confidence = fetch(database, 'SELECT "values", confidence FROM signals')[0].values()
+    values, confidence = fetch(robson_db, 'SELECT "values", confidence FROM signals')[0].values()
 
     assert '"ma9":"32850.10000000"' in values and '"ma4[-1]":null' in values
     assert confidence == "0.75"
@@ -230,8 +230,8 @@ def record_same_signal(url: str, worker: int, start_together: Barrier, results: 
 
 
 @pytest.mark.slow
-def test_processes_recording_the_same_signal_at_once_store_exactly_one_row(database: Target) -> None:
-    store = open_store(database)
+def test_processes_recording_the_same_signal_at_once_store_exactly_one_row(robson_db: Target) -> None:
+    store = open_store(robson_db)
     store.schema_version()
     store.close()
     context = multiprocessing.get_context("spawn")

@@ -75,13 +75,13 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path, database: Target) -> Iterator[Live]:
+def live(tmp_path: Path, robson_db: Target) -> Iterator[Live]:
     with BinanceTestServer(api_key=API_KEY, api_secret=API_SECRET, prices={"BTCUSDT": PRICE}) as server:
         server.set_balance("USDT", START_USDT)
         for interval in ("5m", "15m", "1h"):
             seed_candles(server, "BTCUSDT", interval, PRICE)
         settings = {
-            "ROBSON_DB": str(database),
+            "ROBSON_DB": str(robson_db),
             "ROBSON_CONFIG": str(tmp_path / "none.yaml"),
             "ROBSON_MARKET": "binance",
             "ROBSON_CAPITAL": "10000",
@@ -92,7 +92,7 @@ def live(tmp_path: Path, database: Target) -> Iterator[Live]:
             "BINANCE_API_SECRET": API_SECRET,
         }
         (tmp_path / "none.yaml").write_text("{}\n", encoding="utf-8")
-        session = Live(server, tmp_path, settings, database)
+        session = Live(server, tmp_path, settings, robson_db)
         yield session
     assert_no_canary(session)
 

@@ -281,8 +281,8 @@ def assert_executed_exactly_once(db: Target, intent_id: str) -> str:
     return str(operation["id"])
 
 
-def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operation(tmp_path: Path, database: Target) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, database, pause="start-together")
+def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="start-together")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     for report in reports:
@@ -295,16 +295,16 @@ def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operati
     assert any(report["exit"] == 0 for report in reports)
 
 
-def test_losing_the_race_to_start_an_execution_still_reports_the_one_operation(tmp_path: Path, database: Target) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, database, pause="after-reading-validated")
+def test_losing_the_race_to_start_an_execution_still_reports_the_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="after-reading-validated")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     assert [r["exit"] for r in reports] == [0, 0], [r["stderr"] for r in reports]
     assert {json.loads(r["stdout"])["operation"]["id"] for r in reports} == {operation_id}
 
 
-def test_rerunning_an_execution_still_in_progress_reports_the_one_operation(tmp_path: Path, database: Target) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, database, pause="before-finishing")
+def test_rerunning_an_execution_still_in_progress_reports_the_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="before-finishing")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     assert [r["exit"] for r in reports] == [0, 0], [r["stderr"] for r in reports]

@@ -185,20 +185,20 @@ def test_no_canary_in_any_file_under_the_temporary_directory(journey: Journey) -
 # --- key files ---------------------------------------------------------------------------
 
 
-def live_attempt(tmp_path: Path, database: Target, key_file: Path) -> tuple[object, object]:
+def live_attempt(tmp_path: Path, robson_db: Target, key_file: Path) -> tuple[object, object]:
     """Plan and validate, then try LIVE and show the config with only the key file holding keys."""
     config = write_config(tmp_path / "robson.yaml", {**LIVE, "binance": {"key_file": str(key_file),
                                                                          "base_url": "http://127.0.0.1:9"}})
-    env = runner_env(ROBSON_DB=str(database), ROBSON_CONFIG=str(config))
+    env = runner_env(ROBSON_DB=str(robson_db), ROBSON_CONFIG=str(config))
     intent_id = planned_and_validated(env)
     return (invoke(["execute", intent_id, "--live", "--acknowledge-risk"], env),
             invoke(["config", "show", "--json"], env))
 
 
-def test_a_key_file_readable_by_others_is_refused_naming_chmod_600(tmp_path: Path, database: Target) -> None:
+def test_a_key_file_readable_by_others_is_refused_naming_chmod_600(tmp_path: Path, robson_db: Target) -> None:
     key_file = write_key_file(tmp_path / "binance.keys", 0o644)
 
-    execute, show = live_attempt(tmp_path, database, key_file)
+    execute, show = live_attempt(tmp_path, robson_db, key_file)
 
     assert execute.exit_code == 2
     assert "mode 0644" in execute.stderr and f"chmod 600 {key_file}" in execute.stderr
@@ -206,11 +206,11 @@ def test_a_key_file_readable_by_others_is_refused_naming_chmod_600(tmp_path: Pat
     assert found(execute.stdout + execute.stderr + show.stdout + show.stderr) == []
 
 
-def test_a_key_file_that_is_not_text_is_refused_as_bad_config(tmp_path: Path, database: Target) -> None:
+def test_a_key_file_that_is_not_text_is_refused_as_bad_config(tmp_path: Path, robson_db: Target) -> None:
     key_file = write_key_file(tmp_path / "binance.keys", 0o600,
                               f"API_KEY={KEY}\nAPI_SECRET={SECRET}\xff\n".encode("latin-1"))
 
-    execute, show = live_attempt(tmp_path, database, key_file)
+    execute, show = live_attempt(tmp_path, robson_db, key_file)
 
     assert found(execute.stdout + execute.stderr + show.stdout + show.stderr) == []
     assert show.exit_code == 0, show.stderr
