@@ -129,7 +129,10 @@ def journeys(worker: int, database: str, config: str, count: int, start_together
         raise
 
 
-def concurrent_figure(backend: Backend, config: Path, per_worker: int) -> tuple[float, int]:
+def concurrent_figure(backend: Backend, config: Path, per_worker: int) -> tuple[float, int, int | None]:
+    """Journeys per second of 8 workers at once, failed journeys, and (PostgreSQL) the most connections open at once."""
+    import threading
+
     database = backend.new_database()
     robson_in_process(env_for(backend, database, config))("plan", "list")  # created and migrated, not timed
     context = multiprocessing.get_context("spawn")
@@ -138,16 +141,26 @@ def concurrent_figure(backend: Backend, config: Path, per_worker: int) -> tuple[
                  for w in range(WORKERS)]
     for process in processes:
         process.start()
+    most, stop = [0], threading.Event()
+
+    def count_connections() -> None:
+        while backend.server is not None and not stop.wait(0.05):
+            most[0] = max(most[0], backend.server.connections(database.rsplit("/", 1)[1]))
+
+    counter = threading.Thread(target=count_connections, daemon=True)
+    counter.start()
     start_together.wait(timeout=120)  # every worker has imported robson: the clock starts with the first plan
     started = time.perf_counter()
     done = [reports.get(timeout=900) for _ in processes]
     for process in processes:
         process.join(timeout=60)
+    stop.set()
+    counter.join(timeout=10)
     errors = [failed for _, failed, _ in done if not isinstance(failed, int)]
     if errors:
         raise SystemExit(f"a worker failed: {errors[0]}")
     elapsed = max(finished for _, _, finished in done) - started
-    return WORKERS * per_worker / elapsed, sum(failed for _, failed, _ in done)
+    return WORKERS * per_worker / elapsed, sum(failed for _, failed, _ in done), most[0] if backend.server else None
 
 
 def main() -> None:
@@ -169,7 +182,7 @@ def main() -> None:
             for backend in (Backend("sqlite", Path(tmp)), Backend("postgresql", Path(tmp), server)):
                 figures = cli_figures(backend, config, options.runs, options.operations)
                 tick, summary = monitor_figure(backend, options.runs, options.monitored)
-                rate, failed = concurrent_figure(backend, config, options.journeys)
+                rate, failed, connections = concurrent_figure(backend, config, options.journeys)
                 rows[backend.name] = {
                     f"operation status --json ({options.operations} ops)": f"{figures['status'] * 1000:.0f} ms",
                     "plan buy BTCUSDT --json": f"{figures['plan'] * 1000:.0f} ms",
@@ -177,7 +190,9 @@ def main() -> None:
                     f"8 concurrent journeys (8 × {options.journeys})": f"{rate:.1f} journeys/s"
                                                                      + (f" ({failed} failed)" if failed else ""),
                 }
-                print(f"{backend.name}: monitor tick {summary}", flush=True)
+                print(f"{backend.name}: monitor tick {summary}"
+                      + (f"; most connections open during the 8 journeys: {connections}" if connections else ""),
+                      flush=True)
     finally:
         server.stop()
     print(f"\nrobson store, SQLite beside PostgreSQL 15 (local server, loopback), {os.cpu_count()} cores; "

@@ -65,6 +65,10 @@ _REFUSALS: tuple[tuple[str, str, str], ...] = (
      "check the user name in the URL, or create the role on the server"),
     (r"no pg_hba\.conf entry|pg_hba", "the server does not accept this user from this host",
      "an administrator adds a line for this host, user and database to pg_hba.conf"),
+    (r"too many clients|remaining connection slots are reserved",
+     "the server has no connection left",
+     "the server's max_connections are in use; retry later, raise max_connections, or put PgBouncer in front "
+     "(with database_prepared_statements: false)"),
     (r"connection refused|timeout expired|could not translate host name|failed to resolve host|"
      r"no route to host|network is unreachable|name or service not known|could not connect|"
      r"server closed the connection unexpectedly|the database system is (starting|shutting) up",
@@ -91,7 +95,7 @@ def refusal(error: BaseException, url: str) -> StoreError | None:
     for pattern, what, hint in _REFUSALS:
         if re.search(pattern, text, re.IGNORECASE):
             return StoreError(f"{_CONNECTING} {server}: {what} ({_reason(text)})", hint=hint)
-    return StoreError(f"{server}: {text}")
+    return StoreError(f"{server}: {_reason(text)}")
 
 
 def _first_line(text: str, url: str) -> str:
