@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_scan.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_backtest.py
+	$(BIN)/python bench/bench_pg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -92,8 +92,9 @@ class BenchMarket:
         return [c for c in self.bars[symbol] if c.open_time + M5 <= now]
 
 
-def prepare(path: Path, operations: int, symbols: int):
-    """Open `operations` paper longs at T0 and return (market, book, account, strategies)."""
+def prepare(path: Path | str, operations: int, symbols: int):
+    """Open `operations` paper longs at T0 in the SQLite file or database URL path; return (market, account,
+    strategies)."""
     from robson.adapters.paper import PaperExchange
     from robson.adapters.store import SqlStore
     from robson.application.execute import LiveGate, execute
@@ -112,7 +113,7 @@ def prepare(path: Path, operations: int, symbols: int):
     account = Account(capital=D("100000000"), fee_rate=D("0.001"),
                       limits=RiskLimits(max_position_percent=D("100"), max_open_positions=operations + 1,
                                         max_positions_per_symbol=operations + 1))
-    store = SqlStore.for_path(path)
+    store = SqlStore(path) if isinstance(path, str) else SqlStore.for_path(path)
     book = PaperExchange(store, market, fee_rate=D("0.001"), slippage_rate=D("0"),
                          starting_balances={"USDT": D("100000000")})
     for n in range(operations):

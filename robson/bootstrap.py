@@ -31,7 +31,9 @@ class Container:
 
         path = self.settings.database_path
         # A file's folder is created on first use (a fresh machine has no ~/.local/share/robson yet).
-        return SqlStore(self.settings.database_url) if path is None else SqlStore.for_path(path)
+        if path is not None:
+            return SqlStore.for_path(path)
+        return SqlStore(self.settings.database_url, prepared_statements=self.settings["database_prepared_statements"])
 
     @cached_property
     def market(self):

@@ -260,6 +260,7 @@ class Field:
 
 FIELDS: tuple[Field, ...] = (
     Field("database", _optional_text, None, "SQLite file path or database URL; default: the user data directory"),
+    Field("database_prepared_statements", _bool, True, "PostgreSQL: let the driver prepare statements on the server; false behind PgBouncer in transaction mode"),
     Field("market", _market, "sample", "market data: 'sample' (bundled real Binance history, offline) or 'binance'"),
     Field("as_of", _past_time, None, "replay the sample market at this UTC time (default: end of the data)"),
     Field("capital", _capital, Decimal("1000"), "capital in quote currency that risk percentages apply to, or 'equity': the account's current equity at market prices (compounding)"),
@@ -336,14 +337,10 @@ class Settings:
 
     @property
     def database_url_redacted(self) -> str:
-        """Return the database URL with any password hidden, for display."""
-        from urllib.parse import urlsplit, urlunsplit
+        """Return the database URL with any password hidden (user part and ?password=), for display."""
+        from robson.adapters.store.urls import redact
 
-        parts = urlsplit(self.database_url)
-        if parts.password is None:
-            return self.database_url
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-        return urlunsplit(parts._replace(netloc=netloc))
+        return redact(self.database_url)
 
     @property
     def database_url(self) -> str:

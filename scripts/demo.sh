@@ -5,13 +5,17 @@
 # step names its market time with --as-of, so the output is the same on every run (only the random ids
 # differ).
 # Uses a fresh database in demo-data/ so it never touches your own. No network, no API keys.
+# ROBSON_DB may name another file, or a database URL (PostgreSQL): a URL is used as it is (nothing is made
+# or removed on disk), so give it an empty database to see the output below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ROBSON_DB="${ROBSON_DB:-$PWD/demo-data/demo.db}"
 # Piped, as under cron: one-line summaries and 160-column tables, the same in a terminal as in README.md.
 export NO_COLOR=1 COLUMNS="${COLUMNS:-160}"
-mkdir -p "$(dirname "$ROBSON_DB")"
-rm -f "$ROBSON_DB" "$ROBSON_DB-wal" "$ROBSON_DB-shm"
+if [[ "$ROBSON_DB" != *://* ]]; then
+  mkdir -p "$(dirname "$ROBSON_DB")"
+  rm -f "$ROBSON_DB" "$ROBSON_DB-wal" "$ROBSON_DB-shm"
+fi
 
 step() { printf '\n$ %s\n' "$*"; }
 run() { step robson "$@"; robson "$@" | cat; }

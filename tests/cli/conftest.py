@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,6 +13,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from robson.cli.app import app
+from tests import databases
+from tests.databases import Target
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 CANARY_KEY = "CANARY-KEY-123"
@@ -25,12 +25,13 @@ Robson = Callable[..., Result]
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "r.db"
+def db_path(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Target:
+    """What ROBSON_DB names: a SQLite file in tmp_path, or a fresh PostgreSQL database's URL (--database postgresql)."""
+    return tmp_path / "r.db" if backend == "sqlite" else request.getfixturevalue("robson_db")
 
 
 @pytest.fixture
-def robson(tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Robson:
+def robson(tmp_path: Path, db_path: Target, monkeypatch: pytest.MonkeyPatch) -> Robson:
     """Return robson(*args, input=None, env=None) running the app against a temp database and no user config."""
     for name in list(os.environ):
         if name.startswith(("ROBSON_", "BINANCE_")) or name in ("NO_COLOR", "FORCE_COLOR", "COLUMNS"):
@@ -85,26 +86,21 @@ def assert_user_error(result: Result, exit_code: int, *fragments: str) -> str:
     return result.stderr
 
 
-def dump_database(path: Path) -> dict[str, list[tuple]]:
+def dump_database(path: Target) -> dict[str, list[tuple]]:
     """Return every row of every table, for before/after comparisons."""
-    if not path.exists():
-        return {}
-    with closing(sqlite3.connect(path)) as connection:
-        tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return {t: sorted(connection.execute(f'SELECT * FROM "{t}"').fetchall(), key=repr) for t in tables}
+    return databases.dump(path)
 
 
-def count_rows(path: Path, table: str) -> int:
+def count_rows(path: Target, table: str) -> int:
     """Return the number of rows in a table of the database."""
-    with closing(sqlite3.connect(path)) as connection:
-        return connection.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+    return databases.count(path, table)
 
 
-def paper_balances(path: Path) -> dict[str, tuple[Decimal, Decimal]]:
+def paper_balances(path: Target) -> dict[str, tuple[Decimal, Decimal]]:
     """Return the paper wallet as {asset: (free, locked)} through the store."""
     from robson.adapters.store import SqlStore
 
-    store = SqlStore(f"sqlite:///{path}")
+    store = SqlStore(databases.store_url(path))
     try:
         with store.read() as session:
             return {asset: (b.free, b.locked) for asset, b in session.get_balances("paper").items()}

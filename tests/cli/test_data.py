@@ -1,9 +1,8 @@
 """`robson data import|list`: candle files in, all or nothing."""
 
 import json
-import sqlite3
-from contextlib import closing
 
+from tests import databases
 from tests.cli.conftest import assert_user_error, count_rows, dump_database, floats_in, parsed
 
 # Three 1h candles right after the bundled data ends (2021-07-17 21:10 UTC), freqtrade JSON layout.
@@ -41,8 +40,7 @@ def test_imported_candles_keep_their_exact_prices(robson, tmp_path, db_path):
     (tmp_path / "c.json").write_text(json.dumps(FREQTRADE_ROWS))
     parsed(robson("data", "import", "c.json", "--symbol", "BTCUSDT", "--timeframe", "1h", "--json"))
 
-    with closing(sqlite3.connect(db_path)) as connection:
-        stored = connection.execute("SELECT * FROM candles").fetchall()
+    stored = [tuple(row.values()) for row in databases.fetch(db_path, "SELECT * FROM candles")]
     assert len(stored) == 3
     assert any("31800.5" in map(str, row) for row in stored)
 

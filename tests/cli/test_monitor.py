@@ -12,9 +12,7 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 from collections.abc import Callable
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 
 import robson
 from robson.adapters.store.locks import process_started
+from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, floats_in, paper_balances, parsed
 
 DATA = Path(robson.__file__).parent / "data" / "market" / "BTCUSDT" / "5m"
@@ -221,12 +220,12 @@ def test_the_halt_is_in_the_json_report(robson, monkeypatch):
 def test_a_second_monitor_on_the_same_database_exits_4(robson, db_path):
     parsed(robson("operation", "list", "--json"))  # creates the database
     now = datetime.now(UTC)
-    with closing(sqlite3.connect(db_path)) as connection, connection:
-        # Another live robson process on this host holds the monitor lock.
-        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)", (
-            "monitor", "elsewhere:1:cafe", socket.gethostname(), os.getpid(),
-            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
-            process_started(os.getpid())))  # its start time: proven to be the process that took the lock
+    # Another live robson process on this host holds the monitor lock.
+    databases.execute(db_path, "INSERT INTO locks VALUES (:name, :owner, :host, :pid, :acquired, :expires, :started)", {
+        "name": "monitor", "owner": "elsewhere:1:cafe", "host": socket.gethostname(), "pid": os.getpid(),
+        "acquired": now.isoformat(timespec="microseconds"),
+        "expires": (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
+        "started": process_started(os.getpid())})  # its start time: proven to be the process that took the lock
 
     result = robson("monitor", "--once")
 

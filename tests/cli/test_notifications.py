@@ -8,15 +8,15 @@ here (notify.retry_backoff_seconds), so nothing sleeps; durations are bounded ge
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import closing
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
+from tests import databases
+from tests.databases import Target
 from tests.cli.conftest import dump_database, parsed
 from tests.integration.test_notify import Receiver
 
@@ -48,11 +48,9 @@ def kinds(receiver: Receiver) -> list[str]:
     return [r.body["kind"] for r in receiver.received]
 
 
-def copy_database(source: Path, target: Path) -> Path:
-    """Copy a SQLite database consistently (WAL included) with SQLite's backup API."""
-    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
-        src.backup(dst)
-    return target
+def copy_database(source: Target, target: Path) -> Target:
+    """Copy a database consistently: SQLite's backup API (WAL included), or a PostgreSQL database from it as template."""
+    return databases.copy(source, target)
 
 
 # --- what is sent -------------------------------------------------------------------------
@@ -173,9 +171,9 @@ def test_config_show_redacts_the_webhook_url(robson, webhook):
 # --- a bad receiver changes nothing else ------------------------------------------------------
 
 
-def monitor_on_a_copy(robson, database: Path, copy: Path, env: dict[str, str] | None = None):
+def monitor_on_a_copy(robson, database: Target, copy: Path, env: dict[str, str] | None = None):
     """Run monitor --once at 13:30 on a copy of database; return (result, seconds, rows after)."""
-    copy_database(database, copy)
+    copy = copy_database(database, copy)
     started = time.monotonic()
     result = robson("--as-of", "2021-06-01T13:30", "monitor", "--once", "--json",
                     env={"ROBSON_DB": str(copy), **(env or {})})

@@ -11,11 +11,11 @@ moved, every ACTIVE one has exactly one open protective order.
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
 from decimal import Decimal
 
 import pytest
 
+from tests import databases
 from tests.cli.conftest import dump_database, paper_balances, parsed
 from tests.reliability.helpers import invariant_breaches
 
@@ -64,20 +64,20 @@ def test_an_exit_filled_before_its_close_was_written_is_booked_at_its_own_fill(r
     # The state an interrupted close of an older robson left: stop cancelled, exit rb-…-X FILLED and its
     # cash moved, the operation still ACTIVE. Left alone, the monitor used to close it at its target.
     intent_id, op_id = executed(robson)
-    with closing(sqlite3.connect(db_path)) as db, db:
-        stop = db.execute("SELECT quantity, price FROM orders WHERE client_order_id = ?",
-                          (f"rb-{intent_id}-S",)).fetchone()
-        quantity, fill, fee = Decimal(stop[0]), Decimal("33550.00"), Decimal("0.5")
-        db.execute("UPDATE orders SET status = 'CANCELED' WHERE client_order_id = ?", (f"rb-{intent_id}-S",))
-        db.execute("INSERT INTO orders (client_order_id, exchange, symbol, side, type, quantity, status, created_at, "
-                   "updated_at, filled_quantity, average_price, fee, fee_asset, intent_id) VALUES "
-                   "(?, 'paper', 'BTCUSDT', 'SELL', 'MARKET', ?, 'FILLED', ?, ?, ?, ?, ?, 'USDT', ?)",
-                   (f"rb-{intent_id}-X", str(quantity), "2021-06-09T06:00:00.000000+00:00",
-                    "2021-06-09T06:00:00.000000+00:00", str(quantity), str(fill), str(fee), intent_id))
-        usdt = db.execute("SELECT free FROM balances WHERE account = 'paper' AND asset = 'USDT'").fetchone()[0]
-        db.execute("UPDATE balances SET free = ? WHERE account = 'paper' AND asset = 'USDT'",
-                   (str(Decimal(usdt) + fill * quantity - fee),))
-        db.execute("UPDATE balances SET free = '0', locked = '0' WHERE account = 'paper' AND asset = 'BTC'")
+    stop_id, at = f"rb-{intent_id}-S", "2021-06-09T06:00:00.000000+00:00"
+    [stop] = databases.fetch(db_path, "SELECT quantity FROM orders WHERE client_order_id = :id", {"id": stop_id})
+    quantity, fill, fee = Decimal(stop["quantity"]), Decimal("33550.00"), Decimal("0.5")
+    databases.execute(db_path, "UPDATE orders SET status = 'CANCELED' WHERE client_order_id = :id", {"id": stop_id})
+    databases.execute(db_path, "INSERT INTO orders (client_order_id, exchange, symbol, side, type, quantity, status, "
+                               "created_at, updated_at, filled_quantity, average_price, fee, fee_asset, intent_id) VALUES "
+                               "(:id, 'paper', 'BTCUSDT', 'SELL', 'MARKET', :quantity, 'FILLED', :at, :at, :quantity, "
+                               ":fill, :fee, 'USDT', :intent)",
+                      {"id": f"rb-{intent_id}-X", "quantity": str(quantity), "at": at, "fill": str(fill),
+                       "fee": str(fee), "intent": intent_id})
+    [usdt] = databases.fetch(db_path, "SELECT free FROM balances WHERE account = 'paper' AND asset = 'USDT'")
+    databases.execute(db_path, "UPDATE balances SET free = :free WHERE account = 'paper' AND asset = 'USDT'",
+                      {"free": str(Decimal(usdt["free"]) + fill * quantity - fee)})
+    databases.execute(db_path, "UPDATE balances SET free = '0', locked = '0' WHERE account = 'paper' AND asset = 'BTC'")
 
     doc = parsed(robson("--as-of", "2021-06-09T12:00", "monitor", "--once", "--json"))  # the target was hit meanwhile
 
@@ -91,8 +91,7 @@ def test_an_exit_filled_before_its_close_was_written_is_booked_at_its_own_fill(r
 def test_the_invariants_see_a_booking_that_does_not_match_the_cash(robson, db_path):
     _, op_id = executed(robson)
     robson("--as-of", "2021-06-09T06:00", "operation", "close", op_id, "--json")
-    with closing(sqlite3.connect(db_path)) as db, db:
-        db.execute("UPDATE operations SET realized_pnl = '13.04' WHERE id = ?", (op_id,))
+    databases.execute(db_path, "UPDATE operations SET realized_pnl = '13.04' WHERE id = :id", {"id": op_id})
 
     assert invariant_breaches(db_path) == [f"{op_id} CLOSED with P&L 13.04 but its orders moved {_cash(db_path, op_id)}"]
 

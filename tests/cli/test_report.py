@@ -11,6 +11,7 @@ from robson.adapters.store import SqlStore
 from robson.domain.intent import IntentStatus
 from robson.domain.market import Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
+from tests import databases
 from tests.cli.conftest import assert_user_error, floats_in, parsed
 from tests.integration.factories import make_intent
 
@@ -45,7 +46,7 @@ TRADES = [  # (id, strategy, side, exit, closed at)
 @pytest.fixture
 def books(db_path):
     """Store the closed trades above plus one still ACTIVE operation (which the report ignores)."""
-    store = SqlStore(f"sqlite:///{db_path}")
+    store = SqlStore(databases.store_url(db_path))
     with store.transaction() as tx:
         for op_id, strategy, side, exit_price, closed_at in TRADES:
             tx.add_intent(make_intent(f"pl-{op_id[3:]}", status=IntentStatus.EXECUTED, strategy=strategy, side=side))

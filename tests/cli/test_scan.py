@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 import yaml
 
 from robson.adapters.store.locks import process_started
+from tests import databases
 from tests.cli.conftest import (
     CANARY_KEY,
     CANARY_SECRET,
@@ -324,12 +323,12 @@ def test_bad_options_exit_2_and_change_nothing(robson, db_path, args, fragment):
 def test_a_second_scan_on_the_same_database_exits_4(robson, db_path):
     parsed(robson("signals", "list", "--json"))  # creates the database
     now = datetime.now(UTC)
-    with closing(sqlite3.connect(db_path)) as connection, connection:
-        # Another live robson process on this host holds the scan lock.
-        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)", (
-            "scan", "elsewhere:1:cafe", socket.gethostname(), os.getpid(),
-            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
-            process_started(os.getpid())))  # its start time: proven to be the process that took the lock
+    # Another live robson process on this host holds the scan lock.
+    databases.execute(db_path, "INSERT INTO locks VALUES (:name, :owner, :host, :pid, :acquired, :expires, :started)", {
+        "name": "scan", "owner": "elsewhere:1:cafe", "host": socket.gethostname(), "pid": os.getpid(),
+        "acquired": now.isoformat(timespec="microseconds"),
+        "expires": (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
+        "started": process_started(os.getpid())})  # its start time: proven to be the process that took the lock
 
     result = robson("--as-of", "2021-06-22T01:15", "scan", *BTC)
 

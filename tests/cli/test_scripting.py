@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import databases
 from tests.cli.conftest import assert_user_error, parsed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,12 +110,13 @@ def test_an_internal_error_under_json_is_a_document_too(robson, monkeypatch):
                                      ["unlock"]],
                          ids=lambda c: " ".join(c) or "robson")
 def test_dash_h_is_help(robson, db_path, command):
-    short, long = robson(*command, "-h"), robson(*command, "--help")
+    env = databases.never_opened_env(db_path)
+    short, long = robson(*command, "-h", env=env), robson(*command, "--help", env=env)
 
     assert short.exit_code == 0, short.stderr
     assert short.stdout == long.stdout
     assert "Usage:" in short.stdout
-    assert not db_path.exists()
+    assert not databases.file_made(db_path)
 
 
 @pytest.mark.parametrize(("args", "fixed"), [
@@ -125,12 +127,12 @@ def test_dash_h_is_help(robson, db_path, command):
     (["config", "show", "--config", "my file.yaml"], "robson --config 'my file.yaml' config show"),
 ], ids=["db", "as-of", "market-equals", "config-quoted"])
 def test_a_global_option_after_the_command_says_to_move_it_before(robson, db_path, args, fixed):
-    result = robson(*args)
+    result = robson(*args, env=databases.never_opened_env(db_path))
 
     assert result.exit_code == 2
     assert "is a global option and goes before the command" in result.stderr
     assert fixed in result.stderr
-    assert not db_path.exists()
+    assert not databases.file_made(db_path)
 
 
 # --- the README's scripting example and broken pipes (the installed command) --------------

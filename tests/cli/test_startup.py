@@ -76,6 +76,7 @@ def imported_by(args: list[str], env: dict[str, str]) -> set[str]:
     ["config", "show"],
     ["backtest", "list"],
 ])
+@pytest.mark.sqlite_only("a SQLite file is read through the standard library; PostgreSQL goes through SQLAlchemy")
 def test_commands_on_the_book_import_no_market_data_exchange_or_orm_library(command, book, env):
     args = [part.format(**book) for part in command]
 
@@ -84,6 +85,7 @@ def test_commands_on_the_book_import_no_market_data_exchange_or_orm_library(comm
     assert not heavy, f"robson {' '.join(args)} imported {sorted(heavy)}"
 
 
+@pytest.mark.sqlite_only("a new SQLite file, then the standard library's sqlite3")
 def test_a_new_database_is_created_through_the_migrations_then_opened_without_them(robson, db_path, env):
     first = imported_by(["plan", "buy", "BTCUSDT", "--json"], env)
     second = imported_by(["plan", "list"], env)
@@ -105,6 +107,7 @@ def test_the_console_script_prints_everything_and_exits_with_the_commands_code(b
     assert usage.returncode == 2 and "Missing argument" in usage.stderr
 
 
+@pytest.mark.sqlite_only("SQLite's WAL file")
 def test_the_console_script_leaves_the_database_checkpointed_with_no_wal_file(robson, db_path, env):
     done = run_script(["plan", "buy", "BTCUSDT", "--json"], env)
 
@@ -136,6 +139,7 @@ def open_database_files(db_path: Path) -> list[str]:
     return found
 
 
+@pytest.mark.sqlite_only("open SQLite files; PostgreSQL counts the server's connections in test_several_hosts")
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to list open files")
 def test_in_process_commands_close_every_connection_they_open(robson, db_path):
     for _ in range(5):

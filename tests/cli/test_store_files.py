@@ -1,4 +1,5 @@
-"""The database file: created on a fresh machine, refused when it is someone else's, named when a row is damaged."""
+"""The database file: created on a fresh machine, refused when it is someone else's, named when a row is damaged
+(damaged rows on PostgreSQL too)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, parsed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 # --- first run on a fresh machine ---------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("the default SQLite file in the user data folder")
 def test_a_first_run_with_an_empty_home_creates_the_default_data_folder(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
@@ -41,6 +44,7 @@ def test_a_first_run_with_an_empty_home_creates_the_default_data_folder(tmp_path
         assert raw.execute("SELECT id FROM intents").fetchall() == [(json.loads(planned.stdout)["id"],)]
 
 
+@pytest.mark.sqlite_only("a SQLite file's folder")
 @pytest.mark.parametrize("how", ["ROBSON_DB", "--db", "config"])
 def test_a_database_in_a_folder_that_does_not_exist_yet_is_created_with_its_folder(robson, tmp_path, how):
     database = tmp_path / "new" / "dir" / "x.db"
@@ -79,6 +83,7 @@ FOREIGN_FILES = {
 }
 
 
+@pytest.mark.sqlite_only("files of other applications (PostgreSQL: test_several_hosts)")
 @pytest.mark.parametrize("make", FOREIGN_FILES.values(), ids=FOREIGN_FILES.keys())
 @pytest.mark.parametrize("command", [["plan", "list"], ["plan", "buy", "BTCUSDT"], ["monitor", "--once"]],
                          ids=["plan-list", "plan-buy", "monitor"])
@@ -95,6 +100,7 @@ def test_a_database_of_another_application_is_refused_and_left_byte_for_byte_as_
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("other.db")) == ["other.db"]  # no -wal
 
 
+@pytest.mark.sqlite_only("an empty SQLite file")
 def test_an_empty_file_becomes_a_robson_database(robson, tmp_path):
     empty = tmp_path / "empty.db"
     empty.touch()
@@ -142,15 +148,14 @@ DAMAGE = [
                          ids=[f"{d[0]}.{d[1]}-{d[3][0]}" for d in DAMAGE])
 def test_a_damaged_row_is_named_with_its_file_table_and_column_and_nothing_changes(
         robson, db_path, executed, table, column, value, command, problem):
-    with closing(sqlite3.connect(db_path)) as raw:
-        raw.execute(f'UPDATE "{table}" SET "{column}" = {value}')
-        raw.commit()
-        if command[-1] == "pl-":  # the intent whose rows were damaged
-            command = [*command[:-1], raw.execute("SELECT id FROM intents ORDER BY created_at, id").fetchone()[0]]
+    databases.execute(db_path, f'UPDATE "{table}" SET "{column}" = {value}')
+    if command[-1] == "pl-":  # the intent whose rows were damaged
+        first = databases.fetch(db_path, "SELECT id FROM intents ORDER BY created_at, id")[0]["id"]
+        command = [*command[:-1], first]
     before = dump_database(db_path)
 
     result = robson("--as-of", "2021-06-09T06:00", *command)
 
-    stderr = assert_user_error(result, 2, f"database file {db_path}", f"{table} row", problem)
+    stderr = assert_user_error(result, 2, databases.where(db_path), f"{table} row", problem)
     assert "restore a backup" in stderr
     assert dump_database(db_path) == before

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from robson.adapters.store.locks import HOST, process_started
+from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, parsed
 
 LONG_AGO = datetime(2021, 1, 1, tzinfo=UTC)
@@ -37,17 +36,15 @@ def database(robson, db_path):
 
 def lock_row(db_path, name: str, *, host: str = HOST, pid: int, started: str | None,
              expires: datetime = LONG_AGO + timedelta(minutes=10)) -> None:
-    with closing(sqlite3.connect(db_path)) as raw:
-        raw.execute("INSERT INTO locks (name, owner, host, pid, acquired_at, expires_at, started) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (name, f"{host}:{pid}:deadbeef", host, pid, (expires - timedelta(minutes=10)).isoformat(),
-                     expires.isoformat(), started))
-        raw.commit()
+    databases.execute(db_path, "INSERT INTO locks (name, owner, host, pid, acquired_at, expires_at, started) "
+                               "VALUES (:name, :owner, :host, :pid, :acquired_at, :expires_at, :started)",
+                      {"name": name, "owner": f"{host}:{pid}:deadbeef", "host": host, "pid": pid,
+                       "acquired_at": (expires - timedelta(minutes=10)).isoformat(),
+                       "expires_at": expires.isoformat(), "started": started})
 
 
 def lock_names(db_path) -> list[str]:
-    with closing(sqlite3.connect(db_path)) as raw:
-        return [row[0] for row in raw.execute("SELECT name FROM locks ORDER BY name")]
+    return [row["name"] for row in databases.fetch(db_path, "SELECT name FROM locks ORDER BY name")]
 
 
 # --- taken over by itself ------------------------------------------------------------------
@@ -168,4 +165,4 @@ def test_unlock_of_a_gone_holder_says_it_is_gone(robson, database):
 
     assert result.exit_code == 0 and "gone" in result.stderr
     assert lock_names(database) == []
-    assert os.path.exists(database)
+    assert databases.is_postgresql(database) or os.path.exists(database)  # the file is still there

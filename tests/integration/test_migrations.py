@@ -1,17 +1,15 @@
-"""Schema versions: upgrading an old database keeps every row; a newer one is refused."""
+"""Schema versions, on SQLite and PostgreSQL: upgrading an old database keeps every row; a newer one is refused."""
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
-from robson.adapters.store import SqlStore, migrations
+from robson.adapters.store import migrations
 from robson.adapters.store.engine import build_engine, write_connection
 from robson.adapters.store.tables import ALL_TABLES
 from robson.application.ports import Balance
@@ -21,6 +19,7 @@ from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditKind, OrderStatus
 from robson.domain.signals import Signal, SignalStatus
 from robson.errors import StoreError
+from tests.databases import Target, execute, fetch, open_store, store_url
 
 ALL_VERSIONS = [m.version for m in migrations.MIGRATIONS]
 V1_ROWS = [
@@ -50,8 +49,8 @@ V1_ROWS = [
 ]
 
 
-def build_v1_database(path: Path) -> None:
-    engine = build_engine(f"sqlite:///{path}")
+def build_v1_database(path: Target) -> None:
+    engine = build_engine(store_url(path))
     with write_connection(engine) as connection, connection.begin():
         assert migrations.apply_pending(connection, target=1) == [1]
         for statement in V1_ROWS:
@@ -59,16 +58,15 @@ def build_v1_database(path: Path) -> None:
     engine.dispose()
 
 
-def stored_versions(path: Path) -> list[int]:
-    with sqlite3.connect(path) as raw:
-        return [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
+def stored_versions(path: Target) -> list[int]:
+    return [row["version"] for row in fetch(path, "SELECT version FROM schema_version ORDER BY version")]
 
 
-def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(empty_database: Target) -> None:
+    path = empty_database
     build_v1_database(path)
 
-    store = SqlStore.for_path(path)
+    store = open_store(path)
     with store.read() as session:
         intent = session.get_intent("pl-7f3a9c2e")
         operation = session.get_operation("op-1a2b3c4d")
@@ -95,10 +93,10 @@ def test_a_v1_database_is_upgraded_on_open_and_every_row_survives(tmp_path: Path
     assert [event.kind for event in trail] == [AuditKind.PLANNED]
 
 
-def test_the_upgraded_database_accepts_what_v2_added(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
+def test_the_upgraded_database_accepts_what_v2_added(empty_database: Target) -> None:
+    path = empty_database
     build_v1_database(path)
-    store = SqlStore.for_path(path)
+    store = open_store(path)
     with store.read() as session:
         intent = session.get_intent("pl-7f3a9c2e")
     candle = Candle(1_700_000_000_000, Decimal("1"), Decimal("2"), Decimal("0.5"), Decimal("1.5"), Decimal("10"))
@@ -121,8 +119,8 @@ V3_ROWS = [
 ]
 
 
-def build_v3_database(path: Path) -> None:
-    engine = build_engine(f"sqlite:///{path}")
+def build_v3_database(path: Target) -> None:
+    engine = build_engine(store_url(path))
     with write_connection(engine) as connection, connection.begin():
         assert migrations.apply_pending(connection, target=3) == [1, 2, 3]
         for statement in V3_ROWS:
@@ -130,18 +128,17 @@ def build_v3_database(path: Path) -> None:
     engine.dispose()
 
 
-def table_rows(path: Path, table: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(path) as raw:
-        return raw.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
+def table_rows(path: Target, table: str) -> list[tuple[object, ...]]:
+    return [tuple(row.values()) for row in fetch(path, f"SELECT * FROM {table} ORDER BY 1")]
 
 
-def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact(tmp_path: Path) -> None:
-    path = tmp_path / "v3.db"
+def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact(empty_database: Target) -> None:
+    path = empty_database
     build_v3_database(path)
     tables = ("intents", "operations", "orders", "balances", "audit_events", "candles", "locks")
     before = {table: table_rows(path, table) for table in tables}
 
-    store = SqlStore.for_path(path)
+    store = open_store(path)
     version = store.schema_version()
     with store.read() as session:
         intent = session.get_intent("pl-7f3a9c2e")
@@ -157,10 +154,10 @@ def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact
     assert signals == []
 
 
-def test_the_upgraded_v4_database_round_trips_a_signal_and_keeps_it_unique(tmp_path: Path) -> None:
-    path = tmp_path / "v3.db"
+def test_the_upgraded_v4_database_round_trips_a_signal_and_keeps_it_unique(empty_database: Target) -> None:
+    path = empty_database
     build_v3_database(path)
-    store = SqlStore.for_path(path)
+    store = open_store(path)
     signal = Signal(
         id="sg-0badc0de", strategy="rescue-forces", pattern="ma4-crosses-above-ma9", symbol="BTCUSDT",
         timeframe="15m", candle_open_time=1624367700000, side=Side.BUY, confidence=Decimal("0.75"),
@@ -178,8 +175,8 @@ def test_the_upgraded_v4_database_round_trips_a_signal_and_keeps_it_unique(tmp_p
     assert (first, again) == (True, False)
 
 
-def test_migrations_build_exactly_the_schema_the_table_models_describe(tmp_path: Path) -> None:
-    store = SqlStore.for_path(tmp_path / "fresh.db")
+def test_migrations_build_exactly_the_schema_the_table_models_describe(empty_database: Target) -> None:
+    store = open_store(empty_database)
     inspector = inspect(store.engine)
 
     for table in ALL_TABLES:
@@ -195,8 +192,8 @@ def test_migrations_build_exactly_the_schema_the_table_models_describe(tmp_path:
     assert set(inspector.get_table_names()) == {table.name for table in ALL_TABLES}
 
 
-def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
-    inspector = inspect(SqlStore.for_path(tmp_path / "fresh.db").engine)
+def test_the_schema_has_the_indexes_the_queries_need(empty_database: Target) -> None:
+    inspector = inspect(open_store(empty_database).engine)
 
     indexed = {
         (table, tuple(index["column_names"]))
@@ -215,30 +212,29 @@ def test_the_schema_has_the_indexes_the_queries_need(tmp_path: Path) -> None:
     } <= indexed
 
 
-def test_opening_an_up_to_date_database_migrates_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "robson.db"
-    SqlStore.for_path(path).schema_version()
+def test_opening_an_up_to_date_database_migrates_nothing(empty_database: Target) -> None:
+    path = empty_database
+    open_store(path).schema_version()
 
     for _ in range(3):
-        SqlStore.for_path(path).schema_version()
+        open_store(path).schema_version()
 
     assert stored_versions(path) == ALL_VERSIONS
 
 
-def test_a_database_from_a_newer_robson_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "future.db"
-    SqlStore.for_path(path).schema_version()
-    with sqlite3.connect(path) as raw:
-        raw.execute("INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
+def test_a_database_from_a_newer_robson_is_refused(empty_database: Target) -> None:
+    path = empty_database
+    open_store(path).schema_version()
+    execute(path, "INSERT INTO schema_version VALUES (99, '2030-01-01T00:00:00.000000+00:00', 'from the future')")
 
     with pytest.raises(StoreError, match=rf"database schema v99 is newer than this robson \(v{migrations.LATEST_VERSION}\); "
                                          "upgrade robson"):
-        SqlStore.for_path(path).schema_version()
+        open_store(path).schema_version()
 
 
-def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "robson.db"
-    SqlStore.for_path(path).schema_version()
+def test_a_failing_migration_leaves_the_database_as_it_was(empty_database: Target, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = empty_database
+    open_store(path).schema_version()
 
     def broken(connection: object) -> None:
         connection.exec_driver_sql("ALTER TABLE intents ADD COLUMN half_done TEXT")  # type: ignore[attr-defined]
@@ -249,10 +245,9 @@ def test_a_failing_migration_leaves_the_database_as_it_was(tmp_path: Path, monke
                         (*migrations.MIGRATIONS, migrations.Migration(broken_version, "broken", broken)))
     monkeypatch.setattr(migrations, "LATEST_VERSION", broken_version)
     with pytest.raises(RuntimeError, match="migration bug"):
-        migrations.upgrade(build_engine(f"sqlite:///{path}"), target=broken_version)
+        migrations.upgrade(build_engine(store_url(path)), target=broken_version)
 
-    with sqlite3.connect(path) as raw:
-        columns = [row[1] for row in raw.execute("PRAGMA table_info(intents)")]
+    columns = [column["name"] for column in inspect(build_engine(store_url(path))).get_columns("intents")]
     assert "half_done" not in columns
     assert stored_versions(path) == ALL_VERSIONS
 
@@ -262,15 +257,15 @@ def test_migrations_are_numbered_one_by_one_from_1() -> None:
     assert migrations.LATEST_VERSION == ALL_VERSIONS[-1]
 
 
-def test_a_lock_row_from_before_v6_survives_with_no_start_time(tmp_path: Path) -> None:
-    path = tmp_path / "v5.db"
-    engine = build_engine(f"sqlite:///{path}")
+def test_a_lock_row_from_before_v6_survives_with_no_start_time(empty_database: Target) -> None:
+    path = empty_database
+    engine = build_engine(store_url(path))
     with write_connection(engine) as connection, connection.begin():
         migrations.apply_pending(connection, target=5)
         connection.exec_driver_sql(V3_ROWS[-1])  # the lock row
     engine.dispose()
 
-    store = SqlStore.for_path(path)
+    store = open_store(path)
     store.schema_version()
 
     assert table_rows(path, "locks") == [("scan", "robson scan", "host-a", 4242, "2024-05-01T12:00:00.000000+00:00",

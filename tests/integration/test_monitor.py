@@ -8,8 +8,9 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.databases import open_store
+
 from robson.adapters.paper import PaperExchange
-from robson.adapters.store import SqlStore
 from robson.application.execute import LiveGate, execute
 from robson.application.monitor import monitor_once
 from robson.application.plan import Account
@@ -81,8 +82,8 @@ class FakeMarket:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = SqlStore.for_path(tmp_path / "m.db")
+def store(robson_db):
+    s = open_store(robson_db)
     yield s
     s.close()
 

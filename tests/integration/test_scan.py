@@ -7,9 +7,10 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
+
+from tests.databases import Target, open_store
 
 from robson.adapters.indicators import indicator_arrays
 from robson.adapters.market.sample import SampleMarket
@@ -62,8 +63,8 @@ FOUR_SCANNING = [s for s in CATALOG.all() if s.scan is not None and s.name != "m
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    store = SqlStore.for_path(tmp_path / "robson.db")
+def store(robson_db: Target) -> Iterator[SqlStore]:
+    store = open_store(robson_db)
     yield store
     store.close()
 

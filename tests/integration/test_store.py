@@ -1,4 +1,4 @@
-"""The SQL store over a real SQLite file: round trips, compare-and-set, queries, transactions."""
+"""The SQL store over a real SQLite file or PostgreSQL database: round trips, compare-and-set, queries, transactions."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
 from robson.errors import AmbiguousId, DuplicateOrder, IllegalTransition, InvalidInput, NotFound, StoreError
+
+from tests.databases import Target, fetch, is_postgresql, raw_connection
 
 from factories import T0, make_intent  # noqa: E402  (tests/integration is on sys.path)
 # ../shared sits beside the repository (locally and in CI).
@@ -80,13 +82,18 @@ def closed(operation: Operation, *, pnl: str, at: datetime, reason: CloseReason 
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "robson.db"
+def db_path(robson_db: Target) -> Target:
+    """The test's database: a SQLite file, or a PostgreSQL URL under --database postgresql."""
+    return robson_db
+
+
+def open_store(target: Target) -> SqlStore:
+    return SqlStore(target) if is_postgresql(target) else SqlStore.for_path(target)
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SqlStore]:
-    store = SqlStore.for_path(db_path)
+def store(db_path: Target) -> Iterator[SqlStore]:
+    store = open_store(db_path)
     yield store
     store.close()
 
@@ -101,6 +108,7 @@ def add_intents_with_operations(store: SqlStore, *pairs: tuple[str, str], **oper
 # --- opening -----------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only("a SQLite file on disk")
 def test_for_path_creates_the_directory_and_a_database_at_the_latest_version(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "robson.db"
 
@@ -111,6 +119,7 @@ def test_for_path_creates_the_directory_and_a_database_at_the_latest_version(tmp
     assert store.url == f"sqlite:///{path}"
 
 
+@pytest.mark.sqlite_only("a SQLite file on disk")
 def test_for_path_keeps_url_special_characters_in_the_file_name(tmp_path: Path) -> None:
     path = tmp_path / "odd dir%20" / "robson?v=1#x.db"
 
@@ -119,6 +128,7 @@ def test_for_path_keeps_url_special_characters_in_the_file_name(tmp_path: Path) 
     assert path.is_file()
 
 
+@pytest.mark.sqlite_only("a SQLite file on disk")
 def test_constructing_a_store_does_not_touch_the_disk(tmp_path: Path) -> None:
     path = tmp_path / "lazy.db"
 
@@ -127,6 +137,7 @@ def test_constructing_a_store_does_not_touch_the_disk(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+@pytest.mark.sqlite_only("SQLite PRAGMAs")
 def test_sqlite_connections_use_wal_busy_timeout_foreign_keys_and_normal_sync(store: SqlStore) -> None:
     with store.engine.connect() as connection:
         pragma = lambda name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()  # noqa: E731
@@ -135,6 +146,7 @@ def test_sqlite_connections_use_wal_busy_timeout_foreign_keys_and_normal_sync(st
     assert settings == {"journal_mode": "wal", "busy_timeout": 30000, "foreign_keys": 1, "synchronous": 1}
 
 
+@pytest.mark.sqlite_only("a SQLite file on disk")
 def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("this is not sqlite, just a text file that happens to be long enough " * 20)
@@ -196,12 +208,12 @@ def test_an_intent_with_only_required_fields_round_trips(store: SqlStore) -> Non
     assert loaded.note is None and loaded.validation is None and loaded.details == {}
 
 
-def test_decimals_are_stored_as_their_exact_text(store: SqlStore, db_path: Path) -> None:
+def test_decimals_are_stored_as_their_exact_text(store: SqlStore, db_path: Target) -> None:
     with store.transaction() as session:
         session.add_intent(make_intent(quantity=Decimal("0.00051000")))
 
-    with sqlite3.connect(db_path) as raw:
-        stored = raw.execute("SELECT quantity, typeof(quantity) FROM intents").fetchone()
+    type_of = "pg_typeof(quantity)::text" if is_postgresql(db_path) else "typeof(quantity)"
+    stored = tuple(fetch(db_path, f"SELECT quantity, {type_of} AS kind FROM intents")[0].values())
     with store.read() as session:
         loaded = session.get_intent("pl-7f3a9c2e").quantity
 
@@ -242,7 +254,7 @@ def test_adding_an_intent_twice_is_a_store_error(store: SqlStore) -> None:
     with store.transaction() as session:
         session.add_intent(make_intent())
 
-    with pytest.raises(StoreError, match="UNIQUE"), store.transaction() as session:
+    with pytest.raises(StoreError, match="(?i)unique"), store.transaction() as session:
         session.add_intent(make_intent())
 
 
@@ -404,7 +416,7 @@ def test_an_unknown_operation_is_not_found_and_an_intent_without_one_has_none(st
 
 
 def test_an_operation_must_belong_to_a_stored_intent(store: SqlStore) -> None:
-    with pytest.raises(StoreError, match="FOREIGN KEY"), store.transaction() as session:
+    with pytest.raises(StoreError, match="(?i)foreign key"), store.transaction() as session:
         session.add_operation(make_operation(intent_id="pl-nothere"))
 
 
@@ -658,11 +670,11 @@ def test_real_binance_candles_round_trip_exactly(store: SqlStore) -> None:
 # --- transactions ---------------------------------------------------------------------------
 
 
-def test_a_committed_transaction_is_visible_to_another_store_on_the_same_file(store: SqlStore, db_path: Path) -> None:
+def test_a_committed_transaction_is_visible_to_another_store_on_the_same_file(store: SqlStore, db_path: Target) -> None:
     with store.transaction() as session:
         session.add_intent(make_intent())
 
-    other = SqlStore.for_path(db_path)
+    other = open_store(db_path)
     with other.read() as session:
         assert [intent.id for intent in session.list_intents()] == ["pl-7f3a9c2e"]
     other.close()
@@ -684,6 +696,7 @@ def test_a_read_session_refuses_to_write(store: SqlStore) -> None:
         session.add_intent(make_intent())
 
 
+@pytest.mark.sqlite_only("BEGIN IMMEDIATE on the file; PostgreSQL's advisory lock is the next test")
 def test_a_write_transaction_holds_the_write_lock_from_its_first_statement(store: SqlStore, db_path: Path) -> None:
     other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
 
@@ -696,13 +709,51 @@ def test_a_write_transaction_holds_the_write_lock_from_its_first_statement(store
     other.close()
 
 
-def test_a_read_session_does_not_block_writers(store: SqlStore, db_path: Path) -> None:
-    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+@pytest.mark.postgresql_only("PostgreSQL's write lock is a transaction-level advisory lock")
+def test_a_write_transaction_holds_the_advisory_write_lock_from_its_first_statement(store: SqlStore,
+                                                                                    db_path: str) -> None:
+    from robson.adapters.store.engine import _PG_WRITE_LOCK_KEY
 
-    with store.read() as session:
-        session.list_intents()
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("INSERT INTO balances VALUES ('paper', 'USDT', '1', '0')")
-        other.execute("COMMIT")
-        assert session.get_balances("paper") == {}  # the read session keeps its snapshot
-    other.close()
+    def other_could_write() -> bool:
+        return fetch(db_path, f"SELECT pg_try_advisory_xact_lock({_PG_WRITE_LOCK_KEY}) AS got")[0]["got"]
+
+    with store.transaction() as session:
+        session.get_balances("paper")  # only a read so far
+        assert not other_could_write()
+    assert other_could_write()  # free again after commit
+
+
+def test_a_read_session_does_not_block_writers(store: SqlStore, db_path: Target) -> None:
+    with raw_connection(db_path) as other:
+        if not is_postgresql(db_path):
+            other.isolation_level = None  # sqlite3: autocommit, so BEGIN IMMEDIATE is ours
+
+        with store.read() as session:
+            session.list_intents()
+            if not is_postgresql(db_path):
+                other.execute("BEGIN IMMEDIATE")
+            other.execute("INSERT INTO balances VALUES ('paper', 'USDT', '1', '0')")
+            other.commit()  # returns at once: the reader holds no lock a writer waits for
+            assert session.get_balances("paper") == {}  # the read session keeps its snapshot
+
+
+def test_a_read_session_is_one_snapshot_while_another_connection_commits(store: SqlStore, db_path: Target) -> None:
+    add_intents_with_operations(store, ("pl-00000001", "op-00000001"))
+    writer = open_store(db_path)
+    try:
+        with store.read() as session:
+            first = [intent.id for intent in session.list_intents()]
+            with writer.transaction() as other:  # another connection (another store, as another host would)
+                other.add_intent(make_intent("pl-00000002"))
+                other.update_operation(closed(make_operation("op-00000001", "pl-00000001"), pnl="1", at=T0),
+                                       expected_status=OperationStatus.ACTIVE)
+            again = [intent.id for intent in session.list_intents()]
+            status = session.get_operation("op-00000001").status
+        with store.read() as session:
+            after = [intent.id for intent in session.list_intents()]
+    finally:
+        writer.close()
+
+    assert first == again == ["pl-00000001"]  # neither the new row ...
+    assert status is OperationStatus.ACTIVE  # ... nor the changed one shows inside the snapshot
+    assert after == ["pl-00000001", "pl-00000002"]

@@ -1,4 +1,4 @@
-"""Several OS processes writing one SQLite file at once: no lock errors, no lost updates."""
+"""Several OS processes writing one database (SQLite file or PostgreSQL) at once: no lock errors, no lost updates."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import multiprocessing
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
 from factories import make_intent  # tests/integration is on sys.path
+from tests.databases import Target, fetch, is_postgresql, open_store, store_url
 from robson.adapters.store import SqlStore, migrations
 from robson.application.ports import Balance
 from robson.domain.intent import TradingIntent
@@ -83,9 +83,8 @@ def run_processes(target: object, args_for: list[tuple[object, ...]]) -> list[st
     return reported
 
 
-def test_concurrent_read_modify_write_transactions_lose_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "shared.db"
-    store = SqlStore.for_path(path)
+def test_concurrent_read_modify_write_transactions_lose_nothing(robson_db: Target) -> None:
+    store = open_store(robson_db)
     with store.transaction() as session:
         session.set_balance("paper", Balance("USDT", START, Decimal("0")))
     store.close()
@@ -103,17 +102,14 @@ def test_concurrent_read_modify_write_transactions_lose_nothing(tmp_path: Path) 
     assert str(balance.free) == str(START - spent)
 
 
-def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(tmp_path: Path) -> None:
-    path = tmp_path / "fresh.db"
+def test_processes_opening_a_fresh_database_at_once_migrate_it_exactly_once(empty_database: Target) -> None:
+    errors = run_processes(open_fresh, [(store_url(empty_database),) for _ in range(PROCESSES)])
 
-    errors = run_processes(open_fresh, [(f"sqlite:///{path}",) for _ in range(PROCESSES)])
-
-    with sqlite3.connect(path) as raw:
-        versions = [row[0] for row in raw.execute("SELECT version FROM schema_version ORDER BY version")]
-        journal = raw.execute("PRAGMA journal_mode").fetchone()[0]
+    versions = [row["version"] for row in fetch(empty_database, "SELECT version FROM schema_version ORDER BY version")]
     assert errors == []
     assert versions == [m.version for m in migrations.MIGRATIONS]
-    assert journal == "wal"
+    if not is_postgresql(empty_database):
+        assert fetch(empty_database, "PRAGMA journal_mode")[0]["journal_mode"] == "wal"
 
 
 class _LockedThenFree:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +16,7 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Barrier
 
 from factories import T0  # tests/integration is on sys.path
+from tests.databases import Target, fetch, open_store
 from robson.adapters.store import SqlStore
 from robson.domain.market import Side
 from robson.domain.signals import Signal, SignalEvent, SignalStatus
@@ -47,8 +46,8 @@ def make_signal(signal_id: str = "sg-7f3a9c2e", **changes: object) -> Signal:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqlStore]:
-    store = SqlStore.for_path(tmp_path / "robson.db")
+def store(robson_db: Target) -> Iterator[SqlStore]:
+    store = open_store(robson_db)
     yield store
     store.close()
 
@@ -67,12 +66,11 @@ def test_a_signal_round_trips_with_exact_decimals_and_missing_values(store: SqlS
     assert str(loaded.confidence) == "0.75"
 
 
-def test_values_are_stored_as_exact_text_not_floats(store: SqlStore, tmp_path: Path) -> None:
+def test_values_are_stored_as_exact_text_not_floats(store: SqlStore, robson_db: Target) -> None:
     with store.transaction() as session:
         session.add_signal(make_signal())
 
-    with sqlite3.connect(tmp_path / "robson.db") as raw:
-        values, confidence = raw.execute("SELECT \"values\", confidence FROM signals").fetchone()
+    values, confidence = fetch(robson_db, 'SELECT "values", confidence FROM signals')[0].values()
 
     assert '"ma9":"32850.10000000"' in values and '"ma4[-1]":null' in values
     assert confidence == "0.75"
@@ -232,8 +230,8 @@ def record_same_signal(url: str, worker: int, start_together: Barrier, results: 
 
 
 @pytest.mark.slow
-def test_processes_recording_the_same_signal_at_once_store_exactly_one_row(tmp_path: Path) -> None:
-    store = SqlStore.for_path(tmp_path / "shared.db")
+def test_processes_recording_the_same_signal_at_once_store_exactly_one_row(robson_db: Target) -> None:
+    store = open_store(robson_db)
     store.schema_version()
     store.close()
     context = multiprocessing.get_context("spawn")

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.databases import Target, dump, is_postgresql
 from tests.live.binance_server import KLINE_INTERVALS_MS, BinanceTestServer
 from tests.reliability.helpers import invoke, process_env, run_robson, runner_env
 
@@ -43,11 +44,8 @@ class Live:
     server: BinanceTestServer
     tmp_path: Path
     settings: dict[str, str]
+    db: Target  # a SQLite file in tmp_path, or a PostgreSQL URL (--database postgresql)
     outputs: list[str] = field(default_factory=list)
-
-    @property
-    def db(self) -> Path:
-        return self.tmp_path / "robson.db"
 
     def run(self, *args: str, **extra: str) -> Any:
         """Run robson in this process (CliRunner); keep its output for the canary scan."""
@@ -77,13 +75,13 @@ class Live:
 
 
 @pytest.fixture
-def live(tmp_path: Path) -> Iterator[Live]:
+def live(tmp_path: Path, robson_db: Target) -> Iterator[Live]:
     with BinanceTestServer(api_key=API_KEY, api_secret=API_SECRET, prices={"BTCUSDT": PRICE}) as server:
         server.set_balance("USDT", START_USDT)
         for interval in ("5m", "15m", "1h"):
             seed_candles(server, "BTCUSDT", interval, PRICE)
         settings = {
-            "ROBSON_DB": str(tmp_path / "robson.db"),
+            "ROBSON_DB": str(robson_db),
             "ROBSON_CONFIG": str(tmp_path / "none.yaml"),
             "ROBSON_MARKET": "binance",
             "ROBSON_CAPITAL": "10000",
@@ -94,7 +92,7 @@ def live(tmp_path: Path) -> Iterator[Live]:
             "BINANCE_API_SECRET": API_SECRET,
         }
         (tmp_path / "none.yaml").write_text("{}\n", encoding="utf-8")
-        session = Live(server, tmp_path, settings)
+        session = Live(server, tmp_path, settings, robson_db)
         yield session
     assert_no_canary(session)
 
@@ -103,6 +101,9 @@ def assert_no_canary(session: Live) -> None:
     """The keys never appear in any output, log, traceback or file a live test left (database included)."""
     for text in session.outputs:
         assert API_KEY not in text and API_SECRET not in text, text
+    if is_postgresql(session.db):  # the database is not a file here: read every row instead
+        rows = repr(dump(session.db))
+        assert API_KEY not in rows and API_SECRET not in rows
     for path in session.tmp_path.rglob("*"):
         if path.is_file():
             data = path.read_bytes()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 
+from tests.databases import store_url
 from tests.live.binance_server import Fault
 from tests.live.conftest import PRICE, Live, seed_candles
 from tests.live.test_live_monitor import (
@@ -37,7 +38,7 @@ with SqlStore(sys.argv[1]).lock(sys.argv[2], what="a test holding the lock"):
 @contextmanager
 def lock_held_by_another_process(live: Live, name: str) -> Iterator[None]:
     """Hold a store lock from a child process for the block (a second robson command, as far as robson knows)."""
-    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, f"sqlite:///{live.db}", name], stdin=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, store_url(live.db), name], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "held"

@@ -9,17 +9,16 @@ the other falls back (MA4 below MA9 again: INVALIDATED).
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from contextlib import closing
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
 import robson.adapters.binance.gateway as gateway_module
+from tests.databases import fetch
 from tests.live.binance_server import KLINE_INTERVALS_MS, ROUTES, BinanceTestServer, Fault
 from tests.live.conftest import Live
 
@@ -92,10 +91,9 @@ def scan(live: Live, *args: str, symbols: tuple[str, ...] = SYMBOLS) -> dict[str
 
 
 def signal_rows(live: Live) -> list[tuple]:
-    with closing(sqlite3.connect(live.db)) as connection:
-        return connection.execute(
-            "SELECT strategy, pattern, symbol, timeframe, candle_open_time, status FROM signals ORDER BY symbol"
-        ).fetchall()
+    rows = fetch(live.db, "SELECT strategy, pattern, symbol, timeframe, candle_open_time, status FROM signals "
+                          "ORDER BY symbol")
+    return [tuple(row.values()) for row in rows]
 
 
 def candle_iso(open_ms: int) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -14,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.databases import Target, fetch
 
 # The installed console script, exactly what a user runs.
 ROBSON = Path(sys.executable).parent / "robson"
@@ -100,20 +101,13 @@ class Ledger:
         return [op for op in self.operations.values() if op["intent_id"] == intent_id]
 
 
-def read_ledger(db: Path) -> Ledger:
-    """Read every intent, operation, order and paper balance straight from the SQLite file."""
-    connection = sqlite3.connect(db)
-    connection.row_factory = sqlite3.Row
-    try:
-        intents = {r["id"]: dict(r) for r in connection.execute("SELECT * FROM intents")}
-        operations = {r["id"]: dict(r) for r in connection.execute("SELECT * FROM operations")}
-        orders = {r["client_order_id"]: dict(r) for r in connection.execute("SELECT * FROM orders")}
-        balances = {
-            r["asset"]: (Decimal(r["free"]), Decimal(r["locked"]))
-            for r in connection.execute("SELECT * FROM balances WHERE account = 'paper'")
-        }
-    finally:
-        connection.close()
+def read_ledger(db: Target) -> Ledger:
+    """Read every intent, operation, order and paper balance straight from the database (SQLite file or URL)."""
+    intents = {r["id"]: r for r in fetch(db, "SELECT * FROM intents")}
+    operations = {r["id"]: r for r in fetch(db, "SELECT * FROM operations")}
+    orders = {r["client_order_id"]: r for r in fetch(db, "SELECT * FROM orders")}
+    balances = {r["asset"]: (Decimal(r["free"]), Decimal(r["locked"]))
+                for r in fetch(db, "SELECT * FROM balances WHERE account = 'paper'")}
     return Ledger(intents, operations, orders, balances)
 
 
@@ -122,8 +116,8 @@ def entry_cost(order: Mapping[str, Any]) -> Decimal:
     return Decimal(order["average_price"]) * Decimal(order["filled_quantity"]) + Decimal(order["fee"])
 
 
-def invariant_breaches(db: Path) -> list[str]:
-    """Check the books straight from the file; return what is wrong (nothing: an empty list).
+def invariant_breaches(db: Target) -> list[str]:
+    """Check the books straight from the database; return what is wrong (nothing: an empty list).
 
     - every CLOSED operation's realized P&L equals the cash its filled orders moved (quote received
       for what was sold, less what was paid for what was bought, less every fee);

@@ -1,16 +1,19 @@
-"""Eight processes plan, validate and execute on one database file at once; one intent is executed twice at once."""
+"""Eight processes plan, validate and execute on one database (SQLite file or PostgreSQL) at once; one intent is
+executed twice at once."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
+import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.databases import Target, is_postgresql
 from tests.reliability.helpers import (
     BIG_ACCOUNT,
     SCRUBBED_PREFIXES,
@@ -94,15 +97,40 @@ def collect(processes: list[Any], reports: Any) -> list[dict[str, Any]]:
     return sorted(collected, key=lambda r: r["worker"])
 
 
+class ConnectionCounter:
+    """Samples how many connections the PostgreSQL server has open on one database, on a thread, until stopped."""
+
+    def __init__(self, server: Any, database: str) -> None:
+        self.most = 0
+        self._server, self._database = server, database
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        return self.most
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.most = max(self.most, self._server.connections(self._database))
+
+
 @pytest.fixture(scope="module")
-def stampede(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the eight concurrent workers once; return their reports and the database path."""
+def stampede(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, database_factory: Any) -> dict[str, Any]:
+    """Run the eight concurrent workers once; return their reports, the database and (PostgreSQL) the most
+    connections the server had open on it at once."""
     tmp = tmp_path_factory.mktemp("stampede")
-    db, config = tmp / "robson.db", write_config(tmp / "robson.yaml", BIG_ACCOUNT)
+    db, config = database_factory(tmp), write_config(tmp / "robson.yaml", BIG_ACCOUNT)
+    counter = None
+    if is_postgresql(db):
+        counter = ConnectionCounter(request.getfixturevalue("pg_server"), str(db).rsplit("/", 1)[1])
     context = multiprocessing.get_context("spawn")
     start_together, reports = context.Barrier(WORKERS), context.Queue()
     workers = start(journeys, [(w, str(db), str(config), start_together, reports) for w in range(WORKERS)], context)
-    return {"db": db, "reports": collect(workers, reports)}
+    collected = collect(workers, reports)
+    return {"db": db, "reports": collected, "most_connections": None if counter is None else counter.stop()}
 
 
 def test_every_worker_finishes_its_journeys_without_crashing(stampede: dict[str, Any]) -> None:
@@ -117,6 +145,13 @@ def test_every_command_of_every_worker_exits_zero(stampede: dict[str, Any]) -> N
     assert failed == []
     observers = len(OBSERVERS) * JOURNEYS * 2
     assert len(runs) == WORKERS * JOURNEYS * 3 + observers
+
+
+@pytest.mark.postgresql_only("counts the server's connections (pg_stat_activity)")
+def test_eight_workers_running_commands_in_process_stay_within_20_connections(stampede: dict[str, Any]) -> None:
+    # Each command closes its store (engine disposed) when it ends: a worker holds one connection at a time,
+    # not one more per command it ran (issue 12: 140 of 366 commands failed on max_connections=100).
+    assert 0 < stampede["most_connections"] <= 20
 
 
 def test_no_command_ever_reports_database_is_locked(stampede: dict[str, Any]) -> None:
@@ -219,9 +254,9 @@ def execute_once(worker: int, db: str, config: str, intent_id: str, pause: str, 
         raise
 
 
-def execute_twice(tmp_path: Path, pause: str) -> tuple[list[dict[str, Any]], Path, str]:
+def execute_twice(tmp_path: Path, db: Target, pause: str) -> tuple[list[dict[str, Any]], Target, str]:
     """Plan and validate one intent, then execute it from two processes at once; return reports, db and ID."""
-    db, config = tmp_path / "robson.db", write_config(tmp_path / "robson.yaml", {})
+    config = write_config(tmp_path / "robson.yaml", {})
     intent_id = planned_and_validated(runner_env(ROBSON_DB=str(db), ROBSON_CONFIG=str(config)))
     context = multiprocessing.get_context("spawn")
     start_together, entered, reports = context.Barrier(2), context.Event(), context.Queue()
@@ -235,7 +270,7 @@ def execute_twice(tmp_path: Path, pause: str) -> tuple[list[dict[str, Any]], Pat
     return collect([first, second], reports), db, intent_id
 
 
-def assert_executed_exactly_once(db: Path, intent_id: str) -> str:
+def assert_executed_exactly_once(db: Target, intent_id: str) -> str:
     """Assert one entry, one stop, one operation and USDT spent once; return the operation ID."""
     ledger = read_ledger(db)
     assert sorted(ledger.orders) == [f"rb-{intent_id}-E", f"rb-{intent_id}-S"]
@@ -246,8 +281,8 @@ def assert_executed_exactly_once(db: Path, intent_id: str) -> str:
     return str(operation["id"])
 
 
-def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operation(tmp_path: Path) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, pause="start-together")
+def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="start-together")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     for report in reports:
@@ -260,16 +295,16 @@ def test_two_processes_executing_one_intent_place_one_entry_and_open_one_operati
     assert any(report["exit"] == 0 for report in reports)
 
 
-def test_losing_the_race_to_start_an_execution_still_reports_the_one_operation(tmp_path: Path) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, pause="after-reading-validated")
+def test_losing_the_race_to_start_an_execution_still_reports_the_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="after-reading-validated")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     assert [r["exit"] for r in reports] == [0, 0], [r["stderr"] for r in reports]
     assert {json.loads(r["stdout"])["operation"]["id"] for r in reports} == {operation_id}
 
 
-def test_rerunning_an_execution_still_in_progress_reports_the_one_operation(tmp_path: Path) -> None:
-    reports, db, intent_id = execute_twice(tmp_path, pause="before-finishing")
+def test_rerunning_an_execution_still_in_progress_reports_the_one_operation(tmp_path: Path, robson_db: Target) -> None:
+    reports, db, intent_id = execute_twice(tmp_path, robson_db, pause="before-finishing")
 
     operation_id = assert_executed_exactly_once(db, intent_id)
     assert [r["exit"] for r in reports] == [0, 0], [r["stderr"] for r in reports]

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import signal
 from dataclasses import dataclass
+from typing import Any
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from tests.databases import Target
 from tests.reliability.helpers import (
     entry_cost,
     invoke,
@@ -75,7 +77,7 @@ STEPS = [
 
 @dataclass(frozen=True)
 class Crash:
-    db: Path
+    db: Target
     config: Path
     intent_id: str
     killed_returncode: int
@@ -87,11 +89,11 @@ class Crash:
 
 
 @pytest.fixture(scope="module", params=STEPS, ids=lambda step: step.name)
-def crash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Crash:
+def crash(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, database_factory: Any) -> Crash:
     """Kill `robson execute ID` at the step, inspect what it left, then run it again to completion."""
     step: Step = request.param
     tmp_path = tmp_path_factory.mktemp("crash")
-    db, config = tmp_path / "robson.db", write_config(tmp_path / "robson.yaml", {})
+    db, config = database_factory(tmp_path), write_config(tmp_path / "robson.yaml", {})
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_HOOK, encoding="utf-8")

@@ -9,15 +9,14 @@ and two monitors run, another process executes a validated intent and another cl
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
-from contextlib import closing
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.databases import fetch
 from tests.reliability.helpers import BIG_ACCOUNT, ROBSON, invoke, process_env, read_ledger, runner_env, write_config
 
 pytestmark = pytest.mark.slow
@@ -62,10 +61,10 @@ def together(commands: list[tuple[str, list[str]]], env: dict[str, str], cwd: Pa
 
 
 @pytest.fixture(scope="module")
-def morning(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the rounds once; return every job's result, what each round set up, and the database path."""
+def morning(tmp_path_factory: pytest.TempPathFactory, database_factory: Any) -> dict[str, Any]:
+    """Run the rounds once; return every job's result, what each round set up, and the database."""
     tmp = tmp_path_factory.mktemp("cron")
-    db, config = tmp / "robson.db", write_config(tmp / "robson.yaml", BIG_ACCOUNT)
+    db, config = database_factory(tmp), write_config(tmp / "robson.yaml", BIG_ACCOUNT)
     env_in = runner_env(ROBSON_DB=str(db), ROBSON_CONFIG=str(config))
     env_out = process_env(ROBSON_DB=str(db), ROBSON_CONFIG=str(config), NO_COLOR="1")
     runs: list[dict[str, Any]] = []
@@ -138,9 +137,8 @@ def test_closed_operations_have_one_filled_exit_and_active_ones_one_open_stop(mo
 
 
 def test_the_signal_is_recorded_once_and_entered_once(morning: dict[str, Any]) -> None:
-    with closing(sqlite3.connect(morning["db"])) as connection:
-        signals = connection.execute(
-            "SELECT strategy, pattern, symbol, timeframe, candle_open_time, status, intent_id FROM signals").fetchall()
+    signals = [tuple(row.values()) for row in fetch(
+        morning["db"], "SELECT strategy, pattern, symbol, timeframe, candle_open_time, status, intent_id FROM signals")]
     ledger = read_ledger(morning["db"])
     from_scans = [i for i in ledger.intents.values() if i["source"] == "pattern"]
 

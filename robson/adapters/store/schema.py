@@ -6,10 +6,43 @@ database is created or behind this version.
 
 from __future__ import annotations
 
-from robson.errors import ForeignDatabase, StoreError
+from collections.abc import Mapping
+
+from robson.errors import ForeignDatabase, InvalidInput, StoreError
 
 LATEST_VERSION = 6  # the last migration's version (migrations.py checks it at import)
 ID_LENGTH = 40  # every id column is VARCHAR(40)
+
+# The longest text each VARCHAR(n) column holds, as the table models (tables.py) declare it; a test checks
+# that the two agree. PostgreSQL refuses a longer value and SQLite keeps it: robson refuses it first, on both.
+# (locks: locks.py writes and checks its own rows.)
+MAX_LENGTHS: dict[str, dict[str, int]] = {
+    "schema_version": {"applied_at": 32},
+    "intents": {"id": 40, "symbol": 20, "side": 4, "status": 12, "source": 12, "timeframe": 8, "created_at": 32,
+                "updated_at": 32, "validated_at": 32, "operation_id": 40},
+    "operations": {"id": 40, "intent_id": 40, "symbol": 20, "side": 4, "status": 12, "mode": 8, "opened_at": 32,
+                   "updated_at": 32, "quote_asset": 20, "close_reason": 32, "closed_at": 32, "last_checked_at": 32},
+    "orders": {"client_order_id": 64, "exchange": 20, "symbol": 20, "side": 4, "type": 20, "status": 20,
+               "created_at": 32, "updated_at": 32, "fee_asset": 20, "exchange_order_id": 64, "intent_id": 40,
+               "operation_id": 40},
+    "balances": {"account": 40, "asset": 20},
+    "audit_events": {"at": 32, "kind": 32, "intent_id": 40, "operation_id": 40},
+    "candles": {"symbol": 20, "timeframe": 8},
+    "signals": {"id": 40, "symbol": 20, "timeframe": 8, "side": 4, "status": 12, "detected_at": 32, "updated_at": 32,
+                "intent_id": 40},
+    "backtests": {"id": 40, "created_at": 32},
+}
+_SHOWN = 40  # characters of a refused value shown in the message
+
+
+def check_lengths(table: str, row: Mapping[str, object]) -> None:
+    """Raise InvalidInput (exit 2) naming the column if a value is longer than its column holds."""
+    for column, limit in MAX_LENGTHS.get(table, {}).items():
+        value = row.get(column)
+        if isinstance(value, str) and len(value) > limit:
+            shown = value if len(value) <= _SHOWN else value[:_SHOWN] + "…"
+            raise InvalidInput(f"{column.replace('_', ' ')} '{shown}' is {len(value)} characters long; "
+                               f"robson keeps at most {limit} ({table}.{column})")
 
 
 def foreign_schema(table_names: list[str], version_columns: list[str]) -> str | None:
@@ -32,8 +65,13 @@ def foreign_database(where: str, problem: str) -> ForeignDatabase:
 
 
 def check_not_newer(version: int) -> None:
-    """Raise StoreError if the database was written by a newer robson."""
+    """Raise StoreError naming this host if the database was written by a newer robson (it must upgrade)."""
     if version > LATEST_VERSION:
+        import socket
+
         raise StoreError(
-            f"database schema v{version} is newer than this robson (v{LATEST_VERSION}); upgrade robson",
+            f"database schema v{version} is newer than this robson (v{LATEST_VERSION}); upgrade robson on this host "
+            f"({socket.gethostname()}) before using this database",
+            hint="another host already runs a newer robson on this database: every host sharing one book must "
+                 "run the same robson version (the newer one migrated it; nothing was changed here)",
         )

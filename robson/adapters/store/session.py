@@ -15,7 +15,7 @@ from typing import Any
 
 from robson.adapters.store import mapping
 from robson.adapters.store.database import Connection
-from robson.adapters.store.schema import ID_LENGTH
+from robson.adapters.store.schema import ID_LENGTH, check_lengths
 from robson.application.ports import Balance
 from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.ids import BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
@@ -169,6 +169,7 @@ class SqlSession:
         """Overwrite a stored order; raise NotFound if its client id is unknown."""
         self._require_writable()
         values = mapping.order_to_row(order)
+        check_lengths("orders", values)
         key = values.pop("client_order_id")
         result = self._connection.execute(_update_sql("orders", tuple(values), "client_order_id"), {**values, "key_": key})
         if result.rowcount == 0:
@@ -283,6 +284,7 @@ class SqlSession:
         """Insert a signal; return False, changing nothing, if one with its key exists (concurrency-safe)."""
         self._require_writable()
         row = mapping.signal_to_row(signal)
+        check_lengths("signals", row)
         # The unique key decides inside the database: two scans racing record the signal once. RETURNING
         # tells whether the row went in (an INSERT's rowcount is not reported by every driver).
         statement = f"{_insert_sql('signals', tuple(row))} ON CONFLICT ({_names(_SIGNAL_KEY)}) DO NOTHING RETURNING id"
@@ -327,10 +329,12 @@ class SqlSession:
 
     def _insert(self, table: str, values: dict[str, Any]) -> None:
         self._require_writable()
+        check_lengths(table, values)
         self._connection.execute(_insert_sql(table, tuple(values)), values)
 
     def _compare_and_set(self, table: str, noun: str, values: dict[str, Any], expected: str) -> None:
         self._require_writable()
+        check_lengths(table, values)
         key = values.pop("id")
         # One UPDATE guarded by the status is atomic on any database, not only under BEGIN IMMEDIATE.
         statement = _update_sql(table, tuple(values), "id", guard="status")
@@ -360,4 +364,6 @@ class SqlSession:
         return matches[0]
 
     def _upsert(self, table: str, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> None:
+        for row in rows:
+            check_lengths(table, row)
         self._connection.executemany(_upsert_sql(table, tuple(rows[0]), keys), rows)

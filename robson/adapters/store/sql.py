@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from robson.adapters.store import schema
 from robson.adapters.store.database import EngineDatabase, SqliteDatabase
 from robson.adapters.store.session import SqlSession
+from robson.adapters.store.urls import describe_server, redact
 from robson.errors import DamagedRecord, StoreError
 
 if TYPE_CHECKING:
@@ -29,9 +30,12 @@ _SQLITE_FILE_URL = "sqlite:///"
 class SqlStore:
     """The robson database; opened (and migrated if behind) on first use, once per instance."""
 
-    def __init__(self, url: str | URL, *, path: Path | None = None) -> None:
+    def __init__(self, url: str | URL, *, path: Path | None = None, prepared_statements: bool = True) -> None:
+        """prepared_statements=False: no server-side prepared statements (PostgreSQL behind PgBouncer in
+        transaction mode)."""
         self._url = url
         self.url = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+        self._prepared_statements = prepared_statements
         # A plain SQLite file: robson's own connections. Anything else (a URL with options, in memory): SQLAlchemy.
         self._path = path if path is not None else _sqlite_file(self.url)
         self._database: SqliteDatabase | EngineDatabase | None = None
@@ -54,9 +58,11 @@ class SqlStore:
 
     @property
     def where(self) -> str:
-        """Name the database for messages: its file, or its URL without the password."""
+        """Name the database for messages: its file, or the server and database (never the password)."""
         if self._path is not None:
             return f"database file {self._path}"
+        if self._is_postgresql():
+            return describe_server(self.url)
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
@@ -80,7 +86,7 @@ class SqlStore:
             if self._path is not None:
                 with self._database_errors():
                     self._refuse_a_foreign_file()
-            engine = build_engine(self._sqlalchemy_url())
+            engine = build_engine(self._sqlalchemy_url(), prepared_statements=self._prepared_statements)
             try:
                 with self._database_errors():
                     migrations.upgrade(engine, where=self.where)
@@ -181,9 +187,10 @@ class SqlStore:
     def _shown_url(self) -> str:
         if self._path is not None:
             return f"{_SQLITE_FILE_URL}{self._path}"
-        from robson.adapters.store.engine import safe_url
+        return redact(self.url)
 
-        return safe_url(self.url)
+    def _is_postgresql(self) -> bool:
+        return self._path is None and self.url.split(":", 1)[0].split("+")[0] in ("postgresql", "postgres")
 
     @contextmanager
     def _database_errors(self) -> Iterator[None]:
@@ -197,6 +204,10 @@ class SqlStore:
             reason = _database_error(e)
             if reason is None:
                 raise
+            if self._is_postgresql():
+                from robson.adapters.store import postgres
+
+                raise postgres.refusal(getattr(e, "orig", None) or e, self.url) from None
             hint = None
             if "locked" in reason or "busy" in reason:
                 hint = "another robson process kept the database busy too long; try again"
