@@ -30,8 +30,10 @@ class Container:
         from robson.adapters.store import SqlStore
 
         path = self.settings.database_path
+        lease = self.settings["locks.lease_seconds"]
         # A file's folder is created on first use (a fresh machine has no ~/.local/share/robson yet).
-        return SqlStore(self.settings.database_url) if path is None else SqlStore.for_path(path)
+        return (SqlStore(self.settings.database_url, lease_seconds=lease) if path is None
+                else SqlStore.for_path(path, lease_seconds=lease))
 
     @cached_property
     def market(self):

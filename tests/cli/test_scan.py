@@ -10,16 +10,13 @@ signal expires after three closed candles without a verdict (scan at 19:30).
 from __future__ import annotations
 
 import os
-import socket
-import sqlite3
-from contextlib import closing
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from robson.adapters.store.locks import process_started
+from robson.adapters.store import SqlStore
+from robson.adapters.store.locks import this_process
 from tests.cli.conftest import (
     CANARY_KEY,
     CANARY_SECRET,
@@ -29,6 +26,7 @@ from tests.cli.conftest import (
     floats_in,
     parsed,
 )
+from tests.lease_rows import put_lease
 
 BTC = ("--symbols", "BTCUSDT")
 RESCUE = ("--strategy", "rescue-forces")
@@ -323,13 +321,11 @@ def test_bad_options_exit_2_and_change_nothing(robson, db_path, args, fragment):
 
 def test_a_second_scan_on_the_same_database_exits_4(robson, db_path):
     parsed(robson("signals", "list", "--json"))  # creates the database
-    now = datetime.now(UTC)
-    with closing(sqlite3.connect(db_path)) as connection, connection:
-        # Another live robson process on this host holds the scan lock.
-        connection.execute("INSERT INTO locks VALUES (?, ?, ?, ?, ?, ?, ?)", (
-            "scan", "elsewhere:1:cafe", socket.gethostname(), os.getpid(),
-            now.isoformat(timespec="microseconds"), (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
-            process_started(os.getpid())))  # its start time: proven to be the process that took the lock
+    store = SqlStore.for_path(db_path)
+    me = this_process()
+    # Another live robson process on this host holds the scan lock (this test's process: proven alive).
+    put_lease(store, "scan", host=me.host, pid=os.getpid(), started=me.started, place=me.place, expires_in=60)
+    store.close()
 
     result = robson("--as-of", "2021-06-22T01:15", "scan", *BTC)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from robson.errors import ForeignDatabase, StoreError
 
-LATEST_VERSION = 6  # the last migration's version (migrations.py checks it at import)
+LATEST_VERSION = 7  # the last migration's version (migrations.py checks it at import)
 ID_LENGTH = 40  # every id column is VARCHAR(40)
 
 
