@@ -466,7 +466,7 @@ def test_every_write_is_refused_once_a_held_lease_is_lost(store):
     clock = FakeClock()
     refused = []
     with pytest.raises(LeaseLost):  # the block swallowed it: its end still fails
-        with hold(store, "monitor", what="robson monitor", clock=clock, renew_in_background=False):
+        with hold(store, "monitor", what="robson monitor", clock=clock):
             steal(store)
             with store.transaction() as tx:  # still inside the lease: writes go on
                 tx.connection.execute("DELETE FROM balances")
@@ -500,8 +500,7 @@ def test_a_waiting_run_takes_over_once_the_lease_expires_and_not_before(store):
         if len(slept) == 4:
             expire(store)  # the holder stopped renewing a lease ago
 
-    with hold(store, "monitor", what="robson monitor", wait_seconds=90, sleep=sleep, clock=clock,
-              renew_in_background=False) as lease:
+    with hold(store, "monitor", what="robson monitor", wait_seconds=90, sleep=sleep, clock=clock) as lease:
         assert owner(store) == lease.owner
 
     assert slept == [0.05, 0.1, 0.2, 0.4]
@@ -534,3 +533,29 @@ def test_a_refusal_by_a_holder_proven_running_here_says_to_wait_or_stop_it(store
     assert refused.value.message.startswith(f"robson monitor is already running in process {os.getpid()} since ")
     assert refused.value.hint == (f"wait for it to finish: it runs on this machine and keeps the lock until it ends "
                                   f"(kill {os.getpid()} to stop it)")
+
+
+def test_no_order_is_sent_once_the_lease_is_lost(store):
+    from robson.application.sending import send_once
+
+    class Exchange:
+        name = "paper"
+
+        def send_stamp(self) -> int:
+            return 1
+
+    class Clock:
+        def now(self):
+            return locks.datetime.now(locks.UTC)
+
+    clock, placed = FakeClock(), []
+    with pytest.raises(LeaseLost):
+        with hold(store, "monitor", what="robson monitor", clock=clock):
+            steal(store)
+            clock.now += 46
+            send_once(store, Exchange(), Clock(), SimpleNamespace(id="pl-12345678"), "rb-pl-12345678-S",
+                      "stop SELL 0.001 @ 30000", lambda: placed.append("sent"))
+
+    assert placed == []
+    with store.read() as session:
+        assert session.audit_trail(intent_id="pl-12345678") == []

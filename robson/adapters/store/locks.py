@@ -414,8 +414,7 @@ def _refusal(what: str, name: str, holder: LockHolder) -> AlreadyRunning:
 
 @contextmanager
 def hold(store: SqlStore, name: str, *, what: str, ttl: float = LEASE_SECONDS, wait_seconds: float = 0,
-         sleep: Callable[[float], object] = time.sleep, clock: Callable[[], float] = lease_clock,
-         renew_in_background: bool = True) -> Iterator[Lease]:
+         sleep: Callable[[float], object] = time.sleep, clock: Callable[[], float] = lease_clock) -> Iterator[Lease]:
     """Hold the named lock for the block, renewed in the background; raise AlreadyRunning if another process
     keeps it past wait_seconds. Writes through store raise LeaseLost once the lease can no longer be trusted."""
     owner = new_token()
@@ -432,11 +431,8 @@ def hold(store: SqlStore, name: str, *, what: str, ttl: float = LEASE_SECONDS, w
         delay = min(delay * 2, MAX_POLL_SECONDS)
     lease = Lease(store, name, owner, ttl=ttl, acquired=acquired, clock=clock)
     stop = threading.Event()
-    keeper = None
-    if renew_in_background:
-        keeper = threading.Thread(target=lease.keep_renewed, args=(stop.wait,), name=f"robson-lease-{name}",
-                                  daemon=True)
-        keeper.start()
+    keeper = threading.Thread(target=lease.keep_renewed, args=(stop.wait,), name=f"robson-lease-{name}", daemon=True)
+    keeper.start()
     store.leases.add(lease)
     failed = False
     try:
@@ -447,8 +443,7 @@ def hold(store: SqlStore, name: str, *, what: str, ttl: float = LEASE_SECONDS, w
     finally:
         store.leases.discard(lease)
         stop.set()
-        if keeper is not None:
-            keeper.join(timeout=ttl)  # a renewal in flight ends within the database's busy timeout
+        keeper.join(timeout=ttl)  # a renewal in flight ends within the database's busy timeout
         try:
             lease.release()
         except RobsonError:
