@@ -259,6 +259,8 @@ def _v7_leases(connection: Connection) -> None:
              "expires_ms": _epoch_ms(row.expires_at)} for row in old])
     connection.execute(text("DROP TABLE locks"))
     connection.execute(text("ALTER TABLE locks_v7 RENAME TO locks"))
+    if connection.dialect.name == "postgresql":  # its primary key's index would keep the old table's name
+        connection.execute(text("ALTER INDEX locks_v7_pkey RENAME TO locks_pkey"))
 
 
 def _epoch_ms(stamp: str) -> int:
