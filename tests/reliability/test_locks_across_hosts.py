@@ -14,6 +14,7 @@ tests run past several leases in seconds.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -74,7 +75,10 @@ def _unshare() -> list[str] | None:
     return None
 
 
-FAKETIME = shutil.which("faketime")
+# libfaketime preloaded into the robson process alone (its `faketime` wrapper names a semaphore after its
+# pid, which is 1 in every namespace: a killed one's is left behind and refuses the next).
+LIBFAKETIME = next(iter(sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1") + glob.glob(
+    "/usr/lib/faketime/libfaketime.so.1") + glob.glob("/usr/local/lib/faketime/libfaketime.so.1"))), None)
 
 
 @dataclass(frozen=True)
@@ -144,11 +148,11 @@ class Process:
 
     @property
     def robson_pid(self) -> int:
-        """The robson process itself (under unshare and faketime it is a descendant), as this namespace sees it."""
+        """The robson process itself (under unshare a descendant), as this test's PID namespace sees it."""
         deadline = time.monotonic() + WAIT
         while True:
             found = [pid for pid in (self.popen.pid, *_descendants(self.popen.pid)) if str(ROBSON) in _cmdline(pid)
-                     and not _cmdline(pid).startswith(("faketime", "unshare", "sh "))]
+                     and not _cmdline(pid).startswith(("env ", "unshare", "sh "))]
             if found:
                 return found[-1]
             assert time.monotonic() < deadline, f"no robson process (exit {self.popen.poll()}): {self.stderr}"
@@ -194,13 +198,14 @@ class Book:
     cwd: Path
     store: SqlStore
     started: list[Process] = field(default_factory=list)
+    faked: set[int] = field(default_factory=set)  # pids libfaketime named its leftovers after
 
     def command(self, host: Host, args: list[str]) -> tuple[list[str], dict[str, str]]:
         command, env = [str(ROBSON), *args], dict(self.env)
         if host.clock is not None:
             # Only the wall clock moves: libfaketime's monotonic clock breaks Python's sleeps and waits.
-            command = [FAKETIME, "-f", host.clock, *command]
-            env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+            command = ["env", f"LD_PRELOAD={LIBFAKETIME}", f"FAKETIME={host.clock}", "FAKETIME_DONT_FAKE_MONOTONIC=1",
+                       *command]
         if _unshare() is not None:
             command = [*_unshare(), "sh", "-c", 'hostname "$1" && shift && exec "$@"', "sh", host.name, *command]
         else:
@@ -211,12 +216,25 @@ class Book:
         command, env = self.command(host, args)
         process = Process(command, env, self.cwd, pin_namespace=_unshare() is not None)
         self.started.append(process)
+        self._faked(host, process.popen.pid)
         return process
 
-    def run(self, host: Host, args: list[str]) -> subprocess.CompletedProcess[str]:
+    def run(self, host: Host, args: list[str], *, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
         command, env = self.command(host, args)
-        return subprocess.run(command, env=env, cwd=self.cwd, capture_output=True, text=True, timeout=WAIT,
-                              check=False)
+        with subprocess.Popen(command, env=env, cwd=self.cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) as child:
+            self._faked(host, child.pid)
+            try:
+                stdout, stderr = child.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.communicate()
+                raise
+        return subprocess.CompletedProcess(command, child.returncode, stdout, stderr)
+
+    def _faked(self, host: Host, pid: int) -> None:
+        if host.clock is not None:  # robson is pid 1 of its namespace, or this very pid (env execs it)
+            self.faked.add(1 if _unshare() is not None else pid)
 
     def db_now_ms(self) -> int:
         with self.store.read() as session:
@@ -227,7 +245,7 @@ def _skewed(database: Database, offset: str) -> str | None:
     """A wall clock off by offset, where it means something: PostgreSQL's clock is the server's."""
     if database.backend != "postgresql":
         return None
-    if FAKETIME is None:
+    if LIBFAKETIME is None:
         pytest.skip("libfaketime is not installed (apt-get install faketime): hosts with skewed clocks not run")
     return offset
 
@@ -248,6 +266,9 @@ def _book(database: Database, tmp_path: Path) -> Iterator[Book]:
         for process in book.started:
             process.kill()
         store.close()
+        for pid in book.faked:  # libfaketime leaves a semaphore and a shared memory object named after the pid
+            for name in (f"faketime_shm_{pid}", f"sem.faketime_sem_{pid}"):
+                Path("/dev/shm", name).unlink(missing_ok=True)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -271,7 +292,10 @@ def test_one_monitor_at_a_time_across_hosts_long_past_the_lease(book):
     first.wait_for_ticks()
     holder = lease_row(book.store).owner
 
-    second_loop = book.run(b, LOOP)
+    try:
+        second_loop = book.run(b, LOOP, timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second monitor loop ran alongside the first")
     refusals, until = 0, time.monotonic() + 3 * LEASE
     while time.monotonic() < until:
         _refused_by(book.run(b, ONCE), "host-a")
