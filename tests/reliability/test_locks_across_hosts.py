@@ -314,6 +314,19 @@ def test_one_monitor_at_a_time_across_hosts_long_past_the_lease(book):
     assert handed_over.returncode == 0, handed_over.stderr
 
 
+def test_a_container_with_the_same_hostname_never_takes_a_live_lock(book):
+    a, b = Host("box"), Host("box")  # same hostname, another PID namespace: pid 1 there is not pid 1 here
+    first = book.start(a, LOOP)
+    first.wait_for_ticks()
+
+    refusals = [book.run(b, ONCE) for _ in range(3)]
+
+    for refused in refusals:
+        _refused_by(refused, "box")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0, first.stderr
+
+
 def test_a_killed_holder_on_another_host_is_taken_over_after_its_lease_and_not_before(book):
     a, b = Host("host-a"), Host("host-b", _skewed(book.database, "-11m"))  # b's clock 11 minutes behind
     first = book.start(a, LOOP)
