@@ -30,10 +30,12 @@ class Container:
         from robson.adapters.store import SqlStore
 
         path = self.settings.database_path
+        lease = self.settings["locks.lease_seconds"]
         # A file's folder is created on first use (a fresh machine has no ~/.local/share/robson yet).
         if path is not None:
-            return SqlStore.for_path(path)
-        return SqlStore(self.settings.database_url, prepared_statements=self.settings["database_prepared_statements"])
+            return SqlStore.for_path(path, lease_seconds=lease)
+        return SqlStore(self.settings.database_url, prepared_statements=self.settings["database_prepared_statements"],
+                        lease_seconds=lease)
 
     @cached_property
     def market(self):

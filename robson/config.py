@@ -297,6 +297,7 @@ FIELDS: tuple[Field, ...] = (
     Field("binance.timeout_seconds", _decimal_within(above="0", at_most="300"), Decimal("10"), "give up on a Binance request after this many seconds"),
     Field("binance.recv_window_ms", _whole(1, 60000), 5000, "how long a signed request stays valid on Binance's side (1..60000 ms)"),
     Field("binance.exchange_info_ttl_seconds", _seconds, 3600, "reuse symbol filters this long before asking Binance again"),
+    Field("locks.lease_seconds", _whole(2, 3600), 60, "how long a lock (monitor, scan, execute) outlives a holder that stops renewing it: a crashed holder on another host is taken over after at most this; renewed every third of it"),
     Field("notify.webhook_url", _optional_url, None, "POST a JSON document for each event to this URL (shown redacted: it may hold a secret)"),
     Field("notify.telegram_chat_id", _optional_text, None, "Telegram chat to message; the bot token comes from ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file"),
     Field("notify.telegram_base_url", _url, "https://api.telegram.org", "Telegram Bot API base URL (a local server in tests)"),

@@ -153,6 +153,14 @@ class AlreadyRunning(RobsonError):
     exit_code = 4
 
 
+class LeaseLost(RobsonError):
+    """This process could no longer renew a lock it held (taken over, removed by `robson unlock`, or the database
+    out of reach for most of the lease), so it stopped before acting without it; raised by the store's writes and
+    the monitor loop, never caught by a per-operation handler; CLI exits 4."""
+
+    exit_code = 4
+
+
 class DuplicateOrder(ExchangeError):
     """An order with this client order id exists already; the caller looks it up instead."""
 

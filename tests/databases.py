@@ -130,3 +130,4 @@ def copy(source: Target, target: Path) -> Target:
     with closing(sqlite3.connect(source)) as original, closing(sqlite3.connect(target)) as duplicate:
         original.backup(duplicate)
     return target
+

@@ -47,8 +47,10 @@ from robson.errors import (
     Unprotected,
 )
 
-# How long a second run of the same intent waits for the first to finish before giving up.
+# How long a second run of the same intent waits for the first to finish before giving up; at least a
+# lease and a little more, so that a run that crashed, on any host, is taken over within the wait.
 LOCK_WAIT_SECONDS = 60
+LEASE_GRACE_SECONDS = 5
 # The execution status of a live entry whose stop could not be placed, until its exit at market is done.
 EXITING_AT_MARKET = "executed: stop placement failed, exiting at market"
 # The execution status of an entry that filled too little for any order: no stop, no exit, left as dust.
@@ -196,7 +198,7 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
     ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
     # One run per intent at a time: a second one waits, then finds the work done.
     info, balances = market.symbol_info(intent.symbol), exchange.balances()  # fetched before the write lock
-    with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}", wait_seconds=LOCK_WAIT_SECONDS):
+    with store.lock(f"execute:{intent.id}", what=f"execution of {intent.id}", wait_seconds=lock_wait_seconds(store)):
         with store.transaction() as tx:
             current = tx.get_intent(intent.id)
             if current.status is IntentStatus.VALIDATED:
@@ -214,6 +216,11 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
         # Checked just now if this run started the execution; a run carrying on an older one checks again.
         return carry_on(current, strategy=strategy, store=store, exchange=exchange, market=market, account=account,
                         clock=clock, checked=intent.status is IntentStatus.VALIDATED)
+
+
+def lock_wait_seconds(store: Store) -> float:
+    """How long a second run of an intent waits for its lock: enough for a crashed holder's lease to run out."""
+    return max(LOCK_WAIT_SECONDS, store.lease_seconds + LEASE_GRACE_SECONDS)
 
 
 def execution_exchange(intent: TradingIntent) -> str:

@@ -48,7 +48,7 @@ from robson.domain.monitoring import (
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
 from robson.domain.orders import OPEN_STATUSES, AuditEvent, AuditKind, Order, OrderRole, OrderStatus, client_order_id
 from robson.domain.strategy import Strategy
-from robson.errors import IllegalTransition, MarketDataError, NotFound, RobsonError
+from robson.errors import IllegalTransition, LeaseLost, MarketDataError, NotFound, RobsonError
 
 class _Changed(Exception):
     """The operation changed in the store while it was being checked."""
@@ -133,6 +133,8 @@ def _save_walks(store: Store, walks: list[_Walk], book: PaperBook, account: Acco
                     checks.append(_save(tx, walk, book, account))
                 except _Changed:
                     changed.append(Problem(walk.before.id, CHANGED_MEANWHILE))
+    except LeaseLost:
+        raise
     except RobsonError:
         checks, changed = [w.check for w in walks if not w.changed], []
         for walk in pending:

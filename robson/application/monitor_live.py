@@ -80,6 +80,7 @@ from robson.domain.strategy import Strategy
 from robson.errors import (
     AlreadyRunning,
     AnswerLost,
+    LeaseLost,
     ExchangeError,
     IllegalTransition,
     InsufficientBalance,
@@ -200,6 +201,8 @@ def live_monitor_once(*, store: Store, exchange: Exchange, market: MarketData, a
             skipped.append(Problem(op.id, BUSY))
         except _Changed:
             skipped.append(Problem(op.id, CHANGED))
+        except LeaseLost:  # the monitor's own lock: no other operation may be touched either
+            raise
         except RobsonError as e:
             errors.append(Problem(op.id, str(e) + (f" ({e.hint})" if e.hint else "")))
     halts = loss_halts(store, account, now) if any(c.closed for c in checks) else []
@@ -495,6 +498,7 @@ class _Watch:
     def _cancel(self, order: Order) -> Order | None:
         """Cancel an open protective order; close instead if it filled meanwhile; raise if it is still open."""
         order_id = order.client_order_id
+        self.store.ensure_locks()  # a cancel is the one exchange action not recorded in the store first
         try:
             after = self.exchange.cancel_order(self.op.symbol, order_id)
         except OrderRejected:  # -2011 or no longer open: it may have filled meanwhile, so look it up

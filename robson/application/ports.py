@@ -221,9 +221,24 @@ class StoreSession(Protocol):
         ...
 
 
+class Lease(Protocol):
+    """A named lock held for a while: renewed in the background for as long as the block runs."""
+
+    def ensure(self) -> None:
+        """Raise LeaseLost unless this process is still sure to hold the lock (renewing it now if due)."""
+        ...
+
+
 class Store(Protocol):
+    @property
+    def lease_seconds(self) -> float:
+        """How long a lock outlives a holder that stops renewing it (crashed, cut off)."""
+        ...
+
     def transaction(self) -> AbstractContextManager[StoreSession]:
-        """Open a write transaction (serialized across processes); commit on success."""
+        """Open a write transaction (serialized across processes); commit on success.
+
+        Raise LeaseLost, writing nothing, once a lock held through the store can no longer be trusted."""
         ...
 
     def read(self) -> AbstractContextManager[StoreSession]:
@@ -232,8 +247,13 @@ class Store(Protocol):
 
     def schema_version(self) -> int: ...
 
-    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
-        """Hold a named lock across processes; raise AlreadyRunning if another live process holds it."""
+    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[Lease]:
+        """Hold a named lock across processes and hosts; raise AlreadyRunning if another process holds it
+        past wait_seconds (a crashed holder is taken over once its lease expires, lease_seconds at most)."""
+        ...
+
+    def ensure_locks(self) -> None:
+        """Raise LeaseLost if a lock held through the store can no longer be trusted: before acting outside it."""
         ...
 
 

@@ -30,7 +30,7 @@ from robson.domain.monitoring import (
 from robson.domain.operation import Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order
 from robson.domain.strategy import Strategy
-from robson.errors import IllegalTransition, MarketDataError, Refused, RobsonError
+from robson.errors import IllegalTransition, LeaseLost, MarketDataError, Refused, RobsonError
 
 MONITOR_LOCK = "monitor"
 # How long `operation close` / `modify` wait for a monitor tick checking the same operation (seconds).
@@ -186,18 +186,22 @@ def run_monitor(tick: Callable[[], MonitorReport], *, store: Store, on_report: C
                 on_error: Callable[[RobsonError], None] | None = None) -> int:
     """Hold the one-monitor lock and tick once (interval None) or until stopping(); return the ticks run.
 
-    Raise AlreadyRunning if another monitor holds the lock. In a loop a failed tick is reported
-    through on_error and the next one tries again; stopping() is looked at only between ticks,
-    so a signal lets the tick in progress finish.
+    Raise AlreadyRunning if another monitor holds the lock, LeaseLost (before the next tick, or from
+    the tick's first write) once the lock can no longer be trusted: two monitors never act at once.
+    In a loop a failed tick is reported through on_error and the next one tries again; stopping()
+    is looked at only between ticks, so a signal lets the tick in progress finish.
     """
     ticks = 0
-    with store.lock(MONITOR_LOCK, what="robson monitor"):
+    with store.lock(MONITOR_LOCK, what="robson monitor") as lease:
         while True:
+            lease.ensure()
             if interval is None or on_error is None:
                 on_report(tick())
             else:
                 try:
                     report = tick()
+                except LeaseLost:
+                    raise
                 except RobsonError as e:
                     on_error(e)
                 else:

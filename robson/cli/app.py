@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report_cmd", "Performance of closed operations per strategy: trades, win rate, average R, expectancy, profit "
                "factor, total P&L, max drawdown, best and worst trade, and a per-day or per-month breakdown."),
     "scan": ("scan_cmd", "Find the strategies' setups on the last closed candle; confirm, invalidate or expire earlier signals."),
-    "unlock": ("unlock_cmd", "Remove a lock (exit 4 said who holds it) once you know its holder is gone; asks first unless --yes."),
+    "unlock": ("unlock_cmd", "List the locks and their leases, or remove one (exit 4 said who holds it) once you know its holder is gone; asks first unless --yes."),
     "plan": ("plan_cmd", "Create a trading intent and manage the queue of intents."),
     "operation": ("operation_cmd", "Open positions: status with P&L, list, show the audit trail, modify the stop or target, "
                   "close by hand."),

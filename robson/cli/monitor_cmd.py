@@ -13,7 +13,7 @@ from robson.cli.app import container
 from robson.cli.output import JsonOption, console, log, print_json, table
 from robson.cli.views import monitor_report_doc, monitor_summary
 from robson.domain.money import fmt, parse_decimal
-from robson.errors import AlreadyRunning, InvalidInput, RobsonError, Unprotected
+from robson.errors import AlreadyRunning, InvalidInput, LeaseLost, RobsonError, Unprotected
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 MIN_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS = 1, 86400
@@ -71,6 +71,8 @@ def with_live_operations(c, paper_report):
     try:
         report = live_monitor_once(store=c.store, exchange=c.binance, market=c.binance_market, account=c.account,
                                    strategy_for=c.strategy_or_none)
+    except LeaseLost:
+        raise
     except RobsonError as e:  # Binance unreachable before any operation was looked at
         return merge_reports(paper_report, unwatched(live, f"live operation: its stop on Binance was not checked: {e}",
                                                      paper_report.at))
@@ -146,12 +148,12 @@ def monitor_command(
         _render(report, as_json, stream=not once)
         c.notify(lambda: events_from_monitor_report(report), ctx)  # the tick's state is saved; sending is queued
 
-    def notify_error(error: RobsonError) -> None:
+    def notify_error(error: RobsonError, what: str = "tick failed") -> None:
         from datetime import UTC, datetime
 
         from robson.application.notify import event_monitor_error
 
-        c.notify(lambda: [event_monitor_error(f"tick failed: {error}", datetime.now(UTC))], ctx)
+        c.notify(lambda: [event_monitor_error(f"{what}: {error}", datetime.now(UTC))], ctx)
 
     def on_error(error: RobsonError) -> None:
         log(f"monitor: tick failed: {error}" + (f" ({error.hint})" if error.hint else ""))
@@ -189,6 +191,9 @@ def monitor_command(
         ticks = run_monitor(tick, store=c.store, on_report=on_report,
                             interval=seconds or DEFAULT_INTERVAL_SECONDS,
                             sleep=lambda seconds: wait(stop, seconds), stopping=stop.is_set, on_error=on_error)
+    except LeaseLost as e:  # the loop stopped by itself: whoever watches it must hear of it
+        notify_error(e, "monitor stopped")
+        raise
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

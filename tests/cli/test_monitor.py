@@ -11,18 +11,18 @@ import gzip
 import json
 import os
 import signal
-import socket
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
 
 import robson
-from robson.adapters.store.locks import process_started
+from robson.adapters.store.locks import this_process
 from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, floats_in, paper_balances, parsed
+from tests.lease_rows import put_lease
 
 DATA = Path(robson.__file__).parent / "data" / "market" / "BTCUSDT" / "5m"
 
@@ -219,13 +219,11 @@ def test_the_halt_is_in_the_json_report(robson, monkeypatch):
 
 def test_a_second_monitor_on_the_same_database_exits_4(robson, db_path):
     parsed(robson("operation", "list", "--json"))  # creates the database
-    now = datetime.now(UTC)
-    # Another live robson process on this host holds the monitor lock.
-    databases.execute(db_path, "INSERT INTO locks VALUES (:name, :owner, :host, :pid, :acquired, :expires, :started)", {
-        "name": "monitor", "owner": "elsewhere:1:cafe", "host": socket.gethostname(), "pid": os.getpid(),
-        "acquired": now.isoformat(timespec="microseconds"),
-        "expires": (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
-        "started": process_started(os.getpid())})  # its start time: proven to be the process that took the lock
+    store = databases.open_store(db_path)
+    me = this_process()
+    # Another live robson process on this host holds the monitor lock (this test's process: proven alive).
+    put_lease(store, "monitor", host=me.host, pid=os.getpid(), started=me.started, place=me.place, expires_in=60)
+    store.close()
 
     result = robson("monitor", "--once")
 

@@ -10,14 +10,12 @@ signal expires after three closed candles without a verdict (scan at 19:30).
 from __future__ import annotations
 
 import os
-import socket
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from robson.adapters.store.locks import process_started
+from robson.adapters.store.locks import this_process
 from tests import databases
 from tests.cli.conftest import (
     CANARY_KEY,
@@ -28,6 +26,7 @@ from tests.cli.conftest import (
     floats_in,
     parsed,
 )
+from tests.lease_rows import put_lease
 
 BTC = ("--symbols", "BTCUSDT")
 RESCUE = ("--strategy", "rescue-forces")
@@ -322,13 +321,11 @@ def test_bad_options_exit_2_and_change_nothing(robson, db_path, args, fragment):
 
 def test_a_second_scan_on_the_same_database_exits_4(robson, db_path):
     parsed(robson("signals", "list", "--json"))  # creates the database
-    now = datetime.now(UTC)
-    # Another live robson process on this host holds the scan lock.
-    databases.execute(db_path, "INSERT INTO locks VALUES (:name, :owner, :host, :pid, :acquired, :expires, :started)", {
-        "name": "scan", "owner": "elsewhere:1:cafe", "host": socket.gethostname(), "pid": os.getpid(),
-        "acquired": now.isoformat(timespec="microseconds"),
-        "expires": (now + timedelta(minutes=10)).isoformat(timespec="microseconds"),
-        "started": process_started(os.getpid())})  # its start time: proven to be the process that took the lock
+    store = databases.open_store(db_path)
+    me = this_process()
+    # Another live robson process on this host holds the scan lock (this test's process: proven alive).
+    put_lease(store, "scan", host=me.host, pid=os.getpid(), started=me.started, place=me.place, expires_in=60)
+    store.close()
 
     result = robson("--as-of", "2021-06-22T01:15", "scan", *BTC)
 

@@ -1,4 +1,5 @@
-"""Stale locks: a pid that is alive but not the holder never blocks monitor or scan; `robson unlock NAME` by hand."""
+"""Stale locks: a pid that is alive but not the holder never blocks monitor or scan; a holder elsewhere is taken
+over once its lease expires, and every refusal says when; `robson unlock` lists them and removes one by hand."""
 
 from __future__ import annotations
 
@@ -7,15 +8,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from contextlib import contextmanager
 
 import pytest
 
-from robson.adapters.store.locks import HOST, process_started
+from robson.adapters.store import SqlStore
+from robson.adapters.store.locks import process_started, this_process
+from robson.domain.intent import IntentEvent, IntentStatus
 from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, parsed
+from tests.lease_rows import expire, put_lease
 
-LONG_AGO = datetime(2021, 1, 1, tzinfo=UTC)
+ME = this_process()
 MONITOR = ["--as-of", "2021-06-09T05:45", "monitor", "--once"]
 SCAN = ["--as-of", "2021-06-09T05:45", "scan", "--strategy", "rescue-forces", "--symbols", "BTCUSDT", "--no-entry"]
 
@@ -34,13 +38,21 @@ def database(robson, db_path):
     return db_path
 
 
-def lock_row(db_path, name: str, *, host: str = HOST, pid: int, started: str | None,
-             expires: datetime = LONG_AGO + timedelta(minutes=10)) -> None:
-    databases.execute(db_path, "INSERT INTO locks (name, owner, host, pid, acquired_at, expires_at, started) "
-                               "VALUES (:name, :owner, :host, :pid, :acquired_at, :expires_at, :started)",
-                      {"name": name, "owner": f"{host}:{pid}:deadbeef", "host": host, "pid": pid,
-                       "acquired_at": (expires - timedelta(minutes=10)).isoformat(),
-                       "expires_at": expires.isoformat(), "started": started})
+@contextmanager
+def opened(db_path) -> Iterator[SqlStore]:
+    store = databases.open_store(db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def lock_row(db_path, name: str, *, host: str = ME.host, pid: int, started: str | None, place: str | None = ME.place,
+             expires_in: float = -3600) -> None:
+    """A lease left by another process: on this machine and in this PID namespace unless told (expired an hour ago)."""
+    with opened(db_path) as store:
+        put_lease(store, name, owner=f"token-of-{pid}", host=host, pid=pid, started=started, place=place,
+                  expires_in=expires_in, renewed_ago=max(0.0, -expires_in) + 60)
 
 
 def lock_names(db_path) -> list[str]:
@@ -51,34 +63,100 @@ def lock_names(db_path) -> list[str]:
 
 
 @pytest.mark.parametrize("command", [MONITOR, SCAN], ids=["monitor", "scan"])
-@pytest.mark.parametrize("expires", [LONG_AGO, datetime.now(UTC) + timedelta(hours=1)], ids=["expired", "not-expired"])
-def test_a_lock_whose_pid_now_names_another_process_does_not_block(robson, database, other_process, command, expires):
-    lock_row(database, command[2], pid=other_process, started="boot-before:123", expires=expires)
+@pytest.mark.parametrize("expires_in", [-3600, 3600], ids=["expired", "not-expired"])
+def test_a_lock_whose_pid_now_names_another_process_does_not_block(robson, database, other_process, command,
+                                                                  expires_in):
+    lock_row(database, command[2], pid=other_process, started="boot-before:123", expires_in=expires_in)
 
     result = robson(*command)
 
     assert result.exit_code == 0, result.stderr
 
 
-def test_pid_1_of_a_new_container_does_not_hold_an_expired_monitor_lock(robson, database):
-    lock_row(database, "monitor", pid=1, started="an-older-container:42")
+def test_pid_1_of_a_new_container_does_not_hold_a_live_monitor_lock(robson, database):
+    # Recorded in this PID namespace, where pid 1 is now another (earlier started) process.
+    lock_row(database, "monitor", pid=1, started="an-older-container:42", expires_in=3600)
 
+    assert robson(*MONITOR).exit_code == 0
+
+
+def test_a_dead_pid_1_of_another_container_holds_the_lock_only_until_its_lease_expires(robson, database):
+    lock_row(database, "monitor", pid=1, started="an-older-container:42", place="another-boot/pid:[4026532999]",
+             host=ME.host, expires_in=3600)
+
+    assert_user_error(robson(*MONITOR), 4, f"robson monitor is already running in process 1 on {ME.host} since")
+    with opened(database) as store:
+        expire(store)
     assert robson(*MONITOR).exit_code == 0
 
 
 def test_an_expired_lock_from_an_older_robson_without_a_start_time_is_taken_over(robson, database, other_process):
-    lock_row(database, "monitor", pid=other_process, started=None)
+    lock_row(database, "monitor", pid=other_process, started=None, place=None)
 
     assert robson(*MONITOR).exit_code == 0
 
 
-def test_a_holder_proven_alive_keeps_its_lock_and_the_refusal_names_unlock(robson, database, other_process):
-    lock_row(database, "monitor", pid=other_process, started=process_started(other_process))
+def test_a_holder_proven_alive_keeps_its_lock_and_the_refusal_says_to_stop_it(robson, database, other_process):
+    lock_row(database, "monitor", pid=other_process, started=process_started(other_process), expires_in=3600)
 
     result = robson(*MONITOR)
 
     stderr = assert_user_error(result, 4, f"robson monitor is already running in process {other_process}")
-    assert "robson unlock monitor" in stderr
+    assert f"kill {other_process}" in stderr and "runs on this machine" in stderr
+
+
+def test_a_lock_held_elsewhere_is_taken_over_by_the_next_run_once_its_lease_expires(robson, database):
+    lock_row(database, "monitor", host="another-machine", pid=4242, started="x:1", place="elsewhere",
+             expires_in=30)
+
+    refused = assert_user_error(robson(*MONITOR), 4, "process 4242 on another-machine",
+                                "its lease was renewed", "(in 30 s)")
+    with opened(database) as store:
+        expire(store)
+    result = robson(*MONITOR)
+
+    assert "if that process is gone, the first run after its lease expires at" in refused
+    assert result.exit_code == 0, result.stderr
+    assert lock_names(database) == []
+
+
+def executing_intent(robson, db_path) -> str:
+    """An intent whose execution started in another process, which then crashed (its lease is another's)."""
+    planned = parsed(robson("plan", "buy", "BTCUSDT", "--strategy", "all-in", "--json"))
+    parsed(robson("validate", planned["id"], "--json"))
+    with opened(db_path) as store, store.transaction() as tx:
+        intent = tx.get_intent(planned["id"])
+        started = intent.apply(IntentEvent.EXECUTION_STARTED, intent.updated_at,
+                               execution={"status": "executing", "exchange": "paper"})
+        tx.update_intent(started, expected_status=IntentStatus.VALIDATED)
+    return planned["id"]
+
+
+def test_reconcile_says_when_a_crashed_execution_on_another_host_is_taken_over_then_settles_it(robson, database):
+    intent_id = executing_intent(robson, database)
+    lock_row(database, f"execute:{intent_id}", host="host-a", pid=4242, started="x:1", place="elsewhere",
+             expires_in=30)
+
+    waiting = robson("reconcile", "--json")
+    with opened(database) as store:
+        expire(store, f"execute:{intent_id}")
+    settled = parsed(robson("reconcile", "--json"))
+
+    assert waiting.exit_code == 1
+    [in_progress] = json.loads(waiting.stdout)["settled"]
+    assert in_progress["outcome"] == "in progress"
+    assert in_progress["message"].startswith(f"execution of {intent_id} is already running in process 4242 on host-a")
+    assert "its lease was renewed" in in_progress["message"] and "(in 30 s)" in in_progress["message"]
+    assert [s["outcome"] for s in settled["settled"]] == ["executed"]
+    assert lock_names(database) == []
+
+
+def test_a_second_execute_waits_long_enough_for_a_crashed_holders_lease_to_run_out():
+    from robson.application.execute import LOCK_WAIT_SECONDS, lock_wait_seconds
+
+    assert lock_wait_seconds(SqlStore("sqlite://", lease_seconds=3)) == LOCK_WAIT_SECONDS == 60
+    assert lock_wait_seconds(SqlStore("sqlite://")) == 65  # the default lease, 60 s, and a little more
+    assert lock_wait_seconds(SqlStore("sqlite://", lease_seconds=600)) == 605
 
 
 # --- robson unlock --------------------------------------------------------------------------
@@ -87,8 +165,31 @@ def test_a_holder_proven_alive_keeps_its_lock_and_the_refusal_names_unlock(robso
 @pytest.fixture
 def elsewhere(database) -> None:
     """A monitor lock held by a process on another machine, not expired: nothing here can tell it is gone."""
-    lock_row(database, "monitor", host="another-machine", pid=4242, started="x:1",
-             expires=datetime.now(UTC) + timedelta(hours=1))
+    lock_row(database, "monitor", host="another-machine", pid=4242, started="x:1", place="elsewhere",
+             expires_in=3600)
+
+
+def test_unlock_alone_lists_the_locks_with_their_leases(robson, database, elsewhere, other_process):
+    lock_row(database, "scan", pid=other_process, started=process_started(other_process), expires_in=50)
+    before = dump_database(database)
+
+    shown = robson("unlock", env={"COLUMNS": "300"})
+    doc = parsed(robson("unlock", "--json"))
+
+    assert shown.exit_code == 0, shown.stderr
+    lines = [line for line in shown.stdout.splitlines() if " monitor " in line or " scan " in line]
+    assert "process 4242 on another-machine since" in lines[0] and "may be running" in lines[0]
+    assert "its lease was renewed" in lines[0] and "(in 3600 s)" in lines[0]
+    assert f"process {other_process} since" in lines[1] and "running" in lines[1]
+    assert [(lock["name"], lock["host"], lock["pid"], lock["state"], lock["holds"]) for lock in doc["locks"]] == [
+        ("monitor", "another-machine", 4242, "may be running", True), ("scan", ME.host, other_process, "running", True)]
+    assert 3590 <= doc["locks"][0]["expires_in_seconds"] <= 3600
+    assert dump_database(database) == before
+
+
+def test_unlock_alone_with_no_lock_says_so(robson, database):
+    assert robson("unlock").stdout.strip() == "No lock is held."
+    assert parsed(robson("unlock", "--json")) == {"locks": []}
 
 
 def test_a_lock_held_elsewhere_blocks_until_unlocked_after_confirmation(robson, database, elsewhere):
@@ -98,6 +199,7 @@ def test_a_lock_held_elsewhere_blocks_until_unlocked_after_confirmation(robson, 
 
     assert result.exit_code == 0, result.stderr
     assert "Remove lock monitor: process 4242 on another-machine" in result.stderr and "Type yes" in result.stderr
+    assert "its lease was renewed" in result.stderr
     assert "Removed lock monitor" in result.stdout
     assert lock_names(database) == []
     assert robson(*MONITOR).exit_code == 0
@@ -134,7 +236,7 @@ def test_unlock_answered_under_json_prints_only_the_document(robson, database, e
 
 
 def test_unlock_refuses_a_holder_proven_to_run_here(robson, database, other_process):
-    lock_row(database, "scan", pid=other_process, started=process_started(other_process))
+    lock_row(database, "scan", pid=other_process, started=process_started(other_process), expires_in=3600)
     before = dump_database(database)
 
     result = robson("unlock", "scan", "--yes")
@@ -159,7 +261,7 @@ def test_unlock_with_no_lock_at_all_says_so(robson, database):
 
 
 def test_unlock_of_a_gone_holder_says_it_is_gone(robson, database):
-    lock_row(database, "monitor", pid=2**22 + 4321, started="boot:1", expires=datetime.now(UTC) + timedelta(hours=1))
+    lock_row(database, "monitor", pid=2**22 + 4321, started="boot:1", expires_in=3600)
 
     result = robson("unlock", "monitor", input="yes\n")
 

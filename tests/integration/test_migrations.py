@@ -147,7 +147,10 @@ def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact
 
     assert version == migrations.LATEST_VERSION and stored_versions(path) == ALL_VERSIONS
     after = {table: table_rows(path, table) for table in tables}
-    assert after.pop("locks") == [(*row, None) for row in before.pop("locks")]  # v6: no start time known
+    # v6 added the start time (unknown here); v7 made the row a lease on epoch milliseconds, place unknown.
+    assert after.pop("locks") == [("scan", "robson scan", "host-a", 4242, None, None, 1714564800000, 1714564800000,
+                                   1714565400000)]
+    before.pop("locks")
     assert after == before
     assert intent.signal_id == "sg-0badc0de" and intent.quantity == Decimal("0.00051000")
     assert [(c.open_time, str(c.close), str(c.volume)) for c in candles] == [(1624367700000, "32990.01", "812.40000000")]
@@ -268,5 +271,30 @@ def test_a_lock_row_from_before_v6_survives_with_no_start_time(empty_database: T
     store = open_store(path)
     store.schema_version()
 
-    assert table_rows(path, "locks") == [("scan", "robson scan", "host-a", 4242, "2024-05-01T12:00:00.000000+00:00",
-                                          "2024-05-01T12:10:00.000000+00:00", None)]
+    assert table_rows(path, "locks") == [("scan", "robson scan", "host-a", 4242, None, None, 1714564800000,
+                                          1714564800000, 1714565400000)]
+
+
+def test_a_v6_lock_becomes_a_lease_that_lasts_as_long_as_the_old_row_said(empty_database: Target) -> None:
+    path = empty_database
+    engine = build_engine(store_url(path))
+    with write_connection(engine) as connection, connection.begin():
+        migrations.apply_pending(connection, target=6)
+        connection.exec_driver_sql(
+            "INSERT INTO locks VALUES ('monitor', 'host-a:4242:cafe0123', 'host-a', 4242, "
+            "'2024-05-01T12:00:00.000000+00:00', '2024-05-01T12:10:00.000000+00:00', 'boot:1000'), "
+            "('scan', 'host-b:7:beef', 'host-b', 7, 'not a time', '2024-05-01T12:10:00', NULL)")
+    engine.dispose()
+
+    store = open_store(path)
+    assert store.schema_version() == 7
+
+    assert table_rows(path, "locks") == [
+        ("monitor", "host-a:4242:cafe0123", "host-a", 4242, "boot:1000", None, 1714564800000, 1714564800000,
+         1714565400000),
+        ("scan", "host-b:7:beef", "host-b", 7, None, None, 0, 0, 1714565400000),  # a time without zone is UTC
+    ]
+    with store.lock("monitor", what="robson monitor"):  # long expired: taken over
+        pass
+    store.close()
+    assert table_rows(path, "locks") == [("scan", "host-b:7:beef", "host-b", 7, None, None, 0, 0, 1714565400000)]

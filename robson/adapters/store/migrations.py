@@ -231,6 +231,46 @@ def _v6_lock_holder_start(connection: Connection) -> None:
     connection.execute(text("ALTER TABLE locks ADD COLUMN started TEXT"))
 
 
+def _v7_leases(connection: Connection) -> None:
+    # Locks become leases judged on the database's clock (locks.py): times are epoch milliseconds the
+    # database computes, the owner is a random token per lease, host/pid/started/place only describe it.
+    # The table is rebuilt (SQLite cannot change a column's type); the name and owner columns stay, so a
+    # robson from before v7 that is still running can drop its own row, but cannot take or renew one.
+    metadata = MetaData()
+    new = Table(
+        "locks_v7",
+        metadata,
+        Column("name", String(80), primary_key=True),
+        Column("owner", Text, nullable=False),  # the lease's token
+        Column("host", Text, nullable=False),  # shown only
+        Column("pid", BigInteger, nullable=False),
+        Column("started", Text),  # the holder's start time, and where its pid means something:
+        Column("place", Text),  # boot id and PID namespace
+        Column("acquired_ms", BigInteger, nullable=False),  # the database's clock, epoch ms
+        Column("renewed_ms", BigInteger, nullable=False),
+        Column("expires_ms", BigInteger, nullable=False),
+    )
+    metadata.create_all(connection)
+    old = connection.execute(text("SELECT name, owner, host, pid, acquired_at, expires_at, started FROM locks")).all()
+    if old:  # a lease as long as the old row's: it was the holder's promise, place unknown (no fast take-over)
+        connection.execute(new.insert(), [
+            {"name": row.name, "owner": row.owner, "host": row.host, "pid": row.pid, "started": row.started,
+             "place": None, "acquired_ms": _epoch_ms(row.acquired_at), "renewed_ms": _epoch_ms(row.acquired_at),
+             "expires_ms": _epoch_ms(row.expires_at)} for row in old])
+    connection.execute(text("DROP TABLE locks"))
+    connection.execute(text("ALTER TABLE locks_v7 RENAME TO locks"))
+    if connection.dialect.name == "postgresql":  # its primary key's index would keep the old table's name
+        connection.execute(text("ALTER INDEX locks_v7_pkey RENAME TO locks_pkey"))
+
+
+def _epoch_ms(stamp: str) -> int:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):  # not a time robson wrote: the lease counts as long expired
+        return 0
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables", _v1_initial_tables),
     Migration(2, "intents.signal_id, operations.last_checked_at, candles", _v2_signals_checks_and_candles),
@@ -238,6 +278,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "signals: one per strategy, pattern, symbol, timeframe and candle", _v4_signals),
     Migration(5, "backtests kept with --save", _v5_backtests),
     Migration(6, "locks.started: the holder's start time, so a reused pid is not taken for it", _v6_lock_holder_start),
+    Migration(7, "locks are leases on the database's clock, owned by a random token", _v7_leases),
 )
 if MIGRATIONS[-1].version != LATEST_VERSION:  # schema.py names the version the code is written for
     raise RuntimeError(f"schema.LATEST_VERSION is {LATEST_VERSION}, the last migration v{MIGRATIONS[-1].version}")

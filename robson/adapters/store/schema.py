@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from robson.errors import ForeignDatabase, InvalidInput, StoreError
 
-LATEST_VERSION = 6  # the last migration's version (migrations.py checks it at import)
+LATEST_VERSION = 7  # the last migration's version (migrations.py checks it at import)
 ID_LENGTH = 40  # every id column is VARCHAR(40)
 
 # The longest text each VARCHAR(n) column holds, as the table models (tables.py) declare it; a test checks

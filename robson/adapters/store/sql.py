@@ -24,16 +24,21 @@ from robson.errors import DamagedRecord, StoreError
 if TYPE_CHECKING:
     from sqlalchemy import URL, Engine
 
+    from robson.adapters.store.locks import Lease
+
 _SQLITE_FILE_URL = "sqlite:///"
 
 
 class SqlStore:
     """The robson database; opened (and migrated if behind) on first use, once per instance."""
 
-    def __init__(self, url: str | URL, *, path: Path | None = None, prepared_statements: bool = True) -> None:
+    def __init__(self, url: str | URL, *, path: Path | None = None, prepared_statements: bool = True,
+                 lease_seconds: float | None = None) -> None:
         """prepared_statements=False: no server-side prepared statements (PostgreSQL behind PgBouncer in
-        transaction mode)."""
+        transaction mode). lease_seconds: how long a lock outlives a holder that stops renewing it."""
         self._url = url
+        self._lease_seconds = lease_seconds
+        self.leases: set[Lease] = set()  # the locks held through this store, checked before each write
         self.url = url if isinstance(url, str) else url.render_as_string(hide_password=False)
         self._prepared_statements = prepared_statements
         # A plain SQLite file: robson's own connections. Anything else (a URL with options, in memory): SQLAlchemy.
@@ -43,7 +48,7 @@ class SqlStore:
         self._opening = threading.Lock()  # scan's fetch threads may be the first to read
 
     @classmethod
-    def for_path(cls, path: Path) -> SqlStore:
+    def for_path(cls, path: Path, *, lease_seconds: float | None = None) -> SqlStore:
         """Return a store on the SQLite file at path, creating its directory; raise StoreError."""
         path = Path(path).expanduser().absolute()
         try:
@@ -51,10 +56,19 @@ class SqlStore:
         except OSError as e:
             raise StoreError(f"cannot create the database directory {path.parent}: {e.strerror}") from e
         # The path is kept as it is: a '?' or '%' in it stays part of the file name.
-        return cls(f"{_SQLITE_FILE_URL}{path}", path=path)
+        return cls(f"{_SQLITE_FILE_URL}{path}", path=path, lease_seconds=lease_seconds)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._shown_url()!r})"
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a lock outlives a holder that stops renewing it (locks.LEASE_SECONDS unless configured)."""
+        if self._lease_seconds is None:
+            from robson.adapters.store.locks import LEASE_SECONDS
+
+            return LEASE_SECONDS
+        return float(self._lease_seconds)
 
     @property
     def where(self) -> str:
@@ -98,10 +112,25 @@ class SqlStore:
 
     @contextmanager
     def transaction(self) -> Iterator[SqlSession]:
-        """Open a write transaction serialized across processes; commit on success, roll back on error."""
+        """Open a write transaction serialized across processes; commit on success, roll back on error.
+
+        Raise LeaseLost, writing nothing, once a lock this store holds can no longer be trusted: every
+        write (and every order, recorded before it is sent) of a holder that lost its lease is refused."""
+        self.ensure_locks()
+        with self.unguarded_transaction() as session:
+            yield session
+
+    @contextmanager
+    def unguarded_transaction(self) -> Iterator[SqlSession]:
+        """A write transaction that does not look at the leases: for the lease code itself (renew, release)."""
         database = self._opened()
         with self._database_errors(), database.connection(write=True) as connection:
             yield SqlSession(connection, writable=True)
+
+    def ensure_locks(self) -> None:
+        """Raise LeaseLost if a lock held through this store can no longer be trusted (renewing any that is due)."""
+        for lease in list(self.leases):
+            lease.ensure()
 
     @contextmanager
     def read(self) -> Iterator[SqlSession]:
@@ -110,11 +139,12 @@ class SqlStore:
         with self._database_errors(), database.connection(write=False) as connection:
             yield SqlSession(connection, writable=False)
 
-    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[None]:
-        """Hold a named lock across processes for a block; raise AlreadyRunning if a live process has it."""
+    def lock(self, name: str, *, what: str, wait_seconds: float = 0) -> AbstractContextManager[Lease]:
+        """Hold a named lock (a lease, renewed in the background) for a block; raise AlreadyRunning if another
+        process holds it past wait_seconds, LeaseLost if the lease could not be kept (see locks.py)."""
         from robson.adapters.store import locks
 
-        return locks.hold(self, name, what=what, wait_seconds=wait_seconds)
+        return locks.hold(self, name, what=what, wait_seconds=wait_seconds, ttl=self.lease_seconds)
 
     def schema_version(self) -> int:
         """Return the schema version of the database (after any automatic migration)."""

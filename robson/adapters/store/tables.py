@@ -133,16 +133,18 @@ class CandleRow(SQLModel, table=True):  # since v2
     volume: str = Field(sa_type=Text)
 
 
-class LockRow(SQLModel, table=True):  # since v3
+class LockRow(SQLModel, table=True):  # since v3; leases on the database's clock since v7
     __tablename__ = "locks"
 
     name: str = Field(primary_key=True, sa_type=String(80))
-    owner: str = Field(sa_type=String(80))
-    host: str = Field(sa_type=Text)
+    owner: str = Field(sa_type=Text)  # the lease's random token
+    host: str = Field(sa_type=Text)  # host, pid, started and place describe the holder; they never own the lock
     pid: int = Field(sa_type=BigInteger)
-    acquired_at: str = Field(sa_type=String(32))
-    expires_at: str = Field(sa_type=String(32))
-    started: str | None = Field(default=None, sa_type=Text)  # since v6: the holder's start time (pid reuse)
+    started: str | None = Field(default=None, sa_type=Text)  # the holder's start time (pid reuse)
+    place: str | None = Field(default=None, sa_type=Text)  # boot id and PID namespace: where its pid means something
+    acquired_ms: int = Field(sa_type=BigInteger)  # epoch ms on the database's clock
+    renewed_ms: int = Field(sa_type=BigInteger)
+    expires_ms: int = Field(sa_type=BigInteger)
 
 
 class SignalRow(SQLModel, table=True):  # since v4
