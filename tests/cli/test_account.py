@@ -7,11 +7,11 @@ from decimal import Decimal as D
 
 import pytest
 
-from robson.adapters.store import SqlStore
 from robson.application.ports import Balance
 from robson.domain.intent import IntentStatus
 from robson.domain.market import Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
+from tests import databases
 from tests.cli.conftest import floats_in, parsed
 from tests.integration.factories import make_intent
 
@@ -48,7 +48,7 @@ CLOSED = [  # (operation, exit price, exit fee, closed at): realized = (exit −
 
 @pytest.fixture
 def book(db_path):
-    store = SqlStore(f"sqlite:///{db_path}")
+    store = databases.open_store(db_path)
     with store.transaction() as tx:
         tx.set_balance("paper", Balance("USDT", D("500"), D("0")))
         tx.set_balance("paper", Balance("BTC", D("0"), D("0.01")))  # locked by op-btc's resting stop

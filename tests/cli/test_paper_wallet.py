@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from datetime import UTC, datetime
 from decimal import Decimal as D
 
 import pytest
 
-from robson.adapters.store import SqlStore
 from robson.domain.intent import IntentStatus
 from robson.domain.market import Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
+from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, floats_in, paper_balances, parsed
 from tests.integration.factories import make_intent
 
@@ -21,9 +19,9 @@ OPENED = datetime(2021, 7, 10, tzinfo=UTC)
 
 
 def wallet_events(db_path) -> list[tuple[str, str]]:
-    with closing(sqlite3.connect(db_path)) as connection:
-        return connection.execute("SELECT kind, message FROM audit_events WHERE kind IN "
-                                  "('deposit', 'withdrawal', 'wallet_reset') ORDER BY id").fetchall()
+    rows = databases.fetch(db_path, "SELECT kind, message FROM audit_events WHERE kind IN "
+                                    "('deposit', 'withdrawal', 'wallet_reset') ORDER BY id")
+    return [(row["kind"], row["message"]) for row in rows]
 
 
 def ok(robson, *args: str) -> dict:
@@ -40,7 +38,7 @@ def add_operation(db_path, op_id: str, *, closed: bool) -> None:
                    opened_at=OPENED, updated_at=OPENED)
     if closed:
         op = op.close(exit_price=D("31000"), exit_fee=D("0.31"), reason=CloseReason.MANUAL, at=OPENED)
-    store = SqlStore(f"sqlite:///{db_path}")
+    store = databases.open_store(db_path)
     with store.transaction() as tx:
         tx.add_intent(make_intent(op.intent_id, status=IntentStatus.EXECUTED))
         tx.add_operation(op)
@@ -128,14 +126,14 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(robson, db_path, ar
 
 
 def test_bad_input_on_a_fresh_machine_creates_no_database(robson, db_path):
-    result = robson("paper", "deposit", "USDT", "-5")
+    result = robson("paper", "deposit", "USDT", "-5", env=databases.never_opened_env(db_path))
 
     assert_user_error(result, 2, "amount must be greater than 0")
-    assert not db_path.exists()
+    assert not databases.file_made(db_path)
 
 
 def test_a_withdraw_beyond_free_does_not_touch_what_is_locked(robson, db_path):
-    store = SqlStore(f"sqlite:///{db_path}")
+    store = databases.open_store(db_path)
     with store.transaction() as tx:
         from robson.application.ports import Balance
 
