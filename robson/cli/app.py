@@ -224,10 +224,3 @@ def container(ctx: typer.Context):
     if options is None:  # invoked without the root callback (never from the command line)
         options = ctx.find_root().obj = GlobalOptions()
     return options.container()
-
-
-def main() -> None:
-    """Console-script entry point (kept for `python -m robson.cli.app`; the script is robson.cli.entry)."""
-    from robson.cli.entry import main as entry
-
-    entry()

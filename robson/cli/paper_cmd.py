@@ -32,6 +32,15 @@ def _wallet_line(change) -> str:
     return ", ".join(f"{fmt(b.total)} {a}" for a, b in sorted(change.balances.items()) if b.total) or "empty"
 
 
+def _change(ctx: typer.Context, move, done: str, asset: str, amount: str, as_json: bool) -> None:
+    """Parse asset and amount (bad input opens nothing), apply move to the paper wallet, print what it did."""
+    asset, number = parse_asset(asset), parse_decimal(amount, "amount")
+    c = container(ctx)
+    change = move(asset, number, store=c.store, wallet=c.paper, clock=c.clock)
+    emit(as_json, _document(change), lambda: console().print(
+        f"{done} {fmt(change.amount)} {change.asset}. Paper wallet: {_wallet_line(change)}."))
+
+
 @app.command("deposit", context_settings=NUMBERS_MAY_BE_NEGATIVE)
 def deposit(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOption = False) -> None:
     """Add an amount of an asset to the paper wallet (audited).
@@ -40,11 +49,7 @@ def deposit(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOptio
     """
     from robson.application.paper_wallet import deposit as deposit_
 
-    asset, number = parse_asset(asset), parse_decimal(amount, "amount")  # bad input opens nothing
-    c = container(ctx)
-    change = deposit_(asset, number, store=c.store, wallet=c.paper, clock=c.clock)
-    emit(as_json, _document(change), lambda: console().print(
-        f"Deposited {fmt(change.amount)} {change.asset}. Paper wallet: {_wallet_line(change)}."))
+    _change(ctx, deposit_, "Deposited", asset, amount, as_json)
 
 
 @app.command("withdraw", context_settings=NUMBERS_MAY_BE_NEGATIVE)
@@ -55,11 +60,7 @@ def withdraw(ctx: typer.Context, asset: Asset, amount: Amount, as_json: JsonOpti
     """
     from robson.application.paper_wallet import withdraw as withdraw_
 
-    asset, number = parse_asset(asset), parse_decimal(amount, "amount")  # bad input opens nothing
-    c = container(ctx)
-    change = withdraw_(asset, number, store=c.store, wallet=c.paper, clock=c.clock)
-    emit(as_json, _document(change), lambda: console().print(
-        f"Withdrew {fmt(change.amount)} {change.asset}. Paper wallet: {_wallet_line(change)}."))
+    _change(ctx, withdraw_, "Withdrew", asset, amount, as_json)
 
 
 @app.command("reset")
