@@ -1,8 +1,12 @@
 """The trading intent (a plan) and its state machine (SPEC §2).
 
 PENDING → VALIDATED → EXECUTING → EXECUTED, with FAILED (validation or execution failed)
-and CANCELLED (by the user, from PENDING or VALIDATED). Transitions are a table; any other
-pair raises IllegalTransition.
+and CANCELLED (by the user, from PENDING or VALIDATED). An entry that waits for its price
+(a limit or stop entry) goes EXECUTING → WORKING once its order rests on the exchange, and
+WORKING → EXECUTING when it fills (fully, or partly and the rest is cancelled) while the
+protective order is placed; from WORKING it may also be CANCELLED (by the user), EXPIRED
+(its time ran out) or FAILED (the exchange or the guards refused it). Transitions are a
+table; any other pair raises IllegalTransition.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ class IntentStatus(StrEnum):
     EXECUTED = "EXECUTED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    WORKING = "WORKING"  # the entry order rests on the exchange, waiting for its price
+    EXPIRED = "EXPIRED"  # a waiting entry whose time ran out before it filled
 
 
 class IntentEvent(StrEnum):
@@ -34,6 +40,9 @@ class IntentEvent(StrEnum):
     EXECUTION_SUCCEEDED = "execution_succeeded"
     EXECUTION_FAILED = "execution_failed"
     CANCEL = "cancel"
+    ENTRY_WORKING = "entry_working"  # the waiting entry order was placed
+    ENTRY_FILLED = "entry_filled"  # it filled (or part filled and the rest was cancelled): protect it
+    ENTRY_EXPIRED = "entry_expired"  # its expiry passed with nothing filled; the order was cancelled
 
 
 S, E = IntentStatus, IntentEvent
@@ -49,9 +58,14 @@ TRANSITIONS: dict[tuple[IntentStatus, IntentEvent], IntentStatus] = {
     (S.EXECUTING, E.EXECUTION_FAILED): S.FAILED,
     (S.PENDING, E.CANCEL): S.CANCELLED,
     (S.VALIDATED, E.CANCEL): S.CANCELLED,
+    (S.EXECUTING, E.ENTRY_WORKING): S.WORKING,
+    (S.WORKING, E.ENTRY_FILLED): S.EXECUTING,
+    (S.WORKING, E.CANCEL): S.CANCELLED,
+    (S.WORKING, E.ENTRY_EXPIRED): S.EXPIRED,
+    (S.WORKING, E.EXECUTION_FAILED): S.FAILED,
 }
 
-TERMINAL: frozenset[IntentStatus] = frozenset({S.EXECUTED, S.FAILED, S.CANCELLED})
+TERMINAL: frozenset[IntentStatus] = frozenset({S.EXECUTED, S.FAILED, S.CANCELLED, S.EXPIRED})
 
 
 def next_status(status: IntentStatus, event: IntentEvent) -> IntentStatus:
@@ -66,6 +80,14 @@ def next_status(status: IntentStatus, event: IntentEvent) -> IntentStatus:
 
 
 PLAN_AGAIN = "a FAILED intent is final: fix what its report says, then plan again (robson plan buy|sell SYMBOL)"
+
+
+class EntryOrder(StrEnum):
+    """How the entry is placed: at market now, or resting until the price reaches the plan's entry."""
+
+    MARKET = "market"
+    LIMIT = "limit"  # a buy waits for the price to fall to the entry (a sell: to rise), filled at it or better
+    STOP = "stop"  # a buy waits for the price to rise to the entry (breakout; a sell: to fall), at it or worse
 
 
 class IntentSource(StrEnum):
@@ -101,6 +123,13 @@ class TradingIntent:
     execution: dict[str, Any] | None = None  # execution result or failure reason
     operation_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # sizing breakdown for display
+    entry_order: EntryOrder = EntryOrder.MARKET
+    expires_at: datetime | None = None  # when a waiting entry's order is cancelled if it has not filled
+
+    @property
+    def waits(self) -> bool:
+        """True for a limit or stop entry: its order rests until the price reaches the entry."""
+        return self.entry_order is not EntryOrder.MARKET
 
     def apply(self, event: IntentEvent, at: datetime, **changes: Any) -> TradingIntent:
         """Return the intent after event, with other field changes; raise IllegalTransition."""

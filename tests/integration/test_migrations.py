@@ -13,7 +13,7 @@ from robson.adapters.store import migrations
 from robson.adapters.store.engine import build_engine, write_connection
 from robson.adapters.store.tables import ALL_TABLES
 from robson.application.ports import Balance
-from robson.domain.intent import IntentStatus
+from robson.domain.intent import EntryOrder, IntentStatus
 from robson.domain.market import Candle, Side
 from robson.domain.operation import OperationStatus
 from robson.domain.orders import AuditKind, OrderStatus
@@ -151,7 +151,10 @@ def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact
     assert after.pop("locks") == [("scan", "robson scan", "host-a", 4242, None, None, 1714564800000, 1714564800000,
                                    1714565400000)]
     before.pop("locks")
+    # v8 added each intent's entry order and expiry: NULL, a market entry as every intent before v8 was.
+    assert after.pop("intents") == [row + (None, None) for row in before.pop("intents")]
     assert after == before
+    assert intent.entry_order is EntryOrder.MARKET and intent.expires_at is None
     assert intent.signal_id == "sg-0badc0de" and intent.quantity == Decimal("0.00051000")
     assert [(c.open_time, str(c.close), str(c.volume)) for c in candles] == [(1624367700000, "32990.01", "812.40000000")]
     assert signals == []
@@ -287,7 +290,7 @@ def test_a_v6_lock_becomes_a_lease_that_lasts_as_long_as_the_old_row_said(empty_
     engine.dispose()
 
     store = open_store(path)
-    assert store.schema_version() == 7
+    assert store.schema_version() == migrations.LATEST_VERSION
 
     assert table_rows(path, "locks") == [
         ("monitor", "host-a:4242:cafe0123", "host-a", 4242, "boot:1000", None, 1714564800000, 1714564800000,

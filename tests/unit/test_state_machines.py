@@ -22,6 +22,12 @@ EXPECTED_INTENT = {
     (S.EXECUTING, E.EXECUTION_FAILED): S.FAILED,
     (S.PENDING, E.CANCEL): S.CANCELLED,
     (S.VALIDATED, E.CANCEL): S.CANCELLED,
+    # entries that wait for their price
+    (S.EXECUTING, E.ENTRY_WORKING): S.WORKING,
+    (S.WORKING, E.ENTRY_FILLED): S.EXECUTING,
+    (S.WORKING, E.CANCEL): S.CANCELLED,
+    (S.WORKING, E.ENTRY_EXPIRED): S.EXPIRED,
+    (S.WORKING, E.EXECUTION_FAILED): S.FAILED,
 }
 
 
@@ -43,11 +49,21 @@ def test_table_is_exactly_the_specified_one():
     assert intent_sm.TRANSITIONS == EXPECTED_INTENT
 
 
-@pytest.mark.parametrize("terminal", [S.EXECUTED, S.FAILED, S.CANCELLED])
+@pytest.mark.parametrize("terminal", [S.EXECUTED, S.FAILED, S.CANCELLED, S.EXPIRED])
 def test_terminal_states_accept_no_event(terminal):
     for event in IntentEvent:
         with pytest.raises(IllegalTransition, match="final"):
             intent_sm.next_status(terminal, event)
+
+
+def test_terminal_set_is_exactly_the_states_without_a_way_out():
+    assert intent_sm.TERMINAL == {s for s in IntentStatus if not any(f == s for f, _ in EXPECTED_INTENT)}
+
+
+def test_a_working_entry_cannot_be_executed_again_nor_jump_to_executed():
+    for event in (E.EXECUTION_STARTED, E.EXECUTION_SUCCEEDED, E.VALIDATION_PASSED, E.ENTRY_WORKING):
+        with pytest.raises(IllegalTransition, match="WORKING -> "):
+            intent_sm.next_status(S.WORKING, event)
 
 
 def test_validated_cannot_jump_to_executed():

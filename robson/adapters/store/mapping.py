@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from robson.application.ports import Balance
 from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.guards import Verdict
-from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
+from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
@@ -235,6 +235,8 @@ def intent_to_row(intent: TradingIntent) -> dict[str, Any]:
         "execution": encode_optional_json(intent.execution),
         "operation_id": intent.operation_id,
         "details": encode_json(intent.details),
+        "entry_order": None if intent.entry_order is EntryOrder.MARKET else intent.entry_order.value,
+        "expires_at": encode_optional_datetime(intent.expires_at),
     }
 
 
@@ -265,6 +267,8 @@ def intent_from_row(row: Row) -> TradingIntent:
         execution=decode_optional_json(row.execution),
         operation_id=row.operation_id,
         details=decode_json(row.details),
+        entry_order=EntryOrder(row.entry_order) if row.entry_order else EntryOrder.MARKET,
+        expires_at=decode_optional_datetime(row.expires_at),
     )
 
 

@@ -263,6 +263,33 @@ def _v7_leases(connection: Connection) -> None:
         connection.execute(text("ALTER INDEX locks_v7_pkey RENAME TO locks_pkey"))
 
 
+def _v8_waiting_entries_and_alerts(connection: Connection) -> None:
+    # An intent's entry order (NULL: market, as before v8; "limit" or "stop": it waits for its price) and the
+    # time its waiting order is cancelled; price alerts, each fired at most once.
+    connection.execute(text("ALTER TABLE intents ADD COLUMN entry_order VARCHAR(8)"))
+    connection.execute(text("ALTER TABLE intents ADD COLUMN expires_at VARCHAR(32)"))
+    metadata = MetaData()
+    Table(
+        "alerts",
+        metadata,
+        Column("id", String(40), primary_key=True),
+        Column("symbol", String(20), nullable=False),
+        Column("direction", String(8), nullable=False),  # "above" / "below"
+        Column("price", Text, nullable=False),  # exact decimal text
+        Column("note", Text),
+        Column("plan_id", String(40)),  # the intent the alert arms (validated when it fires, never executed)
+        Column("status", String(12), nullable=False, index=True),  # ACTIVE / FIRED / REMOVED
+        Column("created_at", String(32), nullable=False),
+        Column("updated_at", String(32), nullable=False),
+        Column("checked_ms", BigInteger),  # close time (epoch ms) of the last candle checked
+        Column("fired_at", String(32)),
+        Column("fired_candle_ms", BigInteger),  # open time of the candle that crossed the price
+        Column("fired_price", Text),  # the candle's high (above) or low (below) that reached it
+        Column("verdict", Text),  # JSON: the armed plan's validation when the alert fired
+    )
+    metadata.create_all(connection)
+
+
 def _epoch_ms(stamp: str) -> int:
     try:
         moment = datetime.fromisoformat(stamp)
@@ -279,6 +306,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "backtests kept with --save", _v5_backtests),
     Migration(6, "locks.started: the holder's start time, so a reused pid is not taken for it", _v6_lock_holder_start),
     Migration(7, "locks are leases on the database's clock, owned by a random token", _v7_leases),
+    Migration(8, "intents.entry_order and expires_at (entries that wait for their price), alerts",
+              _v8_waiting_entries_and_alerts),
 )
 if MIGRATIONS[-1].version != LATEST_VERSION:  # schema.py names the version the code is written for
     raise RuntimeError(f"schema.LATEST_VERSION is {LATEST_VERSION}, the last migration v{MIGRATIONS[-1].version}")

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from robson.errors import ForeignDatabase, InvalidInput, StoreError
 
-LATEST_VERSION = 7  # the last migration's version (migrations.py checks it at import)
+LATEST_VERSION = 8  # the last migration's version (migrations.py checks it at import)
 ID_LENGTH = 40  # every id column is VARCHAR(40)
 
 # The longest text each VARCHAR(n) column holds, as the table models (tables.py) declare it; a test checks
@@ -19,7 +19,7 @@ ID_LENGTH = 40  # every id column is VARCHAR(40)
 MAX_LENGTHS: dict[str, dict[str, int]] = {
     "schema_version": {"applied_at": 32},
     "intents": {"id": 40, "symbol": 20, "side": 4, "status": 12, "source": 12, "timeframe": 8, "created_at": 32,
-                "updated_at": 32, "validated_at": 32, "operation_id": 40},
+                "updated_at": 32, "validated_at": 32, "operation_id": 40, "entry_order": 8, "expires_at": 32},
     "operations": {"id": 40, "intent_id": 40, "symbol": 20, "side": 4, "status": 12, "mode": 8, "opened_at": 32,
                    "updated_at": 32, "quote_asset": 20, "close_reason": 32, "closed_at": 32, "last_checked_at": 32},
     "orders": {"client_order_id": 64, "exchange": 20, "symbol": 20, "side": 4, "type": 20, "status": 20,
@@ -31,6 +31,8 @@ MAX_LENGTHS: dict[str, dict[str, int]] = {
     "signals": {"id": 40, "symbol": 20, "timeframe": 8, "side": 4, "status": 12, "detected_at": 32, "updated_at": 32,
                 "intent_id": 40},
     "backtests": {"id": 40, "created_at": 32},
+    "alerts": {"id": 40, "symbol": 20, "direction": 8, "plan_id": 40, "status": 12, "created_at": 32, "updated_at": 32,
+               "fired_at": 32},
 }
 _SHOWN = 40  # characters of a refused value shown in the message
 

@@ -45,6 +45,8 @@ class IntentRow(SQLModel, table=True):
     operation_id: str | None = Field(default=None, sa_type=String(40))
     details: str = Field(sa_type=Text)
     signal_id: str | None = Field(default=None, sa_type=Text)  # since v2
+    entry_order: str | None = Field(default=None, sa_type=String(8))  # since v8: None = market, "limit", "stop"
+    expires_at: str | None = Field(default=None, sa_type=String(32))  # since v8: a waiting entry's expiry
 
 
 class OperationRow(SQLModel, table=True):
@@ -183,6 +185,25 @@ class BacktestRow(SQLModel, table=True):  # since v5
     document: str = Field(sa_type=Text)
 
 
+class AlertRow(SQLModel, table=True):  # since v8
+    __tablename__ = "alerts"
+
+    id: str = Field(primary_key=True, sa_type=String(40))
+    symbol: str = Field(sa_type=String(20))
+    direction: str = Field(sa_type=String(8))  # "above" / "below"
+    price: str = Field(sa_type=Text)
+    note: str | None = Field(default=None, sa_type=Text)
+    plan_id: str | None = Field(default=None, sa_type=String(40))
+    status: str = Field(sa_type=String(12), index=True)  # ACTIVE / FIRED / REMOVED
+    created_at: str = Field(sa_type=String(32))
+    updated_at: str = Field(sa_type=String(32))
+    checked_ms: int | None = Field(default=None, sa_type=BigInteger)  # close time of the last candle checked
+    fired_at: str | None = Field(default=None, sa_type=String(32))
+    fired_candle_ms: int | None = Field(default=None, sa_type=BigInteger)
+    fired_price: str | None = Field(default=None, sa_type=Text)
+    verdict: str | None = Field(default=None, sa_type=Text)  # JSON
+
+
 def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined, no-any-return]
 
@@ -197,6 +218,7 @@ CANDLES = _table(CandleRow)
 LOCKS = _table(LockRow)
 SIGNALS = _table(SignalRow)
 BACKTESTS = _table(BacktestRow)
+ALERTS = _table(AlertRow)
 
 ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS,
-                                 BACKTESTS)
+                                 BACKTESTS, ALERTS)
