@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from robson.domain.intent import IntentStatus, TradingIntent
+from robson.domain.intent import EntryOrder, IntentStatus, TradingIntent
 from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
 from robson.domain.operation import Operation, OperationStatus
-from robson.domain.orders import AuditEvent, Order
+from robson.domain.orders import AuditEvent, Order, Protection
 from robson.domain.signals import Decision, Signal, SignalStatus
 
 if TYPE_CHECKING:  # the scan grammar loads only for the commands that scan
@@ -126,6 +126,29 @@ class Exchange(Protocol):
         intent_id: str | None = None,
     ) -> Order:
         """Place a protective stop (an OCO with the target when one is given)."""
+        ...
+
+    def place_entry_order(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        client_order_id: str,
+        *,
+        order: EntryOrder,
+        price: Decimal,
+        stop_limit_price: Decimal | None = None,
+        protection: Protection | None = None,
+        intent_id: str | None = None,
+    ) -> Order:
+        """Place an entry that waits for its price; return the entry Order (status NEW, or further along).
+
+        LIMIT rests at price (a buy below the market, a sell above); with protection, the protective
+        order is attached so that it goes live when, and only when, the entry has fully filled.
+        STOP triggers when the market reaches price (a buy above the market, a sell below) and then
+        trades up to stop_limit_price; robson places its protection after the fill. Idempotent by
+        client_order_id; raises InsufficientBalance, OrderRejected or ExchangeError.
+        """
         ...
 
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:

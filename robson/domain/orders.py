@@ -16,9 +16,11 @@ class OrderType(StrEnum):
     MARKET = "MARKET"
     STOP_LOSS_LIMIT = "STOP_LOSS_LIMIT"
     OCO = "OCO"  # stop-loss-limit leg plus take-profit leg, one of which cancels the other
+    LIMIT = "LIMIT"  # an entry that rests at its price until the market comes to it
 
 
 class OrderStatus(StrEnum):
+    PENDING_NEW = "PENDING_NEW"  # attached to an entry (an order list's pending order): live only once it fills
     NEW = "NEW"
     PARTIALLY_FILLED = "PARTIALLY_FILLED"
     FILLED = "FILLED"
@@ -76,6 +78,16 @@ class Order:
 
 
 OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+
+
+@dataclass(frozen=True, slots=True)
+class Protection:
+    """The protective order attached to an entry: it goes live only when the entry has fully filled."""
+
+    stop_price: Decimal
+    limit_price: Decimal  # the stop-limit leg's limit
+    target_price: Decimal | None  # with a target: an OCO (take-profit LIMIT_MAKER + stop), else a lone stop
+    client_order_id: str  # the stop's id (client_order_id(intent, OrderRole.STOP)); an OCO's other ids derive from it
 
 
 def fee_in_quote(order: Order, info: SymbolInfo) -> Decimal:
