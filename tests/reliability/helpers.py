@@ -116,15 +116,66 @@ def entry_cost(order: Mapping[str, Any]) -> Decimal:
     return Decimal(order["average_price"]) * Decimal(order["filled_quantity"]) + Decimal(order["fee"])
 
 
+OPEN = ("NEW", "PARTIALLY_FILLED")
+QUOTE_ASSETS = ("USDT", "USDC", "FDUSD", "BUSD", "BTC", "ETH", "BNB")  # the quotes of the symbols the tests trade
+
+
+def assets_of(symbol: str) -> tuple[str, str]:
+    """Split a symbol into (base, quote): BTCUSDT → (BTC, USDT)."""
+    quote = next(q for q in QUOTE_ASSETS if symbol.endswith(q) and symbol != q)
+    return symbol.removesuffix(quote), quote
+
+
+def paper_locks(ledger: Ledger) -> dict[str, Decimal]:
+    """What the paper book's open orders lock, by asset: a buy its quote at its limit price, a sell its base.
+
+    An order PENDING_NEW (a limit entry's attached protection) locks nothing until its entry fills.
+    """
+    locks: dict[str, Decimal] = {}
+    for order in ledger.orders.values():
+        if order["exchange"] != "paper" or order["status"] not in OPEN:
+            continue
+        base, quote = assets_of(order["symbol"])
+        remaining = Decimal(order["quantity"]) - Decimal(order["filled_quantity"] or 0)
+        asset, amount = (quote, remaining * Decimal(order["price"] or 0)) if order["side"] == "BUY" else (base, remaining)
+        locks[asset] = locks.get(asset, Decimal(0)) + amount
+    return locks
+
+
 def invariant_breaches(db: Target) -> list[str]:
     """Check the books straight from the database; return what is wrong (nothing: an empty list).
 
     - every CLOSED operation's realized P&L equals the cash its filled orders moved (quote received
       for what was sold, less what was paid for what was bought, less every fee);
-    - every ACTIVE operation has exactly one open protective order (a stop generation, -S, -S1, …).
+    - every ACTIVE operation has exactly one open protective order (a stop generation, -S, -S1, …);
+    - every WORKING intent has exactly one open entry order (-E), and the paper wallet locks exactly
+      what the open paper orders lock (a waiting entry its cash, a stop what it would sell; a
+      cancelled or filled order nothing), with no balance below zero;
+    - no order is PENDING_NEW (a limit entry's protection, live once it fills) unless its intent is WORKING.
     """
-    ledger = read_ledger(db)
+    return ledger_breaches(read_ledger(db))
+
+
+def ledger_breaches(ledger: Ledger) -> list[str]:
+    """invariant_breaches of books already read (read_ledger)."""
     breaches = []
+    for intent in ledger.intents.values():
+        orders = ledger.orders_of(intent["id"])
+        if intent["status"] == "WORKING":
+            entries = [cid for cid, o in orders.items() if cid.endswith("-E") and o["status"] in OPEN]
+            if len(entries) != 1:
+                breaches.append(f"{intent['id']} WORKING with {len(entries)} open entry orders")
+        else:
+            pending = sorted(cid for cid, o in orders.items() if o["status"] == "PENDING_NEW")
+            if pending:
+                breaches.append(f"{intent['id']} {intent['status']} with {', '.join(pending)} still PENDING_NEW")
+    locks = paper_locks(ledger)
+    for asset in sorted(set(locks) | set(ledger.balances)):
+        free, locked = ledger.balances.get(asset, (Decimal(0), Decimal(0)))
+        if locked != locks.get(asset, Decimal(0)):
+            breaches.append(f"paper {asset}: {locked} locked, but its open orders lock {locks.get(asset, 0)}")
+        if free < 0:
+            breaches.append(f"paper {asset}: {free} free")
     for op in ledger.operations.values():
         orders = ledger.orders_of(op["intent_id"])
         stops = [o for cid, o in orders.items() if cid.split("-")[-1].startswith("S")
