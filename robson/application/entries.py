@@ -47,7 +47,6 @@ class EntryCheck:
     outcome: str  # waiting | filled | expired | cancelled | refused | failed | in progress | error
     message: str
     result: ExecutionResult | None = None  # when it filled: the execution (operation, orders)
-    fill_candle_open_time: int | None = None  # paper: the candle that traded at the entry price
 
     @property
     def operation_id(self) -> str | None:
@@ -141,7 +140,7 @@ def _look(intent: TradingIntent, *, store: Store, exchange: Exchange, market: Ma
             filled = _fill_on_paper(intent, entry, book=book, store=store, market=market, now=now)
             if filled is not None:
                 entry, fill_ms = filled
-                return _filled(intent, entry, clock=_FixedClock(ms_to_datetime(fill_ms)), fill_ms=fill_ms, **kwargs)
+                return _filled(intent, entry, clock=_FixedClock(ms_to_datetime(fill_ms)), **kwargs)
         if intent.expires_at is not None and now >= intent.expires_at:
             return _end_waiting(intent, IntentEvent.ENTRY_EXPIRED,
                                 f"expired at {intent.expires_at:%Y-%m-%d %H:%M} UTC", clock=clock, **kwargs)
@@ -221,7 +220,7 @@ def _fill_on_paper(intent: TradingIntent, entry: Order, *, book: PaperBook, stor
 
 
 def _filled(intent: TradingIntent, entry: Order, *, store: Store, exchange: Exchange, market: MarketData,
-            account: Account, clock: Clock, strategy: Strategy | None, fill_ms: int | None = None) -> EntryCheck:
+            account: Account, clock: Clock, strategy: Strategy | None) -> EntryCheck:
     """The entry filled (or its filled part is all there will be): protect it and open the operation."""
     from robson.application.execute import carry_on
 
@@ -235,7 +234,7 @@ def _filled(intent: TradingIntent, entry: Order, *, store: Store, exchange: Exch
     if exchange.live and op is not None:
         message += _exit_if_refused(result, store=store, exchange=exchange, market=market, account=account,
                                     strategy=strategy, now=clock.now())
-    return EntryCheck(result.intent, "filled", message, result, fill_ms)
+    return EntryCheck(result.intent, "filled", message, result)
 
 
 def _exit_if_refused(result: ExecutionResult, *, store: Store, exchange: Exchange, market: MarketData,

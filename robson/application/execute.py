@@ -533,13 +533,16 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
     now = clock.now()
     quantity = held_quantity(entry, info)
     stop, target = protective_levels(intent, entry, info, account)
+    # A paper entry that waited filled in a closed candle (its order's time), perhaps ticks before this run if a
+    # crash came between: the position opened there, and the monitor checks its stop from that candle on.
+    opened = entry.updated_at if intent.waits and not exchange.live else now
     with store.read() as session:
         operation = session.operation_for_intent(intent.id)
     operation = operation or open_operation(
         operation_id=new_id(OPERATION_PREFIX), intent_id=intent.id, symbol=intent.symbol, side=intent.side,
         mode=exchange.name if exchange.name == "paper" else "live", strategy=intent.strategy, quantity=quantity,
         entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
-        target=target, at=now, quote_asset=intent.quote_asset,
+        target=target, at=opened, quote_asset=intent.quote_asset,
     )
     if stop_order is None and exchange.live:
         # Imported here: the live monitor imports this module.

@@ -12,7 +12,7 @@ Live operations are not walked here: their exchange-side stop is the source of t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -58,16 +58,19 @@ class _Changed(Exception):
 
 
 def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, account: Account, clock: Clock,
-                 strategy_for: StrategyFor, filled_in: Mapping[str, int] | None = None) -> MonitorReport:
+                 strategy_for: StrategyFor) -> MonitorReport:
     """Check every ACTIVE paper operation once against the candles closed since its last check.
 
-    filled_in maps an operation opened this tick by a waiting entry to the open time of the candle
-    that filled it: on that candle only its stop is checked (the entry filled somewhere inside it,
-    so a target reached in it may have come before the fill; a stop is taken, stop first).
+    An operation a waiting entry opened opens at the candle that filled it; until a walk has
+    passed that candle, only its stop is checked on it (the entry filled somewhere inside it, so a
+    target reached in it may have come before the fill; a stop is taken, stop first), whichever
+    run opened it: this tick, `reconcile`, or a tick cut short before it walked the operation.
     """
     now = clock.now()
     with store.read() as session:
         active = session.list_operations(OperationStatus.ACTIVE)
+        filled_in = {op.id: datetime_to_ms(op.opened_at) for op in active if op.mode == "paper"
+                     and op.last_checked_at == op.opened_at and session.get_intent(op.intent_id).waits}
     skipped: list[Problem] = []  # live operations are not skipped here: monitor_live.py watches them
     walks: list[_Walk] = []
     errors: list[Problem] = []
@@ -94,7 +97,7 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
         strategy = strategy_of(op, strategy_for, errors)
         try:
             walks.append(_walk(op, candles, timeframe, market=market, book=exchange, strategy=strategy,
-                               now=now, info=infos[op.symbol], filled_in=(filled_in or {}).get(op.id)))
+                               now=now, info=infos[op.symbol], filled_in=filled_in.get(op.id)))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e)))
     checks = _save_walks(store, walks, exchange, account, skipped, errors)

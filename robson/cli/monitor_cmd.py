@@ -163,9 +163,8 @@ def monitor_command(
     def tick():
         settlements = settle_pending(c)  # an execution interrupted by a crash is finished (or failed) first
         entries = watch_waiting_entries(c)  # a fill opens its operation before the operations are walked
-        filled_in = {e.operation_id: e.fill_candle_open_time for e in entries if e.fill_candle_open_time is not None}
         report = monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
-                              strategy_for=c.strategy_or_none, filled_in=filled_in)
+                              strategy_for=c.strategy_or_none)
         unsettled[:] = unresolved_now(c, settlements)  # not settled: may hold a position no stop protects
         report = with_live_operations(c, report)
         return dataclasses.replace(report, unresolved=tuple(Problem(u.intent.id, u.describe()) for u in unsettled),

@@ -112,6 +112,22 @@ def test_a_limit_entry_that_fills_is_checked_again_in_the_same_tick_only_for_its
     assert invariant_breaches(db_path) == []
 
 
+def test_a_limit_entry_filled_by_reconcile_is_checked_by_the_next_tick_only_for_its_stop_in_the_fill_candle(
+        robson, db_path):
+    # As above, but `reconcile` fills it and opens the operation, and a later tick walks it first.
+    intent_id = waiting(robson, "--entry", "32500", "--order", "limit", "--stop", "32400", "--target", "32600")[
+        "intent"]["id"]
+    settled = parsed(robson("--as-of", "2021-06-22T07:00", "reconcile", "--json"))
+    assert [(s["intent_id"], s["outcome"]) for s in settled["settled"]] == [(intent_id, "executed")]
+
+    tick = monitor(robson, "2021-06-22T07:00")
+
+    [op] = tick["operations"]
+    exit_ = op["exit"]
+    assert (exit_["reason"], D(exit_["price"]), exit_["candle_open"]) == ("target", D("32600"), "2021-06-22T06:50:00+00:00")
+    assert invariant_breaches(db_path) == []
+
+
 # --- a stop entry ---------------------------------------------------------------------------------
 
 
