@@ -131,6 +131,10 @@ def _look(intent: TradingIntent, *, store: Store, exchange: Exchange, market: Ma
     if entry is None:
         return EntryCheck(intent, "error", f"the entry order {entry_id} is not on {exchange.name}",)
     kwargs = dict(store=store, exchange=exchange, market=market, account=account, strategy=strategy)
+    decided = _cancel_sent(store, intent.id, entry_id)
+    if decided is not None and not entry.filled_quantity:  # a cancel a crash cut short: finish it, end as decided
+        return _end_waiting(intent, IntentEvent(decided.data["event"]), decided.data["reason"], clock=clock,
+                            recorded=True, **kwargs)
     if entry.status in OPEN_STATUSES and not entry.filled_quantity:
         if book is not None:  # the paper book trades what the closed candles say, up to the expiry
             refused = _refused_by_guards(intent, store=store, exchange=exchange, market=market, account=account,
@@ -257,9 +261,20 @@ def _exit_if_refused(result: ExecutionResult, *, store: Store, exchange: Exchang
 
 
 def _end_waiting(intent: TradingIntent, event: IntentEvent, why: str, *, store: Store, exchange: Exchange,
-                 market: MarketData, account: Account, clock: Clock, strategy: Strategy | None) -> EntryCheck:
-    """Cancel the waiting order on the exchange; end the intent (event), or protect what part of it filled."""
+                 market: MarketData, account: Account, clock: Clock, strategy: Strategy | None,
+                 recorded: bool = False) -> EntryCheck:
+    """Cancel the waiting order on the exchange; end the intent (event), or protect what part of it filled.
+
+    The cancel is recorded first (CANCEL_SENT, with the event and why), as every send is: a run that
+    dies before the intent is ended leaves the next tick to finish the cancel and end it as decided
+    (a user's cancel stays CANCELLED, an expiry EXPIRED), never to mistake it for the exchange's.
+    """
     entry_id = client_order_id(intent.id, OrderRole.ENTRY)
+    if not recorded:
+        with store.transaction() as tx:
+            tx.record(AuditEvent(at=clock.now(), kind=AuditKind.CANCEL_SENT, intent_id=intent.id,
+                                 message=f"cancelling {entry_id}: {why}",
+                                 data={"client_order_id": entry_id, "event": event.value, "reason": why}))
     try:
         entry = exchange.cancel_order(intent.symbol, entry_id)
     except OrderRejected:  # no longer open: it filled (or was cancelled) meanwhile
@@ -283,6 +298,14 @@ def _end_waiting(intent: TradingIntent, event: IntentEvent, why: str, *, store: 
     outcome = {IntentEvent.ENTRY_EXPIRED: "expired", IntentEvent.CANCEL: "cancelled"}.get(event, "refused")
     return EntryCheck(ended, outcome, f"{why}: the {intent.entry_order.value} order {entry_id} was cancelled on "
                                       f"{exchange.name}, nothing filled")
+
+
+def _cancel_sent(store: Store, intent_id: str, entry_id: str) -> AuditEvent | None:
+    """The latest cancel of the entry robson recorded sending, if any."""
+    with store.read() as session:
+        sent = [e for e in session.audit_trail(intent_id=intent_id)
+                if e.kind is AuditKind.CANCEL_SENT and e.data.get("client_order_id") == entry_id]
+    return sent[-1] if sent else None
 
 
 _AUDIT = {IntentEvent.ENTRY_EXPIRED: AuditKind.ENTRY_EXPIRED, IntentEvent.CANCEL: AuditKind.CANCELLED,

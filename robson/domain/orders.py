@@ -113,6 +113,7 @@ class AuditKind(StrEnum):
     EXECUTION_STARTED = "execution_started"
     ENTRY_WORKING = "entry_working"  # a limit or stop entry rests on the exchange, waiting for its price
     ENTRY_EXPIRED = "entry_expired"  # its expiry passed: the order was cancelled
+    CANCEL_SENT = "cancel_sent"  # a waiting entry is about to be cancelled: why, and how its intent ends
     ORDER_SENT = "order_sent"
     ORDER_REFUSED = "order_refused"  # the exchange refused a send for certain: it never reached the book
     ORDER_FILLED = "order_filled"
