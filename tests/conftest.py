@@ -127,19 +127,18 @@ def database_factory(request: pytest.FixtureRequest, backend: str) -> Iterator:
     """make(directory) -> a new database for fixtures wider than one test: a SQLite file in directory, or a
     fresh PostgreSQL database's URL (dropped when the session ends)."""
     made: list[str] = []
+    # Taken now, not at the first make(): set up before this fixture, the server is torn down after it.
+    server = request.getfixturevalue("pg_server") if backend == "postgresql" else None
 
     def make(directory: Path, name: str = "robson.db") -> Target:
-        if backend == "sqlite":
+        if server is None:
             return directory / name
-        server = request.getfixturevalue("pg_server")
         made.append(server.create_database())
         return server.url(made[-1])
 
     yield make
-    if made:
-        server = request.getfixturevalue("pg_server")
-        for name in made:
-            server.dropper.drop(name)
+    for name in made:
+        server.dropper.drop(name)
 
 
 @pytest.fixture
