@@ -88,9 +88,11 @@ def print_ladder(intent: TradingIntent) -> None:
     ladder = intent.details.get("ladder")
     if not ladder:
         return
-    notes = "\n".join(f"note: {note}" for note in ladder["notes"]) or None
-    console().print(table(f"Targets (blended R:R {intent.details.get('reward_to_risk') or '-'})", LADDER_COLUMNS,
-                          ladder_rows(ladder, intent.details.get("base_asset", "")), caption=notes))
+    out = console()
+    out.print(table(f"Targets (blended R:R {intent.details.get('reward_to_risk') or '-'})", LADDER_COLUMNS,
+                    ladder_rows(ladder, intent.details.get("base_asset", ""))))
+    for note in ladder["notes"]:
+        out.print(f"note: {note}", soft_wrap=True)
 
 
 def parse_status(value: str | None) -> IntentStatus | None:

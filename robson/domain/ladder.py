@@ -38,7 +38,9 @@ the monitor's own rules (robson/domain/monitoring.py):
    trails, may move the stop further (from the next candle too).
 
 It returns the part fills (price, quantity, reason, candle) for paper, the backtest and live to
-book as fills with their own fees.
+book as fills with their own fees. Live, where the exchange reports each target's fill, moves its
+remaining stops with stop_after_part, the same rule the walk applies. ladder_doc / ladder_from_doc
+keep a ladder in an intent's details; lifecycle.ladder_at_fill fits a plan's ladder to the fill.
 """
 
 from __future__ import annotations
@@ -301,14 +303,18 @@ def stop_after_target(stop: Decimal, level: Decimal | None, side: Side, target: 
 
 
 def resolve_ladder(steps: Sequence[LadderStep], side: Side, *, entry: Decimal, stop: Decimal, quantity: Decimal,
-                   info: SymbolInfo, fee_rate: Decimal) -> Ladder:
+                   info: SymbolInfo, fee_rate: Decimal, prices: Sequence[Decimal] | None = None) -> Ladder:
     """Price a ladder for one position (entry and stop on the tick, quantity on the step); raise InvalidInput.
 
-    Refused: no steps, a target that rounds onto or behind the entry or the target before it,
-    and a stop rule that would put the stop at or beyond its own target (it would fire at once).
+    prices, when given, are the targets already set (a plan's, kept at the fill) instead of the
+    steps' R or percent from this entry. Refused: no steps, a target that rounds onto or behind the
+    entry or the target before it, and a stop rule that would put the stop at or beyond its own
+    target (it would fire at once).
     """
     if not steps:
         raise InvalidInput("a ladder needs at least one target")
+    if prices is not None and len(prices) != len(steps):
+        raise InvalidInput(f"{len(prices)} target prices for a ladder of {len(steps)} targets")
     if quantity <= 0:
         raise InvalidInput(f"quantity must be greater than 0, got {fmt(quantity)}")
     distance = stop_distance(entry, stop)
@@ -317,7 +323,7 @@ def resolve_ladder(steps: Sequence[LadderStep], side: Side, *, entry: Decimal, s
     sign = side.sign
     targets: list[Decimal] = []
     for number, step in enumerate(steps, 1):
-        price = target_for(step.at, side, entry, stop, info, fee_rate)
+        price = target_for(step.at, side, entry, stop, info, fee_rate) if prices is None else prices[number - 1]
         behind = targets[-1] if targets else entry
         if price is None or price <= 0 or (price - behind) * sign <= 0:
             what = f"the target {number - 1} at {fmt(behind)}" if targets else f"the entry {fmt(entry)}"
@@ -433,8 +439,9 @@ def _part_fill(part: int | None, quantity: Decimal, candle: Candle, close_ms: in
                     ms_to_datetime(touch_ms(candle, touch, close_ms)), candle.open_time, touch.gapped)
 
 
-def _rule_stop(operation: Operation, ladder: Ladder, part: LadderPart, stop: Decimal, fee_rate: Decimal,
-               tick_size: Decimal) -> Decimal:
+def stop_after_part(operation: Operation, ladder: Ladder, part: LadderPart, stop: Decimal, *, fee_rate: Decimal,
+                    tick_size: Decimal) -> Decimal:
+    """Return the stop once part's target filled on operation (its real entry and fee), moving from stop by its rule."""
     previous = ladder.parts[part.number - 2].target if part.number > 1 else None
     level = stop_level(part.step.then_stop, operation.side, entry=operation.entry_price, quantity=operation.quantity,
                        entry_fee=operation.entry_fee, previous_target=previous, fee_rate=fee_rate, tick_size=tick_size)
@@ -458,10 +465,13 @@ def walk_ladder(operation: Operation, ladder: Ladder, candles: Sequence[Candle],
     side, sign, length = operation.side, operation.side.sign, timeframe_ms(settings.timeframe)
     due_ms = time_exit_due_ms(operation, settings)
     remaining = sum((p.quantity for p in ladder.parts[reached:]), ZERO)
+
+    def after(part: LadderPart, stop: Decimal) -> Decimal:
+        return stop_after_part(operation, ladder, part, stop, fee_rate=settings.fee_rate, tick_size=settings.tick_size)
+
     rules = operation.initial_stop  # the stop the ladder's rules alone give: a stop beyond it was trailed
     for part in ladder.parts[:reached]:
-        if part.quantity > 0:
-            rules = _rule_stop(operation, ladder, part, rules, settings.fee_rate, settings.tick_size)
+        rules = after(part, rules) if part.quantity > 0 else rules
     stop, fills, moves, checked_ms = operation.stop, [], [], None
     for candle in unseen_candles(operation, candles, settings.timeframe, now):
         checked_ms = close_ms = candle.open_time + length
@@ -483,8 +493,7 @@ def walk_ladder(operation: Operation, ladder: Ladder, candles: Sequence[Candle],
             fills.append(_part_fill(part.number, part.quantity, candle, close_ms, touch, CloseReason.TARGET, side,
                                     settings, slip=False))
             remaining -= part.quantity
-            rules = _rule_stop(operation, ladder, part, rules, settings.fee_rate, settings.tick_size)
-            moved = _rule_stop(operation, ladder, part, next_stop, settings.fee_rate, settings.tick_size)
+            rules, moved = after(part, rules), after(part, next_stop)
             if remaining > 0 and moved != next_stop:
                 moves.append(StopMove(ms_to_datetime(close_ms), next_stop, moved, part.step.then_stop.value,
                                       candle.open_time, part.target))

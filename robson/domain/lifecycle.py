@@ -8,8 +8,9 @@ a backtest's cursor) and the venue (Binance, the paper book, the backtest's simu
   fees) or a ladder of targets each closing a part (robson/domain/ladder.py), on the exchange's grid;
 - market_fill: where a market order fills (the price moved against the trader by the
   slippage, on the tick) and its taker fee;
-- anchor_to_fill: percent levels (a fixed-percent stop, a percent target, an R target on a
-  percent stop) follow the entry fill; levels read off the chart stay where the plan put them;
+- anchor_to_fill / ladder_at_fill: percent levels (a fixed-percent stop, a percent target, an R
+  target on a percent stop) follow the entry fill; levels read off the chart stay where the plan
+  put them; a ladder's parts are sized again from the quantity filled;
 - execution_risk: the risk a position would carry if entered at the price now;
 - walk_settings / stop_limit_price: how a position is watched and protected.
 """
@@ -155,6 +156,19 @@ def anchor_to_fill(side: Side, fill: Decimal, anchor: dict[str, str], stop: Deci
     elif "target_r" in anchor:
         target = target_for(TargetRule(r_multiple=Decimal(anchor["target_r"])), side, fill, stop, info, fee_rate)
     return stop, target
+
+
+def ladder_at_fill(ladder: Ladder, anchor: dict[str, str], *, fill: Decimal, stop: Decimal, quantity: Decimal,
+                   info: SymbolInfo, fee_rate: Decimal) -> Ladder:
+    """Return the plan's ladder for the position really opened: fill price, its stop, the quantity filled.
+
+    Targets follow the fill where the plan's single target would (anchor_to_fill: percent targets,
+    or R targets on a percent stop); otherwise they stay at the planned prices. The parts are sized
+    again from the quantity filled, with the same merges. Raise InvalidInput as resolve_ladder does.
+    """
+    follows = "target_percent" in anchor or "target_r" in anchor
+    return resolve_ladder(ladder.steps, ladder.side, entry=fill, stop=stop, quantity=quantity, info=info,
+                          fee_rate=fee_rate, prices=None if follows else [part.target for part in ladder.parts])
 
 
 # --- execution -----------------------------------------------------------------------------------

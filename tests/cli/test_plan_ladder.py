@@ -8,6 +8,7 @@ BTCUSDT trades in 0.01 ticks and 0.00001 steps, 10 USDT at the least; the taker 
 from __future__ import annotations
 
 from decimal import Decimal as D
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +181,17 @@ def test_strategy_list_and_show_give_the_ladder(robson, strategies):
     assert "1R 50% → 2R 25% → 3R rest" in listed.stdout
     assert ("1R closes 50%, then stop → break-even + fees; 2R closes 25%, then stop → previous target; "
             "3R closes rest") in " ".join(shown.stdout.split())
+
+
+def test_the_readme_shows_the_merge_example_as_robson_prints_it(robson, strategies):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    command = "$ robson --as-of 2021-06-09T05:45 plan buy BTCUSDT --strategy small-first --capital 100"
+    block = readme[readme.index(command):].split("```")[0].splitlines()
+    shown = block[block.index("…") + 1:]
+
+    result = robson(*command.split()[2:], env=strategies)
+
+    assert result.exit_code == 0, result.stderr
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    start = next(i for i, line in enumerate(printed) if line.startswith("targets"))
+    assert printed[start:start + len(shown)] == shown

@@ -20,14 +20,17 @@ from robson.domain.ladder import (
     ladder_from_doc,
     parse_ladder,
     resolve_ladder,
+    stop_after_part,
     stop_after_target,
     stop_level,
     walk_ladder,
 )
+from robson.domain.lifecycle import ladder_at_fill, plan_trade
 from robson.domain.market import Candle, Side, SymbolInfo, datetime_to_ms
 from robson.domain.monitoring import MonitorSettings, StopMove, TimeExitRule, walk_candles
 from robson.domain.operation import CloseReason, Operation, OperationStatus
-from robson.domain.strategy import parse_strategy
+from robson.domain.stops import StopSettings
+from robson.domain.strategy import Strategy, parse_strategy
 from robson.domain.targets import TargetRule
 from robson.errors import IllegalTransition, InvalidInput, StrategyError
 
@@ -307,6 +310,62 @@ def test_a_damaged_ladder_document_is_a_clear_error():
         ladder_from_doc(doc)
 
 
+# --- the plan and the fill ------------------------------------------------------------------------
+
+
+def scale_out(stop: StopSettings, rungs=THREE) -> Strategy:
+    return Strategy(name="s", title="S", description="", entry="manual", timeframe="15m", risk_percent=D("1"),
+                    max_risk_percent=D("1"), stop=stop, target=TargetRule(), targets=parse_ladder(rungs))
+
+
+def planned(method: StopSettings, rungs=THREE, **given):
+    return plan_trade(Side.BUY, X, scale_out(method, rungs), entry=D("100"), entry_source="given", candles=[],
+                      capital=D("1000"), fee_rate=FEE, max_position_percent=D("100"), available_balance=None,
+                      quantity=D("1"), **given)
+
+
+def test_the_plan_of_a_ladder_strategy_carries_the_ladder_and_targets_where_the_last_part_closes():
+    trade = planned(StopSettings(kind="fixed_percent", percent=D("5")))
+
+    assert trade.ladder == ladder()
+    assert (trade.target, trade.target_source) == (D("115.00"), "ladder of 3 targets from strategy")
+    assert trade.reward_to_risk == D("1.75")
+    assert trade.anchor == {"stop_percent": "5", "target_r": "3"}  # R targets on a percent stop follow the fill
+
+
+def test_a_given_target_plans_without_the_ladder():
+    trade = planned(StopSettings(kind="fixed_percent", percent=D("5")), target=D("107"))
+
+    assert (trade.ladder, trade.target, trade.reward_to_risk) == (None, D("107"), D("1.4"))
+
+
+def test_at_the_fill_r_targets_on_a_chart_stop_stay_and_the_parts_follow_the_quantity_filled():
+    # Planned at 100 with the stop 95 (given); 0.8 filled at 100.5: the targets stay 105 / 110 / 115, the parts
+    # are 0.4 / 0.2 / 0.2, one R is now 5.5, and break-even plus fees is 100.5 × 1.001 / 0.999 = 100.7012 → 100.71.
+    plan = planned(StopSettings(), stop=D("95"))
+    assert plan.anchor == {}
+
+    filled = ladder_at_fill(plan.ladder, plan.anchor, fill=D("100.5"), stop=D("95"), quantity=D("0.8"), info=X,
+                            fee_rate=FEE)
+
+    assert [(p.target, p.quantity) for p in filled.parts] == [
+        (D("105.00"), D("0.400")), (D("110.00"), D("0.200")), (D("115.00"), D("0.200"))]
+    assert filled.parts[0].r_multiple == D("4.5") / D("5.5")
+    assert filled.parts[0].stop_after == D("100.71")
+
+
+def test_at_the_fill_percent_targets_follow_it():
+    # 2 % and 4 % above the fill 101: 103.02 and 105.04.
+    rungs = [{"at": "2%", "close": "50%"}, {"at": "4%", "close": "rest"}]
+    plan = planned(StopSettings(), rungs, stop=D("95"))
+    assert plan.anchor == {"target_percent": "4", "target_after_fees": "false"}
+
+    filled = ladder_at_fill(plan.ladder, plan.anchor, fill=D("101"), stop=D("95"), quantity=D("1"), info=X,
+                            fee_rate=FEE)
+
+    assert [p.target for p in filled.parts] == [D("103.02"), D("105.04")]
+
+
 # --- the candle walk ------------------------------------------------------------------------------
 
 T0 = datetime(2021, 7, 1, tzinfo=UTC)
@@ -469,6 +528,16 @@ def test_a_one_target_ladder_walks_exactly_as_the_single_target_walk(candles):
                 (D("1"), exit_.price, exit_.trigger_price, exit_.fee, exit_.reason, exit_.at, exit_.candle_open_time,
                  exit_.gapped)])
     assert (walk.stop, walk.last_checked_at) == (single.stop, single.last_checked_at)
+
+
+def test_the_stop_after_a_part_filled_live_follows_the_rule_from_the_real_entry():
+    # What live calls when an exchange reports a target filled: 95 → 100.21 after part 1, → 105 after part 2.
+    op, plan = operation(), ladder()
+
+    after_1 = stop_after_part(op, plan, plan.parts[0], op.stop, fee_rate=FEE, tick_size=D("0.01"))
+    after_2 = stop_after_part(op, plan, plan.parts[1], after_1, fee_rate=FEE, tick_size=D("0.01"))
+
+    assert (after_1, after_2) == (D("100.21"), D("105.00"))
 
 
 def test_only_an_active_operation_with_its_own_ladder_is_walked():
