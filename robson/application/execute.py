@@ -33,6 +33,7 @@ from robson.domain.sizing import reward_to_risk
 from robson.domain.money import fmt, fmt_amount, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import (
+    OPEN_STATUSES,
     PROTECTING_STATUSES,
     AuditEvent,
     AuditKind,
