@@ -45,6 +45,13 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
     out.print(monitor_summary(report), soft_wrap=True)  # one line, whatever COLUMNS says (cron logs, grep)
     for halt in report.halts:
         out.print(f"HALTED: {halt.message}")
+    if report.alerts is not None:
+        from robson.cli.alert_cmd import plan_lines
+
+        for line in plan_lines(report.alerts):
+            out.print(line, soft_wrap=True)
+        for problem in report.alerts.errors:
+            log(f"monitor: {problem.alert_id}: {problem.message}")
     for problem in report.skipped:
         log(f"monitor: {problem.operation_id} skipped: {problem.message}")
     for problem in report.errors:
@@ -124,6 +131,7 @@ def monitor_command(
     """
     from robson.application.monitor import monitor_once
     from robson.application.watching import Problem, run_monitor
+    from robson.cli.alert_cmd import check_in_monitor
     from robson.cli.reconcile_cmd import settle_pending, unresolved_now
 
     if once and interval is not None:
@@ -139,7 +147,7 @@ def monitor_command(
                               strategy_for=c.strategy_or_none)
         unsettled[:] = unresolved_now(c, settlements)  # not settled: may hold a position no stop protects
         return dataclasses.replace(with_live_operations(c, report), unresolved=tuple(
-            Problem(u.intent.id, u.describe()) for u in unsettled))
+            Problem(u.intent.id, u.describe()) for u in unsettled), alerts=check_in_monitor(c, report.at))
 
     def on_report(report) -> None:
         from robson.application.notify import events_from_monitor_report
