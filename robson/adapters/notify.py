@@ -154,7 +154,7 @@ class EmailSink:
             if self._tls == "starttls":
                 client.starttls(context=self._context())
             if self._username:
-                client.login(self._username, self._password or "")
+                _login(client, self._username, self._password or "")
             client.send_message(self._message(notification), self._sender, list(self._recipients))
             client.quit()
         except ssl.SSLCertVerificationError as e:
@@ -206,6 +206,23 @@ class EmailSink:
 
     def __repr__(self) -> str:
         return f"EmailSink({self.name!r}, password=<redacted>)"
+
+
+def _login(client: Any, username: str, password: str) -> None:
+    """Log in: smtplib's own way for ASCII credentials, else AUTH PLAIN in UTF-8 (RFC 4616; smtplib sends ASCII only)."""
+    import base64
+    import smtplib
+
+    if (username + password).isascii():
+        client.login(username, password)
+        return
+    client.ehlo_or_helo_if_needed()
+    if not client.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = client.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, reply)
 
 
 def _tls_on(client: Any) -> bool:
