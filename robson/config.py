@@ -650,53 +650,44 @@ def _secret_file(field_name: str, file_name: str) -> tuple[Path, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
-class TelegramToken:
-    token: str
+class Secret:
+    """A secret (the Telegram bot token, the SMTP password) and where it was read; never shown."""
+
+    value: str
     source: str
 
-    def __repr__(self) -> str:  # never shows the token in a traceback or log
-        return f"TelegramToken(source={self.source!r}, token=<redacted>)"
+    def __repr__(self) -> str:  # never shows the value in a traceback or log
+        return f"Secret(source={self.source!r}, value=<redacted>)"
 
     __str__ = __repr__
 
 
-def telegram_token(settings: Settings, env: Mapping[str, str] | None = None) -> TelegramToken | None:
+def telegram_token(settings: Settings, env: Mapping[str, str] | None = None) -> Secret | None:
     """Return the Telegram bot token from ROBSON_TELEGRAM_BOT_TOKEN or the 0600 token file; None when absent."""
-    found = _secret(settings, env, TELEGRAM_TOKEN_ENV, "notify.telegram_token_file", "TELEGRAM_BOT_TOKEN")
-    return None if found is None else TelegramToken(*found)
+    return _secret(settings, env, TELEGRAM_TOKEN_ENV, "notify.telegram_token_file", "TELEGRAM_BOT_TOKEN")
+
+
+def smtp_password(settings: Settings, env: Mapping[str, str] | None = None) -> Secret | None:
+    """Return the SMTP password from ROBSON_SMTP_PASSWORD or the 0600 password file; None when absent."""
+    return _secret(settings, env, SMTP_PASSWORD_ENV, "notify.smtp_password_file", "SMTP_PASSWORD")
 
 
 def _secret(settings: Settings, env: Mapping[str, str] | None, variable: str, field_name: str,
-            line: str) -> tuple[str, str] | None:
-    """Return (secret, where from) from the environment variable, else the 0600 file's NAME=value line; None if
-    neither is set; raise ConfigError naming the file, never the value."""
+            line: str) -> Secret | None:
+    """Read a secret from the environment variable, else the 0600 file's NAME=value line; None if neither is set.
+
+    Raise ConfigError naming the file, never the value.
+    """
     env = os.environ if env is None else env
     if env.get(variable, "").strip():
-        return env[variable].strip(), "environment"
+        return Secret(env[variable].strip(), "environment")
     file_name = settings[field_name]
     if not file_name:
         return None
     path, pairs = _secret_file(field_name, file_name)
     if not pairs.get(line):
         raise ConfigError(f"{field_name} {path} must hold a {line}=... line")
-    return pairs[line], f"file {path}"
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpPassword:
-    password: str
-    source: str
-
-    def __repr__(self) -> str:  # never shows the password in a traceback or log
-        return f"SmtpPassword(source={self.source!r}, password=<redacted>)"
-
-    __str__ = __repr__
-
-
-def smtp_password(settings: Settings, env: Mapping[str, str] | None = None) -> SmtpPassword | None:
-    """Return the SMTP password from ROBSON_SMTP_PASSWORD or the 0600 password file; None when absent."""
-    found = _secret(settings, env, SMTP_PASSWORD_ENV, "notify.smtp_password_file", "SMTP_PASSWORD")
-    return None if found is None else SmtpPassword(*found)
+    return Secret(pairs[line], f"file {path}")
 
 
 def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) -> list[dict[str, str]]:

@@ -356,7 +356,7 @@ def build_notifier(settings: Settings, env: Mapping[str, str] | None = None,
                 log("notify: Telegram left out: notify.telegram_chat_id is set but no bot token "
                     "(set ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file)")
         if token is not None:
-            sinks.append(TelegramSink(token.token, chat_id, base_url=settings["notify.telegram_base_url"]))
+            sinks.append(TelegramSink(token.value, chat_id, base_url=settings["notify.telegram_base_url"]))
     if settings["notify.email_to"]:
         email = _email_sink(settings, env, log)
         if email is not None:
@@ -387,5 +387,5 @@ def _email_sink(settings: Settings, env: Mapping[str, str] | None, log: Callable
         return None
     return EmailSink(host=settings["notify.smtp_host"], port=smtp_port(settings), tls=settings["notify.smtp_tls"],
                      sender=settings["notify.email_from"], recipients=settings["notify.email_to"], username=username,
-                     password=None if password is None else password.password,
+                     password=None if password is None else password.value,
                      ca_file=None if ca_file is None else str(Path(ca_file).expanduser()))

@@ -124,8 +124,9 @@ def monitor_command(
     Paper: the candles closed since each operation's last check are walked (5m), so a wick between
     checks is not missed; stop before target. Live: the protective order on Binance is the truth; a
     fill closes at Binance's price, a vanished stop is placed again (or the position exited), a
-    trailed stop is cancelled and replaced. One monitor per database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or
-    SIGTERM after the tick in progress; --json prints one document (one line per tick in a loop).
+    trailed stop is cancelled and replaced. Each tick also checks the price alerts (robson alert). One monitor per
+    database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or SIGTERM after the tick in progress; --json
+    prints one document (one line per tick in a loop).
 
     Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)
     """
