@@ -75,12 +75,12 @@ def list_(
     shown = alerts if show_all else [a for a in alerts if a.status is AlertStatus.ACTIVE]
 
     def render() -> None:
-        rows = [(a.id, a.status.value, a.condition, _fired_or_checked(a), a.plan_id, a.note,
-                 f"{a.created_at:%Y-%m-%d %H:%M}") for a in shown]
+        rows = [(a.id, a.status.value, a.condition, f"{a.created_at:%Y-%m-%d %H:%M}", _fired_or_checked(a),
+                 _plan(a), a.note) for a in shown]
         out = console()
         title = f"Alerts ({len(shown)})" if show_all else f"Active alerts ({len(shown)})"
-        out.print(table(title, ["id", "status", "alert", "fired / checked through (UTC)", "plan", "note",
-                                "set (UTC)"], rows))
+        out.print(table(title, ["id", "status", "alert", "set (UTC)", "checked / fired (UTC)", "plan", "note"],
+                        rows))
         hidden = len(alerts) - len(shown)
         if hidden:
             out.print(f"{hidden} fired or removed not shown: robson alert list --all")
@@ -88,15 +88,20 @@ def list_(
     emit(as_json, {"alerts": [alert_doc(a) for a in shown]}, render)
 
 
-def _fired_or_checked(alert) -> str:
+def _fired_or_checked(alert) -> str | None:
+    """The candle that fired it and the price it reached, else how far it was checked."""
     from robson.domain.market import ms_to_datetime
 
     if alert.fired_candle_ms is not None:
-        verdict = alert.verdict
-        outcome = "" if verdict is None else f"; {verdict['intent_id']} {verdict['verdict'] or 'not validated'}"
-        return (f"{fmt(alert.fired_price)} on the {ms_to_datetime(alert.fired_candle_ms):%Y-%m-%d %H:%M} candle"
-                + outcome)
-    return "-" if alert.checked_ms is None else f"{ms_to_datetime(alert.checked_ms):%Y-%m-%d %H:%M}"
+        return f"{ms_to_datetime(alert.fired_candle_ms):%Y-%m-%d %H:%M} @ {fmt(alert.fired_price)}"
+    return None if alert.checked_ms is None else f"{ms_to_datetime(alert.checked_ms):%Y-%m-%d %H:%M}"
+
+
+def _plan(alert) -> str | None:
+    """The plan it arms, with its verdict once it fired."""
+    if alert.verdict is None:
+        return alert.plan_id
+    return f"{alert.plan_id} {alert.verdict['verdict'] or 'not validated'}"
 
 
 @app.command("remove")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ import trustme
 from tests import databases
 from tests.cli.conftest import assert_user_error, dump_database, floats_in, parsed
 from tests.cli.test_bad_input_classes import refused
+from tests.cli.test_demo import REPO
 from tests.integration.test_notify import Receiver
 from tests.smtp_server import SmtpServer
 
@@ -231,6 +234,39 @@ def test_every_alert_document_holds_money_as_text(robson):
                  parsed(robson(*LATER, "monitor", "--once", "--json"))]
 
     assert [floats_in(d) for d in documents] == [[], [], []]
+
+
+# --- the README's example -----------------------------------------------------------------------
+
+IDS = re.compile(r"\b(pl|al)-[0-9a-f]{8}\b")
+
+
+def readme_alert_block() -> list[str]:
+    """The lines of README.md's fenced block that starts with `$ robson … alert add`."""
+    blocks, block = [], None
+    for line in (REPO / "README.md").read_text().splitlines():
+        if line.startswith("```") and block is None:
+            block = []
+        elif line.startswith("```"):
+            blocks.append(block)
+            block = None
+        elif block is not None:
+            block.append(line)
+    return next(b for b in blocks if b and b[0].startswith("$ robson") and " alert add " in b[0])
+
+
+def test_the_readme_example_is_what_the_commands_print_today(robson):
+    plan = planned(robson, "--entry", "33960", "--stop", "33500", "--target", "35000")
+    block, printed = readme_alert_block(), []
+
+    for line in block:
+        if line.startswith("$ robson "):
+            args = [plan if IDS.fullmatch(a) else a for a in shlex.split(line.removeprefix("$ robson "))]
+            result = robson(*args)
+            assert result.exit_code == 0 and result.stderr == "", result.stderr
+            printed += [line, *result.stdout.splitlines()]
+
+    assert [IDS.sub(r"\1-…", line).rstrip() for line in printed] == [IDS.sub(r"\1-…", line) for line in block]
 
 
 # --- bad input: exit 2, one line, nothing written ---------------------------------------------------
