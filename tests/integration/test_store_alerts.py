@@ -23,7 +23,7 @@ from robson.application.alerts import check_alerts
 from robson.domain.alerts import Alert, AlertStatus, Crossing, Direction
 from robson.domain.market import datetime_to_ms
 from robson.domain.orders import AuditKind
-from robson.errors import AmbiguousId, IllegalTransition, InvalidInput, NotFound
+from robson.errors import AmbiguousId, IllegalTransition, InvalidInput, MarketDataError, NotFound
 
 SET_AT = datetime(2021, 6, 9, 5, 45, tzinfo=UTC)
 CHECK_AT = datetime(2021, 6, 9, 6, 35, tzinfo=UTC)  # the 06:25 candle's wick to 33968.70 has closed (06:30)
@@ -184,6 +184,38 @@ def test_a_check_that_loses_the_race_reports_nothing_and_the_alert_fires_once(st
     assert [a.status for a in stored_alerts(store)] == [AlertStatus.FIRED]
     with store.read() as session:
         assert [e.kind for e in session.audit_trail()] == [AuditKind.ALERT_FIRED]
+
+
+class MarketWithout:
+    """The sample market at CHECK_AT, with one symbol's candles out of reach (delisted, Binance down for it)."""
+
+    def __init__(self, symbol: str) -> None:
+        self._market = SampleMarket(as_of=CHECK_AT)
+        self._symbol = symbol
+        self.name = self._market.name
+
+    def __getattr__(self, name: str):
+        return getattr(self._market, name)
+
+    def candles(self, symbol: str, timeframe: str, limit: int):
+        if symbol == self._symbol:
+            raise MarketDataError(f"no {symbol} {timeframe} candles")
+        return self._market.candles(symbol, timeframe, limit)
+
+
+def test_a_symbol_whose_candles_cannot_be_had_is_an_error_of_its_alerts_alone(store: SqlStore) -> None:
+    with store.transaction() as session:
+        session.add_alert(make_alert("al-00000001", symbol="ETHUSDT", price=Decimal("5000")))
+        session.add_alert(make_alert("al-00000002"))
+    market = MarketWithout("ETHUSDT")
+
+    report = check_alerts(store=store, market=market, clock=market, validate_plan=no_plan)
+
+    assert [f.alert.id for f in report.fired] == ["al-00000002"]
+    assert [(p.alert_id, p.message) for p in report.errors] == [
+        ("al-00000001", "ETHUSDT above 5000 not checked: no ETHUSDT 5m candles")]
+    assert [(a.id, a.status, a.checked_ms) for a in stored_alerts(store)] == [
+        ("al-00000001", AlertStatus.ACTIVE, None), ("al-00000002", AlertStatus.FIRED, WICK_CANDLE + 300_000)]
 
 
 PROCESSES = 4
