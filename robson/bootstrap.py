@@ -135,6 +135,7 @@ class Container:
         return PaperExchange(
             self.store, self.market,
             fee_rate=self.settings.fee_rate,
+            maker_fee_rate=self.settings.maker_fee_rate,
             slippage_rate=self.settings.slippage_rate,
             starting_balances=self.settings["paper.balances"],
         )

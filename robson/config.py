@@ -327,6 +327,7 @@ FIELDS: tuple[Field, ...] = (
     Field("strategies_dir", _optional_text, None, "folder of user strategy YAML files (added to the bundled ones)"),
     Field("cache_dir", _optional_text, None, "folder for parsed candle arrays and Binance klines a backtest fetched; default: the user cache directory"),
     Field("fees.taker_percent", _decimal_within(at_most="10"), Decimal("0.1"), "taker fee per side, percent of notional"),
+    Field("fees.maker_percent", _decimal_within(at_most="10"), Decimal("0.1"), "maker fee, percent of notional: what a limit entry resting on the book pays when it fills"),
     Field("risk.max_risk_percent", _positive_decimal, Decimal("2"), "account cap on risk per trade (strategies set their own ≤ this; hard ceiling 2)"),
     Field("risk.max_position_percent", _positive_decimal, Decimal("50"), "largest single position notional, percent of capital (sizing caps at it; validate fails above it)"),
     Field("risk.warn_entry_gap_percent", _decimal_within(below="100"), Decimal("0.5"), "validate warns when the planned entry is this far (percent) from the market price"),
@@ -429,6 +430,10 @@ class Settings:
     @property
     def fee_rate(self) -> Decimal:
         return self.values["fees.taker_percent"] / 100
+
+    @property
+    def maker_fee_rate(self) -> Decimal:
+        return self.values["fees.maker_percent"] / 100
 
     @property
     def slippage_rate(self) -> Decimal:

@@ -1,5 +1,10 @@
 """The paper exchange: fills market orders at the market price with slippage and taker fee.
 
+Entries that wait for their price rest in the book (a LIMIT, or a STOP_LOSS_LIMIT for a stop
+entry) with what they would spend locked; a limit entry's protection waits beside it as a
+PENDING_NEW order, as Binance's OTOCO does. `fill_waiting` fills one against a closed candle
+(robson.domain.lifecycle.waiting_fill) and activates its protection in the same transaction.
+
 It implements the same Exchange protocol as a live adapter and keeps its balances and its
 order book in the store, so dry-runs survive restarts and are idempotent by client order id.
 
@@ -15,10 +20,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from robson.application.ports import Balance, MarketData, Store, StoreSession
-from robson.domain.lifecycle import market_fill
+from robson.domain.intent import EntryOrder
+from robson.domain.lifecycle import WaitingFill, market_fill
 from robson.domain.market import Side, SymbolInfo, datetime_to_ms
 from robson.domain.money import ZERO, fmt, fmt_amount
-from robson.domain.orders import Order, OrderStatus, OrderType
+from robson.domain.orders import Order, OrderStatus, OrderType, Protection
 from robson.errors import InsufficientBalance, OrderRejected
 
 ACCOUNT = "paper"
@@ -30,10 +36,11 @@ class PaperExchange:
     account = ACCOUNT  # the store's name for the paper wallet
 
     def __init__(self, store: Store, market: MarketData, *, fee_rate: Decimal, slippage_rate: Decimal,
-                 starting_balances: dict[str, Decimal]) -> None:
+                 starting_balances: dict[str, Decimal], maker_fee_rate: Decimal | None = None) -> None:
         self._store = store
         self._market = market
         self._fee_rate = fee_rate
+        self._maker_fee_rate = fee_rate if maker_fee_rate is None else maker_fee_rate
         self._slippage_rate = slippage_rate
         self._starting = starting_balances
 
@@ -46,6 +53,11 @@ class PaperExchange:
     def fee_rate(self) -> Decimal:
         """The taker fee charged on every paper fill, as a fraction."""
         return self._fee_rate
+
+    @property
+    def maker_fee_rate(self) -> Decimal:
+        """The maker fee a limit entry resting in the book pays when it fills, as a fraction."""
+        return self._maker_fee_rate
 
     @property
     def slippage_rate(self) -> Decimal:
@@ -169,8 +181,68 @@ class PaperExchange:
             tx.add_order(order)
             return order
 
+    def place_entry_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
+                          order: EntryOrder, price: Decimal, stop_limit_price: Decimal | None = None,
+                          protection: Protection | None = None, intent_id: str | None = None) -> Order:
+        """Rest an entry until a candle trades at its price, locking what it would spend (or sell).
+
+        A limit entry's protection is recorded beside it as PENDING_NEW, locking nothing until the
+        entry fills (Binance's OTOCO); a stop entry is protected by robson once it has filled.
+        """
+        info = self._market.symbol_info(symbol)
+        self._check_quantity(info, quantity)
+        now = self._market.now()
+        limit = order is EntryOrder.LIMIT
+        # A stop entry fills like a market order, up to its limit; the lock covers that much.
+        cap = price if limit or stop_limit_price is None else stop_limit_price
+        with self._store.transaction() as tx:
+            existing = tx.get_order(client_order_id)
+            if existing is not None:
+                return existing
+            balances = self._balances(tx)
+            asset, amount = self._locked_for(info, side, quantity, cap)
+            fees = amount * max(self._fee_rate, self._maker_fee_rate) if side is Side.BUY else ZERO
+            self._require(balances, asset, amount + fees, f"the waiting {order.value} {side.value.lower()} entry",
+                          money=side is Side.BUY)
+            self._move(tx, balances, asset, free=-amount, locked=amount)
+            if limit:
+                entry = self._order(client_order_id, symbol, side, OrderType.LIMIT, quantity, OrderStatus.NEW, now,
+                                    price=price, intent_id=intent_id)
+            else:
+                entry = self._order(client_order_id, symbol, side, OrderType.STOP_LOSS_LIMIT, quantity,
+                                    OrderStatus.NEW, now, price=cap, stop_price=price, intent_id=intent_id)
+            tx.add_order(entry)
+            if limit and protection is not None and tx.get_order(protection.client_order_id) is None:
+                tx.add_order(self._order(
+                    protection.client_order_id, symbol, side.opposite,
+                    OrderType.OCO if protection.target_price is not None else OrderType.STOP_LOSS_LIMIT, quantity,
+                    OrderStatus.PENDING_NEW, now, price=protection.limit_price, stop_price=protection.stop_price,
+                    target_price=protection.target_price, intent_id=intent_id))
+            return entry
+
+    def fill_waiting(self, tx: StoreSession, client_order_id: str, fill: WaitingFill, *, at: datetime,
+                     protection_id: str | None = None) -> Order:
+        """Fill a resting entry at fill's price and fee and activate its pending protection, in the caller's tx."""
+        order = self._open_order(tx, client_order_id, "filled")
+        info = self._market.symbol_info(order.symbol)
+        balances = self._balances(tx)
+        asset, locked = self._locked_for(info, order.side, order.quantity, order.price or ZERO)
+        self._move(tx, balances, asset, free=locked, locked=-locked)
+        self._trade(tx, balances, info, order.side, order.quantity, fill.price, fill.fee)
+        filled = dataclasses.replace(order, status=OrderStatus.FILLED, filled_quantity=order.quantity,
+                                     average_price=fill.price, fee=fill.fee, fee_asset=info.quote_asset, updated_at=at)
+        tx.update_order(filled)
+        pending = tx.get_order(protection_id) if protection_id else None
+        if pending is not None and pending.status is OrderStatus.PENDING_NEW:
+            asset, amount = self._locked_for(info, pending.side, pending.quantity, pending.price or ZERO)
+            self._require(balances, asset, amount, f"the protective {pending.side.value} stop")
+            self._move(tx, balances, asset, free=-amount, locked=amount)
+            tx.update_order(dataclasses.replace(pending, status=OrderStatus.NEW, updated_at=at))
+        return filled
+
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:
-        """Cancel a resting order and unlock its funds; raise OrderRejected if it is not open."""
+        """Cancel a resting order and unlock its funds (a waiting entry: with its pending protection);
+        raise OrderRejected if it is not open."""
         info = self._market.symbol_info(symbol)
         with self._store.transaction() as tx:
             order = tx.get_order(client_order_id)
@@ -181,8 +253,13 @@ class PaperExchange:
             remaining = order.quantity - order.filled_quantity
             asset, amount = self._locked_for(info, order.side, remaining, order.price or ZERO)
             self._move(tx, balances, asset, free=amount, locked=-amount)
-            cancelled = dataclasses.replace(order, status=OrderStatus.CANCELED, updated_at=self._market.now())
+            now = self._market.now()
+            cancelled = dataclasses.replace(order, status=OrderStatus.CANCELED, updated_at=now)
             tx.update_order(cancelled)
+            if order.intent_id is not None and order.type in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT):
+                for pending in tx.orders_for_intent(order.intent_id):
+                    if pending.status is OrderStatus.PENDING_NEW:  # attached to this entry: it never goes live
+                        tx.update_order(dataclasses.replace(pending, status=OrderStatus.CANCELED, updated_at=now))
             return cancelled
 
     # --- settling the book inside the caller's transaction ----------------------------------

@@ -19,7 +19,14 @@ from robson.application.sending import safe_to_send, send_once
 from robson.application.unresolved import SETTLE_HINT
 from robson.application.validate import recheck_portfolio
 from robson.domain.ids import OPERATION_PREFIX, new_id
-from robson.domain.intent import IntentEvent, IntentSource, IntentStatus, TradingIntent
+from robson.domain.intent import (
+    EntryOrder,
+    IntentEvent,
+    IntentSource,
+    IntentStatus,
+    TradingIntent,
+    entry_side_problem,
+)
 from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, stop_limit_price
 from robson.domain.market import SymbolInfo, check_not_before
 from robson.domain.sizing import reward_to_risk
@@ -31,6 +38,8 @@ from robson.domain.orders import (
     AuditKind,
     Order,
     OrderRole,
+    OrderStatus,
+    Protection,
     client_order_id,
     fee_in_quote,
     held_quantity,
@@ -60,15 +69,21 @@ LEFT_AS_DUST = "executed: filled below the exchange minimum, left as dust"
 @dataclass(frozen=True, slots=True)
 class ExecutionResult:
     intent: TradingIntent
-    operation: Operation
+    operation: Operation | None  # None while a limit or stop entry waits for its price (WORKING)
     orders: list[Order]
     already_executed: bool = False
+
+    @property
+    def working(self) -> bool:
+        """True when the entry order rests on the exchange, waiting for its price: no position yet."""
+        return self.operation is None
 
     @property
     def exit_unfinished(self) -> bool:
         """True while a position its stop could not protect is still being exited at market (ACTIVE)."""
         status = (self.intent.execution or {}).get("status")
-        return status == EXITING_AT_MARKET and self.operation.status is OperationStatus.ACTIVE
+        return (status == EXITING_AT_MARKET and self.operation is not None
+                and self.operation.status is OperationStatus.ACTIVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +130,8 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
             hint=f"run: robson validate {intent.id}",
         )
     price = market.last_price(intent.symbol).price
+    if intent.waits:
+        return _waiting_checks(intent, price, now)
     if (price - intent.stop) * intent.side.sign <= 0:
         raise ExecutionRefused(
             f"price {fmt(price)} is already through the stop {fmt(intent.stop)}", hint="plan again"
@@ -135,6 +152,18 @@ def pre_execution_checks(intent: TradingIntent, *, strategy: Strategy | None, ma
         raise ExecutionRefused(f"price moved to {fmt(price)} from the planned entry {fmt(intent.entry)}: {changed}",
                                hint="the market order would not be the trade you validated; plan again at the "
                                     "current price (nothing was sent)")
+    return price
+
+
+def _waiting_checks(intent: TradingIntent, price: Decimal, now: datetime) -> Decimal:
+    """A limit or stop entry enters at its own price, not the market's: check that it can still wait there."""
+    if intent.expires_at is not None and now >= intent.expires_at:
+        raise ExecutionRefused(f"intent {intent.id} expired at {intent.expires_at:%Y-%m-%d %H:%M} UTC before it was "
+                               "executed", hint="plan again with a later --expires")
+    problem = entry_side_problem(intent.side, intent.entry_order, intent.entry, price)
+    if problem is not None and intent.entry_order is EntryOrder.STOP:  # it would trigger at once, far from the plan
+        raise ExecutionRefused(f"the market moved through the entry: {problem}",
+                               hint="plan again: at market, or a stop entry beyond the price now (nothing was sent)")
     return price
 
 
@@ -168,10 +197,14 @@ def anchor_of(intent: TradingIntent) -> dict[str, str]:
     return dict(intent.details.get("anchor") or {})
 
 
-def protective_levels(intent: TradingIntent, entry: Order, info: SymbolInfo,
+def protective_levels(intent: TradingIntent, entry: Order | None, info: SymbolInfo,
                       account: Account) -> tuple[Decimal, Decimal | None]:
-    """Return (stop, target) to protect a filled entry: the plan's, re-anchored to the fill where it said so."""
-    fill = entry.average_price or intent.entry
+    """Return (stop, target) to protect a filled entry: the plan's, re-anchored to the fill where it said so.
+
+    A limit entry keeps the levels planned at its price: its protection is attached before it fills
+    (Binance's OTOCO), and it fills at that price or better.
+    """
+    fill = intent.entry if entry is None or intent.entry_order is EntryOrder.LIMIT else (entry.average_price or intent.entry)
     return anchor_to_fill(intent.side, fill, anchor_of(intent), intent.stop, intent.target, info, account.fee_rate)
 
 
@@ -193,6 +226,9 @@ def execute(intent_id: str, *, strategy: Strategy | None, store: Store, market: 
         existing = session.operation_for_intent(intent.id)
     if intent.status is IntentStatus.EXECUTED and existing is not None:
         return _already_executed(store, intent, existing)
+    if intent.status is IntentStatus.WORKING:  # its entry already rests on the exchange: nothing more to send
+        with store.read() as session:
+            return ExecutionResult(intent, None, session.orders_for_intent(intent.id), already_executed=True)
     check_live_gate(intent, gate)
     check_not_before(clock.now(), intent.updated_at, f"the last change of {intent.id} ({intent.status.value})")
     ensure_executable(intent, strategy=strategy, market=market, account=account, clock=clock)
@@ -283,6 +319,8 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
                        account=account, clock=clock, checked=checked)
     except AnswerLost as e:  # the entry may still fill, and nothing would protect it
         raise Unprotected(f"UNPROTECTED if it fills: {e}", hint=SETTLE_HINT, cause=e) from None
+    if intent.waits and entry.status in OPEN_STATUSES:  # resting until its price comes: watched by the monitor
+        return _working(intent, entry, store=store, exchange=exchange, clock=clock)
     if not entry.filled_quantity:
         reason = f"entry order {entry_id} is {entry.status.value} with nothing filled"
         _fail(store, intent, clock, reason)
@@ -300,7 +338,7 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
     quantity = held_quantity(entry, info)
     if info.below_minimum(quantity, entry.average_price):
         _leave_as_dust(intent, entry, info, quantity, store=store, exchange=exchange, clock=clock, account=account)
-    stop_id = client_order_id(intent.id, OrderRole.STOP)
+    stop_id = protection_id(intent, exchange)
     try:
         stop_order, stop_error = _protect(intent, entry, info, quantity, stop_id, store=store, exchange=exchange,
                                           clock=clock, account=account)
@@ -332,14 +370,79 @@ def _entry(intent: TradingIntent, entry_id: str, *, strategy: Strategy | None, s
                 _fail(store, intent, clock, f"the entry never reached {exchange.name}, and now: {e}")
                 raise
         try:
-            entry = send_once(store, exchange, clock, intent, entry_id,
-                              f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})",
-                              lambda: exchange.place_market_order(symbol, side, intent.quantity, entry_id,
-                                                                  intent_id=intent.id))
+            if intent.waits:
+                entry = _send_waiting(intent, entry_id, store=store, exchange=exchange, market=market,
+                                      account=account, clock=clock)
+            else:
+                entry = send_once(store, exchange, clock, intent, entry_id,
+                                  f"entry MARKET {side.value} {fmt(intent.quantity)} {symbol} ({entry_id})",
+                                  lambda: exchange.place_market_order(symbol, side, intent.quantity, entry_id,
+                                                                      intent_id=intent.id))
         except (InsufficientBalance, OrderRejected) as e:
             _fail(store, intent, clock, f"entry rejected: {e}")
             raise
     return entry
+
+
+def _send_waiting(intent: TradingIntent, entry_id: str, *, store: Store, exchange: Exchange, market: MarketData,
+                  account: Account, clock: Clock) -> Order:
+    """Send a limit entry with its protection attached (live only once it has fully filled), or a stop entry."""
+    symbol, side = intent.symbol, intent.side
+    info = market.symbol_info(symbol)
+    protection, limit = None, None
+    how = f"{intent.entry_order.value.upper()} {side.value} {fmt(intent.quantity)} {symbol} @ {fmt(intent.entry)}"
+    if intent.entry_order is EntryOrder.LIMIT:
+        stop, target = protective_levels(intent, None, info, account)
+        protection = Protection(stop, stop_limit_price(side, stop, info.round_price, account.stop_limit_offset_percent),
+                                target, client_order_id(intent.id, OrderRole.STOP))
+        attached = f"stop {fmt(stop)}" + (f", target {fmt(target)}" if target is not None else "")
+        how += f" ({entry_id}) with its protection attached: {attached}, live once it has filled"
+    else:  # a stop entry trades like a market order once triggered, up to a limit as far beyond as a stop's
+        limit = stop_limit_price(side.opposite, intent.entry, info.round_price, account.stop_limit_offset_percent)
+        how += f" limit {fmt(limit)} ({entry_id}); its stop is placed once it has filled"
+    return send_once(store, exchange, clock, intent, entry_id, f"entry {how}",
+                     lambda: exchange.place_entry_order(symbol, side, intent.quantity, entry_id,
+                                                        order=intent.entry_order, price=intent.entry,
+                                                        stop_limit_price=limit, protection=protection,
+                                                        intent_id=intent.id))
+
+
+def _working(intent: TradingIntent, entry: Order, *, store: Store, exchange: Exchange,
+             clock: Clock) -> ExecutionResult:
+    """Record that the entry rests on the exchange (EXECUTING → WORKING); the monitor watches it from here."""
+    now = clock.now()
+    expiry = f", expires {intent.expires_at:%Y-%m-%d %H:%M} UTC" if intent.expires_at else ""
+    with store.transaction() as tx:
+        current = tx.get_intent(intent.id)
+        if current.status is IntentStatus.EXECUTING:
+            current = current.apply(IntentEvent.ENTRY_WORKING, now, execution={
+                "status": "working", "exchange": exchange.name, "entry_order": entry.client_order_id})
+            tx.update_intent(current, expected_status=IntentStatus.EXECUTING)
+            tx.record(AuditEvent(
+                at=now, kind=AuditKind.ENTRY_WORKING, intent_id=intent.id,
+                message=f"entry {intent.entry_order.value.upper()} {intent.side.value} {fmt(intent.quantity)} "
+                        f"{intent.symbol} @ {fmt(intent.entry)} working on {exchange.name}{expiry}",
+                data={"client_order_id": entry.client_order_id}))
+        if exchange.live:
+            _mirror_orders(tx, [entry], intent.id, None)
+        orders = tx.orders_for_intent(intent.id)
+    return ExecutionResult(current, None, orders)
+
+
+def protection_id(intent: TradingIntent, exchange: Exchange) -> str:
+    """The client id of the protective order to look up or place after the entry filled.
+
+    A limit entry's protection attached at `-S` dies with the entry's remainder when a part fill is
+    cancelled (the exchange activates it only on a full fill): the part held is then protected by a
+    new generation, `-S1`.
+    """
+    first = client_order_id(intent.id, OrderRole.STOP)
+    if not intent.waits:
+        return first
+    attached = exchange.get_order(intent.symbol, first)
+    if attached is not None and attached.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        return client_order_id(intent.id, OrderRole.STOP, 1)
+    return first
 
 
 def _protect(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: Decimal, stop_id: str, *, store: Store,

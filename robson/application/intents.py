@@ -53,6 +53,7 @@ def _not_cancellable(intent: TradingIntent) -> tuple[str, str | None]:
         IntentStatus.EXECUTED: (f"it was executed: its position is operation {intent.operation_id}",
                                 f"close the position with: robson operation close {intent.operation_id}"),
         IntentStatus.EXECUTING: ("its orders are being placed", "run robson reconcile to settle it"),
+        IntentStatus.EXPIRED: ("its waiting entry expired and was cancelled on the exchange", None),
     }
     reason, hint = why[intent.status]
     return f"intent {intent.id} is {intent.status.value} and cannot be cancelled: {reason}", hint

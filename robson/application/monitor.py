@@ -12,7 +12,7 @@ Live operations are not walked here: their exchange-side stop is the source of t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -58,8 +58,13 @@ class _Changed(Exception):
 
 
 def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, account: Account, clock: Clock,
-                 strategy_for: StrategyFor) -> MonitorReport:
-    """Check every ACTIVE paper operation once against the candles closed since its last check."""
+                 strategy_for: StrategyFor, filled_in: Mapping[str, int] | None = None) -> MonitorReport:
+    """Check every ACTIVE paper operation once against the candles closed since its last check.
+
+    filled_in maps an operation opened this tick by a waiting entry to the open time of the candle
+    that filled it: on that candle only its stop is checked (the entry filled somewhere inside it,
+    so a target reached in it may have come before the fill; a stop is taken, stop first).
+    """
     now = clock.now()
     with store.read() as session:
         active = session.list_operations(OperationStatus.ACTIVE)
@@ -89,7 +94,7 @@ def monitor_once(*, store: Store, market: MarketData, exchange: PaperBook, accou
         strategy = strategy_of(op, strategy_for, errors)
         try:
             walks.append(_walk(op, candles, timeframe, market=market, book=exchange, strategy=strategy,
-                               now=now, info=infos[op.symbol]))
+                               now=now, info=infos[op.symbol], filled_in=(filled_in or {}).get(op.id)))
         except RobsonError as e:
             errors.append(Problem(op.id, str(e)))
     checks = _save_walks(store, walks, exchange, account, skipped, errors)
@@ -171,11 +176,20 @@ class _Walk:
 
 
 def _walk(op: Operation, candles: Sequence[Candle], timeframe: str, *, market: MarketData, book: PaperBook,
-          strategy: Strategy | None, now: datetime, info: SymbolInfo | None = None) -> _Walk:
+          strategy: Strategy | None, now: datetime, info: SymbolInfo | None = None,
+          filled_in: int | None = None) -> _Walk:
     """Walk one paper operation over its candles (no writes)."""
     info = info or market.symbol_info(op.symbol)
-    result = walk_candles(op, candles, walk_settings(op, strategy, timeframe, fee_rate=book.fee_rate, slippage_rate=book.slippage_rate,
-                                                      tick_size=info.tick_size), now=now)
+    settings = walk_settings(op, strategy, timeframe, fee_rate=book.fee_rate, slippage_rate=book.slippage_rate,
+                             tick_size=info.tick_size)
+    walked = op
+    if filled_in is not None and op.last_checked_at == op.opened_at:
+        # The candle the entry filled in: its stop only, no target, no trailing on extremes it may have had before.
+        result = walk_candles(dataclasses.replace(op, target=None), [c for c in candles if c.open_time == filled_in],
+                              dataclasses.replace(settings, trailing=False, time_exit=None), now=now)
+        walked = dataclasses.replace(op, last_checked_at=result.last_checked_at)
+    if filled_in is None or result.exit is None:
+        result = walk_candles(walked, candles, settings, now=now)
     if not result.moves and result.exit is None and result.last_checked_at == op.last_checked_at:
         return _Walk(op, op, result, timeframe, 0, info)  # nothing new: write nothing
     updated = apply_walk(op, result)

@@ -165,7 +165,9 @@ def _check_events(check: OperationCheck) -> list[Notification]:
 
 def events_from_monitor_report(report: MonitorReport) -> list[Notification]:
     """Return the tick's notifications: stop moves and closes per operation, then halts, then errors."""
-    events = [event for check in report.checks for event in _check_events(check)]
+    events = [event for entry in report.entries_filled if entry.result is not None
+              for event in events_executed(entry.result)]
+    events += [event for check in report.checks for event in _check_events(check)]
     events += events_halted(report.halts, report.at)
     events += [event_monitor_error(p.message, report.at, p.operation_id) for p in report.errors]
     events += [event_monitor_error(p.message, report.at, intent_id=p.operation_id) for p in report.unresolved]
@@ -186,7 +188,7 @@ def events_from_modification(modification: Modification) -> list[Notification]:
 def events_executed(result: ExecutionResult) -> list[Notification]:
     """Return 'executed', and 'closed' too when the stop could not be placed and the position was exited."""
     executed = event_executed(result)
-    if executed is None:
+    if executed is None or result.operation is None:
         return []
     if result.operation.status is OperationStatus.CLOSED:
         return [executed, event_closed(result.operation, by="execute: the stop could not be placed")]
@@ -195,7 +197,7 @@ def events_executed(result: ExecutionResult) -> list[Notification]:
 
 def event_executed(result: ExecutionResult) -> Notification | None:
     """Return the 'executed' notification, or None when the intent had been executed before."""
-    if result.already_executed:
+    if result.already_executed or result.operation is None:
         return None
     op, intent = result.operation, result.intent
     mode = "DRY-RUN" if op.mode == "paper" else "LIVE"

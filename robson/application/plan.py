@@ -9,7 +9,7 @@ from decimal import Decimal
 from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.guards import RiskLimits
 from robson.domain.ids import INTENT_PREFIX, new_id
-from robson.domain.intent import IntentSource, IntentStatus, TradingIntent
+from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, TradingIntent, entry_side_problem, parse_expiry
 from robson.domain.market import Side, timeframe_ms
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import AuditEvent, AuditKind
@@ -60,6 +60,26 @@ class PlanRequest:
     source: IntentSource = IntentSource.MANUAL
     confidence: Decimal | None = None
     signal_id: str | None = None
+    entry_order: EntryOrder = EntryOrder.MARKET  # limit / stop: the entry waits for its price
+    expires: str | None = None  # a waiting entry's expiry as typed: '4h' or a UTC time
+
+
+def waiting_entry(request: PlanRequest, symbol: str, market: MarketData, clock: Clock):
+    """Check a limit or stop entry's price and expiry against the market now; return its expiry (or None)."""
+    order = request.entry_order
+    if order is EntryOrder.MARKET:
+        if request.expires is not None:
+            raise InvalidInput("--expires applies to an entry that waits for its price: add --order limit or "
+                               "--order stop with --entry PRICE")
+        return None
+    if request.entry is None:
+        raise InvalidInput(f"--order {order.value} needs --entry PRICE: the price the entry waits for")
+    expires = parse_expiry(request.expires, clock.now()) if request.expires is not None else None
+    problem = entry_side_problem(request.side, order, request.entry, market.last_price(symbol).price)
+    if problem is not None:
+        raise InvalidInput(problem, hint="a market entry is --order market (the default); or choose the other "
+                                         "order kind: a limit waits for a pullback, a stop for a breakout")
+    return expires
 
 
 def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Exchange, account: Account,
@@ -76,6 +96,7 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
         raise InvalidInput(f"capital must be greater than 0, got {fmt(capital)} ({capital_source}): "
                            "an empty account has nothing to risk")
 
+    expires = waiting_entry(request, symbol, market, clock)
     if request.entry is not None:
         entry, entry_source = request.entry, "given"
     else:
@@ -114,6 +135,7 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
         "quote_asset": info.quote_asset,
         "base_asset": info.base_asset,
         "market": market.name,
+        "entry_order": request.entry_order.value,
     }
     if planned.anchor:
         details["anchor"] = planned.anchor  # levels that follow the entry fill at execution
@@ -138,12 +160,16 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
         confidence=request.confidence,
         signal_id=request.signal_id,
         details=details,
+        entry_order=request.entry_order,
+        expires_at=expires,
     )
     with store.transaction() as tx:
         tx.add_intent(intent)
         tx.record(AuditEvent(
             at=now, kind=AuditKind.PLANNED, intent_id=intent.id,
-            message=f"planned {request.side.value} {fmt(fig.quantity)} {symbol} @ {fmt(fig.entry)} "
+            message=f"planned {request.side.value} {fmt(fig.quantity)} {symbol} @ {fmt(fig.entry)}"
+                    + ("" if not intent.waits else f" ({intent.entry_order.value} entry, waits for its price"
+                       + (f" until {expires:%Y-%m-%d %H:%M} UTC)" if expires else ")")) + " "
                     f"stop {fmt(fig.stop)} ({stop_method}) risk {fmt(fig.risk_at_stop, 2)} {info.quote_asset}",
             data={"strategy": strategy.name, "source": request.source.value},
         ))

@@ -23,6 +23,7 @@ from robson.domain.signals import Decision, Signal, SignalStatus
 if TYPE_CHECKING:  # the scan grammar loads only for the commands that scan
     from robson.domain.backtest_stats import SavedBacktest
     from robson.domain.conditions import Detection, ScanDefinition, Setup
+    from robson.domain.lifecycle import WaitingFill
 
 
 class Clock(Protocol):
@@ -340,7 +341,15 @@ class PaperBook(Protocol):
     def fee_rate(self) -> Decimal: ...
 
     @property
+    def maker_fee_rate(self) -> Decimal: ...
+
+    @property
     def slippage_rate(self) -> Decimal: ...
+
+    def fill_waiting(self, tx: StoreSession, client_order_id: str, fill: WaitingFill, *, at: datetime,
+                     protection_id: str | None = None) -> Order:
+        """Fill a resting entry and activate its pending protection (robson.domain.lifecycle.waiting_fill)."""
+        ...
 
     def reprice_stop(self, tx: StoreSession, client_order_id: str, *, stop_price: Decimal, limit_price: Decimal,
                      target_price: Decimal | None, at: datetime) -> Order: ...

@@ -85,9 +85,40 @@ def _settle(intent: TradingIntent, *, store: Store, venue_for: Callable[[str], V
             outcome, operation = "executed", _operation_id(store, intent.id)
         return Settlement(intent.id, name, outcome, str(e), operation)
     operation = result.operation
+    if operation is None:  # a limit or stop entry: its order rests on the exchange, watched by the monitor
+        return Settlement(intent.id, name, "working", f"the {current.entry_order.value} entry waits for "
+                                                      f"{current.entry} on {name}")
     return Settlement(intent.id, name, "executed",
                       f"operation {operation.id} {operation.status.value}: {operation.quantity} {operation.symbol} "
                       f"@ {operation.entry_price}", operation.id)
+
+
+def settle_waiting(*, store: Store, venue_for: Callable[[str], Venue], strategy_for: Callable[[str], Strategy | None],
+                   account: Account) -> list[Settlement]:
+    """Look at every WORKING entry on its exchange, as a monitor tick does: filled ones are protected and opened,
+    expired ones cancelled; return what happened to each ('working' when its order still waits)."""
+    from robson.application.entries import watch_entries, working_intents
+
+    settled: list[Settlement] = []
+    for name in ("paper", "binance"):
+        working = working_intents(store, name)
+        if not working:
+            continue
+        venue = venue_for(name)
+        if venue.exchange is None:
+            settled += [Settlement(i.id, name, "skipped", venue.unavailable) for i in working]
+            continue
+        clock = venue.market
+        if venue.exchange.live:
+            from robson.application.monitor_live import ExchangeClock
+
+            clock = ExchangeClock(venue.exchange)
+        checks = watch_entries(store=store, exchange=venue.exchange, market=venue.market, account=account, clock=clock,
+                               strategy_for=strategy_for, book=venue.exchange if name == "paper" else None)
+        outcomes = {"filled": "executed", "waiting": "working"}
+        settled += [Settlement(c.intent.id, name, outcomes.get(c.outcome, c.outcome), c.message, c.operation_id)
+                    for c in checks]
+    return settled
 
 
 def _operation_id(store: Store, intent_id: str) -> str | None:

@@ -139,11 +139,13 @@ def book_view(session: StoreSession, intent: TradingIntent, now: datetime, fee_r
     today, month = realized_so_far(session, now)
     positions = [OpenPosition(op.symbol, op.notional) for op in session.list_operations(OperationStatus.ACTIVE)]
     reserved: dict[str, Decimal] = {}
-    for other in session.list_intents(IntentStatus.EXECUTING):
+    for other in session.list_intents(IntentStatus.EXECUTING) + session.list_intents(IntentStatus.WORKING):
         if other.id == intent.id or session.operation_for_intent(other.id) is not None:
             continue
         notional = other.quantity * other.entry
         positions.append(OpenPosition(other.symbol, notional))
+        if other.status is IntentStatus.WORKING:  # its order already locks what it will spend on the exchange
+            continue
         if other.side is Side.BUY:
             asset, amount = other.quote_asset, notional * (1 + fee_rate)
         else:

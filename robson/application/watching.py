@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from robson.application.plan import Account
 from robson.application.ports import MarketData, Store
@@ -91,6 +91,11 @@ class MonitorReport:
     # Intents still EXECUTING after the tick's reconcile (id: the intent's): a position may be held with no stop.
     unresolved: tuple[Problem, ...] = ()
     alerts: AlertReport | None = None  # the price alerts checked on this tick (robson.application.alerts)
+    entries: tuple[Any, ...] = ()  # the tick's look at each waiting entry (robson.application.entries.EntryCheck)
+
+    @property
+    def entries_filled(self) -> list[Any]:
+        return [e for e in self.entries if e.outcome == "filled"]
 
     @property
     def closed(self) -> list[OperationCheck]:

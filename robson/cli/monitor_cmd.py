@@ -43,6 +43,9 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
             rows.append((op.id, f"{op.side.value} {op.symbol}", f"{check.candles} × {check.timeframe}", stop, result))
         out.print(table(None, ["id", "position", "new candles", "stop", "result"], rows))
     out.print(monitor_summary(report), soft_wrap=True)  # one line, whatever COLUMNS says (cron logs, grep)
+    for entry in report.entries:
+        if entry.outcome not in ("waiting", "error"):
+            out.print(f"entry {entry.intent.id} {entry.outcome}: {entry.message}", soft_wrap=True)
     for halt in report.halts:
         out.print(f"HALTED: {halt.message}")
     if report.alerts is not None:
@@ -87,6 +90,30 @@ def with_live_operations(c, paper_report):
         for note in check.notes:
             log(f"monitor: {check.operation.id}: {note}")
     return merge_reports(paper_report, report)
+
+
+def watch_waiting_entries(c) -> list:
+    """Look at every entry waiting for its price (WORKING): paper ones against the closed candles, live ones on
+    Binance (touched only when one exists; without keys each is an error of its own)."""
+    from robson.application.entries import EntryCheck, watch_entries, working_intents
+
+    checks = watch_entries(store=c.store, exchange=c.paper, market=c.market, account=c.account, clock=c.clock,
+                           strategy_for=c.strategy_or_none, book=c.paper)
+    live = working_intents(c.store, "binance")
+    if not live:
+        return checks
+    if not c.keys_present():
+        return checks + [EntryCheck(i, "error", "its order on Binance was not checked: set BINANCE_API_KEY and "
+                                                "BINANCE_API_SECRET (or binance.key_file)") for i in live]
+    from robson.application.monitor_live import ExchangeClock
+
+    try:
+        return checks + watch_entries(store=c.store, exchange=c.binance, market=c.binance_market, account=c.account,
+                                      clock=ExchangeClock(c.binance), strategy_for=c.strategy_or_none)
+    except LeaseLost:
+        raise
+    except RobsonError as e:  # Binance unreachable
+        return checks + [EntryCheck(i, "error", f"its order on Binance was not checked: {e}") for i in live]
 
 
 def _interval_seconds(text: str) -> float:
@@ -144,11 +171,16 @@ def monitor_command(
 
     def tick():
         settlements = settle_pending(c)  # an execution interrupted by a crash is finished (or failed) first
+        entries = watch_waiting_entries(c)  # a fill opens its operation before the operations are walked
+        filled_in = {e.operation_id: e.fill_candle_open_time for e in entries if e.fill_candle_open_time is not None}
         report = monitor_once(store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
-                              strategy_for=c.strategy_or_none)
+                              strategy_for=c.strategy_or_none, filled_in=filled_in)
         unsettled[:] = unresolved_now(c, settlements)  # not settled: may hold a position no stop protects
-        return dataclasses.replace(with_live_operations(c, report), unresolved=tuple(
-            Problem(u.intent.id, u.describe()) for u in unsettled), alerts=check_in_monitor(c, report.at))
+        report = with_live_operations(c, report)
+        return dataclasses.replace(report, unresolved=tuple(Problem(u.intent.id, u.describe()) for u in unsettled),
+                                   entries=tuple(entries), errors=report.errors + tuple(
+                                       Problem(e.intent.id, e.message) for e in entries if e.outcome == "error"),
+                                   alerts=check_in_monitor(c, report.at))
 
     def on_report(report) -> None:
         from robson.application.notify import events_from_monitor_report

@@ -19,7 +19,9 @@ app = typer.Typer(help="Create a trading intent and manage the queue of intents.
 Strategy = Annotated[str | None, typer.Option("--strategy", "-s", help="Strategy name (default from config: all-in).")]
 Capital = Annotated[str | None, typer.Option("--capital", help="Capital the risk percent applies to (default from config).")]
 Timeframe = Annotated[str | None, typer.Option("--timeframe", "-t", help="Candle timeframe for the stop (default: the strategy's).")]
-Entry = Annotated[str | None, typer.Option("--entry", help="Entry price (default: the market price).")]
+Entry = Annotated[str | None, typer.Option("--entry", help="Entry price (default: the market price); with --order limit|stop the price the entry waits for.")]
+Order = Annotated[str, typer.Option("--order", help="market (default): execute enters now; limit: waits for the price to come back to --entry (a buy below the market); stop: waits for a breakout to --entry (a buy above the market).")]
+Expires = Annotated[str | None, typer.Option("--expires", help="Cancel a waiting limit/stop entry after this: 90m, 4h, 2d, 1w, or a UTC time like 2021-06-22T18:00 (default: it waits until cancelled).")]
 Stop = Annotated[str | None, typer.Option("--stop", help="Stop price (default: the strategy's stop method).")]
 Target = Annotated[str | None, typer.Option("--target", help="Target price (default: the strategy's R multiple).")]
 Note = Annotated[str | None, typer.Option("--note", help="Why you take this trade.")]
@@ -32,8 +34,9 @@ def _optional(value: str | None, field: str):
 
 def _plan(ctx: typer.Context, side: Side, symbol: str, quantity: str | None, strategy: str | None, capital: str | None,
           timeframe: str | None, entry: str | None, stop: str | None, target: str | None, note: str | None,
-          as_json: bool) -> None:
+          order: str, expires: str | None, as_json: bool) -> None:
     from robson.application.plan import PlanRequest, plan
+    from robson.domain.intent import parse_entry_order
 
     # Parse every number before touching the database, so bad input changes nothing.
     request_numbers = {
@@ -43,12 +46,14 @@ def _plan(ctx: typer.Context, side: Side, symbol: str, quantity: str | None, str
         "stop": _optional(stop, "stop"),
         "target": _optional(target, "target"),
     }
+    entry_order = parse_entry_order(order)
     if not symbol.strip().isalnum():
         raise InvalidInput(f"symbol must be letters and digits like BTCUSDT, got '{symbol}'")
     c = container(ctx)
     chosen = c.strategies.get(strategy or c.settings["default_strategy"])
     intent = plan(
-        PlanRequest(side=side, symbol=symbol, strategy=chosen, timeframe=timeframe, note=note, **request_numbers),
+        PlanRequest(side=side, symbol=symbol, strategy=chosen, timeframe=timeframe, note=note, entry_order=entry_order,
+                    expires=expires, **request_numbers),
         store=c.store, market=c.market, exchange=c.paper, account=c.account, clock=c.clock,
     )
 
@@ -63,23 +68,28 @@ def _plan(ctx: typer.Context, side: Side, symbol: str, quantity: str | None, str
 @app.command("buy")
 def buy(ctx: typer.Context, symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")], quantity: Quantity = None,
         strategy: Strategy = None, capital: Capital = None, timeframe: Timeframe = None, entry: Entry = None,
-        stop: Stop = None, target: Target = None, note: Note = None, as_json: JsonOption = False) -> None:
+        stop: Stop = None, target: Target = None, note: Note = None, order: Order = "market", expires: Expires = None,
+        as_json: JsonOption = False) -> None:
     """Plan a long: entry, technical stop, size from the risk rule, target. Status PENDING.
 
     Example: robson plan buy BTCUSDT --strategy all-in --capital 100 --entry 95432 --stop 93500
+    A pullback entry: robson plan buy BTCUSDT --entry 94800 --order limit --expires 1d
     """
-    _plan(ctx, Side.BUY, symbol, quantity, strategy, capital, timeframe, entry, stop, target, note, as_json)
+    _plan(ctx, Side.BUY, symbol, quantity, strategy, capital, timeframe, entry, stop, target, note, order, expires,
+          as_json)
 
 
 @app.command("sell")
 def sell(ctx: typer.Context, symbol: Annotated[str, typer.Argument(help="Symbol, e.g. BTCUSDT.")], quantity: Quantity = None,
          strategy: Strategy = None, capital: Capital = None, timeframe: Timeframe = None, entry: Entry = None,
-         stop: Stop = None, target: Target = None, note: Note = None, as_json: JsonOption = False) -> None:
+         stop: Stop = None, target: Target = None, note: Note = None, order: Order = "market",
+         expires: Expires = None, as_json: JsonOption = False) -> None:
     """Plan a short (the mirror of buy: stop above entry, resistance instead of support).
 
     Example: robson plan sell ETHUSDT --timeframe 1h
     """
-    _plan(ctx, Side.SELL, symbol, quantity, strategy, capital, timeframe, entry, stop, target, note, as_json)
+    _plan(ctx, Side.SELL, symbol, quantity, strategy, capital, timeframe, entry, stop, target, note, order, expires,
+          as_json)
 
 
 def parse_status(value: str | None) -> IntentStatus | None:
@@ -146,15 +156,41 @@ def show(ctx: typer.Context, intent_id: Annotated[str, typer.Argument(help="Inte
 @app.command("cancel")
 def cancel(ctx: typer.Context, intent_id: Annotated[str, typer.Argument(help="Intent ID or a unique prefix.")],
            as_json: JsonOption = False) -> None:
-    """Cancel a PENDING or VALIDATED intent.
+    """Cancel a PENDING or VALIDATED intent, or a WORKING one's waiting entry on its exchange.
 
-    Example: robson plan cancel pl-7f3a
+    A waiting entry that filled in part before the cancel is not undone: the part held becomes an
+    operation, protected at once. Example: robson plan cancel pl-7f3a
     """
     from robson.application.intents import cancel_intent
 
     c = container(ctx)
+    with c.store.read() as session:
+        intent = session.get_intent(session.resolve_intent_id(intent_id))
+    if intent.status is IntentStatus.WORKING:
+        _cancel_working(c, intent, as_json)
+        return
     cancelled, previous = cancel_intent(intent_id, store=c.store, clock=c.clock)
     emit(as_json, intent_doc(cancelled), lambda: console().print(f"Cancelled {cancelled.id} (was {previous.value})."))
+
+
+def _cancel_working(c, intent, as_json: bool) -> None:
+    """Cancel a waiting entry where it rests (the paper book, or Binance with keys)."""
+    from robson.application.entries import cancel_working
+    from robson.application.execute import execution_exchange
+    from robson.domain.market import check_not_before
+
+    venue = c.venue(execution_exchange(intent))
+    if venue.exchange is None:
+        from robson.errors import ExecutionRefused
+
+        raise ExecutionRefused(f"intent {intent.id} waits on {execution_exchange(intent)}: {venue.unavailable}")
+    check_not_before(venue.market.now(), intent.updated_at, f"the last change of {intent.id}")
+    check = cancel_working(intent, store=c.store, exchange=venue.exchange, market=venue.market, account=c.account,
+                           clock=venue.market, strategy=c.strategy_or_none(intent.strategy))
+    doc = intent_doc(check.intent) | {"outcome": check.outcome, "message": check.message,
+                                      "operation_id": check.operation_id}
+    emit(as_json, doc, lambda: console().print(f"{'Cancelled' if check.outcome == 'cancelled' else 'Entry'} "
+                                               f"{check.intent.id} (was WORKING): {check.message}", soft_wrap=True))
 
 
 def register(root: typer.Typer) -> None:

@@ -47,13 +47,16 @@ def reconcile_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Settle every intent left in EXECUTING by a crash or a lost answer: adopt, finish or fail it.
 
     Orders are looked up by client id on the exchange the execution started on; nothing is sent twice.
+    Entries waiting for their price (WORKING) are looked at as a monitor tick does: a fill is
+    protected and opened, an expired order cancelled.
 
     Example: robson reconcile --json
     """
-    from robson.application.reconcile import reconcile
+    from robson.application.reconcile import reconcile, settle_waiting
 
     c = container(ctx)
     settlements = reconcile(store=c.store, venue_for=c.venue, strategy_for=c.strategy_or_none, account=c.account)
+    settlements += settle_waiting(store=c.store, venue_for=c.venue, strategy_for=c.strategy_or_none, account=c.account)
     doc = {"settled": [{"intent_id": s.intent_id, "exchange": s.exchange, "outcome": s.outcome,
                         "message": s.message, "operation_id": s.operation_id} for s in settlements]}
 

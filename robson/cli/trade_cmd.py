@@ -126,6 +126,9 @@ def execute_command(
         result = execute(intent.id, strategy=c.strategy_or_none(intent.strategy), store=c.store, market=market,
                          exchange=exchange, account=c.account, clock=market, gate=gate)
     op = result.operation
+    if op is None:  # a limit or stop entry rests on the exchange, waiting for its price
+        _render_working(result, exchange, as_json)
+        return
     doc = {
         "mode": "dry-run" if op.mode == "paper" else "live",
         "already_executed": result.already_executed,
@@ -163,6 +166,33 @@ def execute_command(
             "was interrupted; the position may be held without a stop",
             hint="run robson monitor --once: it sells the rest or protects it",
         )
+
+
+def _render_working(result, exchange, as_json: bool) -> None:
+    """Say that the entry order rests on the exchange and what happens next."""
+    intent = result.intent
+    doc = {"mode": "dry-run" if exchange.name == "paper" else "live", "already_executed": result.already_executed,
+           "working": True, "intent": intent_doc(intent), "operation": None,
+           "orders": [order_doc(o) for o in result.orders]}
+
+    def render() -> None:
+        out = console()
+        where = "DRY-RUN on the paper exchange" if exchange.name == "paper" else "LIVE on Binance"
+        kind = intent.entry_order.value.upper()
+        if result.already_executed:
+            out.print(f"{intent.id} is already WORKING: its {kind} entry waits on {exchange.name}. Nothing placed.")
+        else:
+            out.print(f"{where}: {intent.id} WORKING → {kind} {intent.side.value} {fmt(intent.quantity)} "
+                      f"{intent.symbol} @ {fmt(intent.entry)} waits for its price")
+        expiry = f"{intent.expires_at:%Y-%m-%d %H:%M} UTC" if intent.expires_at else "none (until cancelled)"
+        out.print(key_values(None, [("expires", expiry), ("stop", fmt(intent.stop)), ("target", fmt(intent.target))]))
+        out.print(table("Orders", ["client id", "type", "side", "quantity", "price", "stop", "status"],
+                        [(o.client_order_id, o.type.value, o.side.value, fmt(o.quantity), fmt(o.price),
+                          fmt(o.stop_price), o.status.value) for o in result.orders]))
+        out.print("\nNext: robson monitor --once (or keep robson monitor running): it fills the entry when the price "
+                  f"gets there and protects it at once; robson plan cancel {intent.id} withdraws it")
+
+    emit(as_json, doc, render)
 
 
 def register(app: typer.Typer) -> None:

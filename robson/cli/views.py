@@ -32,6 +32,8 @@ def intent_doc(intent: TradingIntent) -> dict[str, Any]:
         "risk_percent_budget": intent.risk_percent,
         "entry": intent.entry,
         "entry_source": d.get("entry_source"),
+        "entry_order": intent.entry_order,
+        "expires_at": intent.expires_at,
         "stop": intent.stop,
         "stop_method": intent.stop_method,
         "stop_label": d.get("stop_label"),
@@ -77,7 +79,7 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
     rows = [
         ("intent", f"{intent.id}  {intent.status.value}"),
         ("trade", f"{intent.side.value} {fmt(intent.quantity)} {intent.symbol} ({intent.strategy}, {intent.timeframe})"),
-        ("entry", f"{fmt(intent.entry)} ({d.get('entry_source', '-')})"),
+        ("entry", f"{fmt(intent.entry)} ({d.get('entry_source', '-')})" + _waiting(intent)),
         ("stop", f"{fmt(intent.stop)}  ({_shown(d.get('stop_distance_percent'), 2)}% from entry)  [{intent.stop_method}]"),
     ]
     if d.get("stop_label"):
@@ -99,6 +101,16 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
     if intent.operation_id:
         rows.append(("operation", intent.operation_id))
     return rows
+
+
+def _waiting(intent: TradingIntent) -> str:
+    """How a limit or stop entry waits for its price, for the entry row."""
+    if not intent.waits:
+        return ""
+    how = ("LIMIT: fills at this price or better" if intent.entry_order.value == "limit"
+           else "STOP: triggers when the price reaches it, fills at it or worse")
+    until = f", expires {intent.expires_at:%Y-%m-%d %H:%M} UTC" if intent.expires_at else ", until cancelled"
+    return f"  [{how}{until}]"
 
 
 def _rounded(value: Decimal | None, places: Decimal) -> Decimal | None:
@@ -248,8 +260,16 @@ def monitor_report_doc(report) -> dict[str, Any]:
         "skipped": [{"operation_id": p.operation_id, "reason": p.message} for p in report.skipped],
         "errors": [{"operation_id": p.operation_id, "message": p.message} for p in report.errors],
         "unresolved": [{"intent_id": p.operation_id, "message": p.message} for p in report.unresolved],
+        "entries": [entry_check_doc(e) for e in report.entries],
         "alerts": None if report.alerts is None else alert_report_doc(report.alerts),
     }
+
+
+def entry_check_doc(check) -> dict[str, Any]:
+    """One look at a waiting entry (robson.application.entries.EntryCheck)."""
+    return {"intent_id": check.intent.id, "symbol": check.intent.symbol, "order": check.intent.entry_order,
+            "status": check.intent.status, "outcome": check.outcome, "message": check.message,
+            "operation_id": check.operation_id}
 
 
 def monitor_summary(report) -> str:
@@ -262,6 +282,11 @@ def monitor_summary(report) -> str:
         parts.append(f"{len(report.errors)} error{'s' if len(report.errors) != 1 else ''}")
     if report.unresolved:
         parts.append(f"{len(report.unresolved)} execution{'s' if len(report.unresolved) != 1 else ''} not settled")
+    if report.entries:
+        counts: dict[str, int] = {}
+        for e in report.entries:
+            counts[e.outcome] = counts.get(e.outcome, 0) + 1
+        parts.append("entries: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
     closes = [f"{c.operation.id} {c.exit.reason.value} @ {fmt(c.operation.exit_price)} "
               f"P&L {fmt(c.operation.realized_pnl, 2)} {c.operation.quote_asset}" for c in report.closed]
     if report.alerts is not None and report.alerts.fired:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from robson.domain.intent import TradingIntent
+from robson.domain.intent import EntryOrder, TradingIntent, entry_side_problem
 from robson.domain.market import Side, SymbolInfo
 from robson.domain.money import HUNDRED, ZERO, fmt, percent
 from robson.domain.sizing import risk_figures, stop_distance
@@ -260,6 +260,22 @@ def open_positions(ctx: GuardContext) -> GuardResult:
                        f"{_pct(lim.max_total_exposure_percent)}", numbers=numbers)
 
 
+def _waiting_entry_price(ctx: GuardContext, market: Decimal, gap: Decimal, numbers: dict[str, str]) -> GuardResult:
+    """A limit or stop entry is checked at the price it names: it must still be waiting on the right side."""
+    name, i = "entry price", ctx.intent
+    kind = i.entry_order.value.upper()
+    problem = entry_side_problem(i.side, i.entry_order, i.entry, market)
+    if problem is None:
+        where = "below" if i.entry < market else "above"
+        return GuardResult(name, Verdict.PASS, f"{kind} entry waits at {fmt(i.entry)}, {_pct(gap)} {where} the market "
+                           f"{fmt(market)}: it fills only when the price gets there", numbers=numbers)
+    if i.entry_order is EntryOrder.STOP:  # the exchange refuses a stop that would trigger at once
+        return GuardResult(name, Verdict.FAIL, f"the market moved through the entry: {problem}",
+                           "plan again: at market, or a stop entry beyond the price now", numbers)
+    return GuardResult(name, Verdict.WARN, f"the market moved through the entry: {problem} (at the entry or better)",
+                       "execute fills it at once; plan again if you meant to wait for a pullback", numbers)
+
+
 def entry_price(ctx: GuardContext) -> GuardResult:
     """WARN when the planned entry is far from the market: execute fills at market, not at the planned entry."""
     name = "entry price"
@@ -268,6 +284,8 @@ def entry_price(ctx: GuardContext) -> GuardResult:
         return GuardResult(name, Verdict.PASS, "no market price to compare the entry with")
     gap = percent(abs(i.entry - market), market)
     numbers = {"entry": fmt(i.entry), "market": fmt(market), "gap_percent": fmt(gap, 4)}
+    if i.waits:
+        return _waiting_entry_price(ctx, market, gap, numbers)
     if gap > ctx.limits.warn_entry_gap_percent:
         return GuardResult(name, Verdict.WARN,
                            f"entry {fmt(i.entry)} is {_pct(gap)} from the market {fmt(market)}: "

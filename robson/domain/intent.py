@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 from robson.domain.market import Side
-from robson.errors import IllegalTransition
+from robson.domain.money import fmt
+from robson.domain.monitoring import DURATION, parse_duration
+from robson.errors import IllegalTransition, InvalidInput
 
 
 class IntentStatus(StrEnum):
@@ -88,6 +90,54 @@ class EntryOrder(StrEnum):
     MARKET = "market"
     LIMIT = "limit"  # a buy waits for the price to fall to the entry (a sell: to rise), filled at it or better
     STOP = "stop"  # a buy waits for the price to rise to the entry (breakout; a sell: to fall), at it or worse
+
+
+def parse_entry_order(text: str) -> EntryOrder:
+    """Parse --order; raise InvalidInput listing the choices."""
+    try:
+        return EntryOrder(text.strip().lower())
+    except ValueError:
+        raise InvalidInput(f"order must be one of {', '.join(o.value for o in EntryOrder)}, got {text!r}") from None
+
+
+def parse_expiry(text: str, now: datetime) -> datetime:
+    """Parse --expires: a duration from now ('90m', '4h', '2d', '1w') or a UTC time ('2021-06-22T18:00', a date
+    means its midnight); raise InvalidInput unless it lies after now."""
+    raw = str(text).strip()
+    if DURATION.match(raw):
+        moment = now + parse_duration(raw, "expires")
+    else:
+        iso = raw.replace(" ", "T")
+        iso = iso[:-1] + "+00:00" if iso.endswith(("Z", "z")) else iso
+        try:
+            moment = datetime.fromisoformat(iso)
+        except ValueError:
+            raise InvalidInput(f"expires must be a duration like 90m, 4h, 2d or 1w, or a UTC time like "
+                               f"2021-06-22T18:00, got {text!r}") from None
+        moment = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    if moment <= now:
+        raise InvalidInput(f"expires {moment:%Y-%m-%d %H:%M} UTC is not after now ({now:%Y-%m-%d %H:%M} UTC): "
+                           "a waiting entry must have time left to fill")
+    return moment
+
+
+def entry_side_problem(side: Side, order: EntryOrder, entry: Decimal, market: Decimal) -> str | None:
+    """Say why a waiting entry at entry cannot wait with the market at market, or None.
+
+    A limit buy waits below the market (a sell above); a stop buy waits above it (a sell below).
+    An entry on the wrong side would fill at once: that is a market order, not a waiting one.
+    """
+    if order is EntryOrder.MARKET:
+        return None
+    wants_below = (order is EntryOrder.LIMIT) == (side is Side.BUY)
+    if (entry < market) if wants_below else (entry > market):
+        return None
+    where = "below" if wants_below else "above"
+    kind = f"a {order.value} {side.value.lower()}"
+    why = "waits for the price to fall to it" if wants_below else "waits for the price to rise to it"
+    return (f"{kind} entry must be {where} the market: it {why}, and {fmt(entry)} is "
+            f"{'at' if entry == market else ('above' if entry > market else 'below')} the market {fmt(market)}, "
+            "so it would fill at once")
 
 
 class IntentSource(StrEnum):

@@ -10,6 +10,8 @@ a backtest's cursor) and the venue (Binance, the paper book, the backtest's simu
   slippage, on the tick) and its taker fee;
 - anchor_to_fill: percent levels (a fixed-percent stop, a percent target, an R target on a
   percent stop) follow the entry fill; levels read off the chart stay where the plan put them;
+- waiting_fill: where a closed candle fills an entry that waits for its price (a limit at it or
+  better, a stop at it or worse), and whether as maker or taker;
 - execution_risk: the risk a position would carry if entered at the price now;
 - walk_settings / stop_limit_price: how a position is watched and protected.
 """
@@ -191,6 +193,42 @@ def market_fill(side: Side, price: Decimal, quantity: Decimal, info: SymbolInfo,
     slipped = price * (ONE + side.sign * slippage_rate)
     fill = info.round_price(slipped, up=side is Side.BUY)
     return Fill(fill, fill * quantity * fee_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingFill:
+    """Where a candle filled a waiting entry."""
+
+    price: Decimal  # the fill, on the tick (a stop's after slippage)
+    trigger_price: Decimal  # the entry price, or the open when the candle gapped through it
+    fee: Decimal  # in quote: maker for a limit, taker for a stop
+    maker: bool
+    gapped: bool  # the candle opened beyond the entry price
+
+
+def waiting_fill(order: str, side: Side, entry: Decimal, quantity: Decimal, candle: Candle, info: SymbolInfo, *,
+                 maker_fee_rate: Decimal, taker_fee_rate: Decimal, slippage_rate: Decimal) -> WaitingFill | None:
+    """Return how candle fills an entry waiting at entry, or None if the candle never traded at it.
+
+    A limit buy fills when the low reaches the entry, at the entry or at the open if that was lower
+    (better); it rests on the book, so it pays the maker fee. A stop buy triggers when the high
+    reaches the entry and fills like a market order: at the entry or at the open if the candle
+    gapped above it, moved against the trader by the slippage, taker fee. Sells mirror them.
+    A wick counts: the candle traded at every price between its low and high.
+    """
+    limit = order == "limit"
+    # Which extreme reaches the entry: a limit buy and a stop sell wait below the price, the others above.
+    waits_below = limit == (side is Side.BUY)
+    reached = candle.low <= entry if waits_below else candle.high >= entry
+    if not reached:
+        return None
+    gapped = candle.open < entry if waits_below else candle.open > entry
+    trigger = candle.open if gapped else entry
+    if limit:
+        price, rate = trigger, maker_fee_rate
+    else:
+        price, rate = info.round_price(trigger * (ONE + side.sign * slippage_rate), up=side is Side.BUY), taker_fee_rate
+    return WaitingFill(price, trigger, price * quantity * rate, limit, gapped)
 
 
 def execution_risk(side: Side, quantity: Decimal, price: Decimal, stop: Decimal, anchor: dict[str, str],

@@ -111,6 +111,8 @@ class AuditKind(StrEnum):
     VALIDATION_FAILED = "validation_failed"
     CANCELLED = "cancelled"
     EXECUTION_STARTED = "execution_started"
+    ENTRY_WORKING = "entry_working"  # a limit or stop entry rests on the exchange, waiting for its price
+    ENTRY_EXPIRED = "entry_expired"  # its expiry passed: the order was cancelled
     ORDER_SENT = "order_sent"
     ORDER_REFUSED = "order_refused"  # the exchange refused a send for certain: it never reached the book
     ORDER_FILLED = "order_filled"
