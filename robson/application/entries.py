@@ -135,7 +135,7 @@ def _look(intent: TradingIntent, *, store: Store, exchange: Exchange, market: Ma
     if entry.status in OPEN_STATUSES and not entry.filled_quantity:
         if book is not None:  # the paper book trades what the closed candles say, up to the expiry
             refused = _refused_by_guards(intent, store=store, exchange=exchange, market=market, account=account,
-                                         now=now)
+                                         strategy=strategy, now=now)
             if refused is not None:
                 return _end_waiting(intent, IntentEvent.EXECUTION_FAILED, refused, clock=clock, **kwargs)
             filled = _fill_on_paper(intent, entry, book=book, store=store, market=market, now=now)
@@ -147,7 +147,7 @@ def _look(intent: TradingIntent, *, store: Store, exchange: Exchange, market: Ma
                                 f"expired at {intent.expires_at:%Y-%m-%d %H:%M} UTC", clock=clock, **kwargs)
         if book is None:
             refused = _refused_by_guards(intent, store=store, exchange=exchange, market=market, account=account,
-                                         now=now)
+                                         strategy=strategy, now=now)
             if refused is not None:
                 return _end_waiting(intent, IntentEvent.EXECUTION_FAILED, refused, clock=clock, **kwargs)
         until = f" until {intent.expires_at:%Y-%m-%d %H:%M} UTC" if intent.expires_at else ""
@@ -164,7 +164,7 @@ def _look(intent: TradingIntent, *, store: Store, exchange: Exchange, market: Ma
 
 
 def _refused_by_guards(intent: TradingIntent, *, store: Store, exchange: Exchange, market: MarketData,
-                       account: Account, now: datetime) -> str | None:
+                       account: Account, strategy: Strategy | None, now: datetime) -> str | None:
     """Run again the guards whose inputs change while an entry waits; say why they refuse it now, or None.
 
     The balance guard is not among them: what the entry spends is already locked by its order.
@@ -175,7 +175,7 @@ def _refused_by_guards(intent: TradingIntent, *, store: Store, exchange: Exchang
     with store.read() as session:
         book = book_view(session, intent, now, account.fee_rate)
     context = portfolio_context(intent, info=market.symbol_info(intent.symbol), balances=exchange.balances(),
-                                book=book, account=account, limits=account.limits, now=now)
+                                book=book, account=account, limits=account.limits_for(strategy), now=now)
     skip = frozenset(GUARD_NAMES) - (PORTFOLIO_GUARDS - {"balance"})
     failed = [r for r in run_guards(context, skip=skip) if r.verdict is Verdict.FAIL]
     if not failed:
@@ -243,7 +243,8 @@ def _exit_if_refused(result: ExecutionResult, *, store: Store, exchange: Exchang
     """A live fill the guards refuse now (it filled between two ticks): exit it at market; say what was done."""
     intent, op = result.intent, result.operation
     assert op is not None
-    refused = _refused_by_guards(intent, store=store, exchange=exchange, market=market, account=account, now=now)
+    refused = _refused_by_guards(intent, store=store, exchange=exchange, market=market, account=account,
+                                 strategy=strategy, now=now)
     if refused is None:
         return ""
     from robson.application.operations import close_operation
