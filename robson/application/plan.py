@@ -13,6 +13,7 @@ from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, Trading
 from robson.domain.market import Side, timeframe_ms
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import AuditEvent, AuditKind
+from robson.domain.ladder import ladder_doc
 from robson.domain.lifecycle import candles_needed, plan_trade
 from robson.domain.strategy import Strategy
 from robson.errors import InvalidInput
@@ -139,6 +140,8 @@ def plan(request: PlanRequest, *, store: Store, market: MarketData, exchange: Ex
     }
     if planned.anchor:
         details["anchor"] = planned.anchor  # levels that follow the entry fill at execution
+    if planned.ladder is not None:
+        details["ladder"] = ladder_doc(planned.ladder)  # its rungs re-resolve at the fill; ladder_from_doc reads it
     intent = TradingIntent(
         id=new_id(INTENT_PREFIX),
         symbol=symbol,

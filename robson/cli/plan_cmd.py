@@ -8,8 +8,8 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
-from robson.cli.views import audit_doc, intent_doc, intent_rows, order_doc
-from robson.domain.intent import IntentStatus
+from robson.cli.views import LADDER_COLUMNS, audit_doc, intent_doc, intent_rows, ladder_rows, order_doc
+from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Side
 from robson.domain.money import fmt, parse_decimal
 from robson.errors import InvalidInput
@@ -60,6 +60,7 @@ def _plan(ctx: typer.Context, side: Side, symbol: str, quantity: str | None, str
     def render() -> None:
         out = console()
         out.print(key_values(f"Plan {intent.id} — {intent.status.value}", intent_rows(intent)))
+        print_ladder(intent)
         out.print(f"\nNext: robson validate {intent.id}")
 
     emit(as_json, intent_doc(intent), render)
@@ -90,6 +91,18 @@ def sell(ctx: typer.Context, symbol: Annotated[str, typer.Argument(help="Symbol,
     """
     _plan(ctx, Side.SELL, symbol, quantity, strategy, capital, timeframe, entry, stop, target, note, order, expires,
           as_json)
+
+
+def print_ladder(intent: TradingIntent) -> None:
+    """Print the intent's ladder of targets, if it has one, with its merge notes under it."""
+    ladder = intent.details.get("ladder")
+    if not ladder:
+        return
+    out = console()
+    out.print(table(f"Targets (blended R:R {intent.details.get('reward_to_risk') or '-'})", LADDER_COLUMNS,
+                    ladder_rows(ladder, intent.details.get("base_asset", ""))))
+    for note in ladder["notes"]:
+        out.print(f"note: {note}", soft_wrap=True)
 
 
 def parse_status(value: str | None) -> IntentStatus | None:
@@ -139,6 +152,7 @@ def show(ctx: typer.Context, intent_id: Annotated[str, typer.Argument(help="Inte
     def render() -> None:
         out = console()
         out.print(key_values(f"Intent {intent.id} — {intent.status.value}", intent_rows(intent)))
+        print_ladder(intent)
         if intent.validation:
             from robson.cli.trade_cmd import validation_table
 

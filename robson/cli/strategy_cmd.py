@@ -30,7 +30,8 @@ def strategy_doc(s: Strategy) -> dict[str, Any]:
     return {
         "name": s.name, "title": s.title, "description": s.description, "entry": s.entry, "timeframe": s.timeframe,
         "risk_percent": s.risk_percent, "max_risk_percent": s.max_risk_percent, "stop": stop,
-        "target_r_multiple": s.target_r_multiple, "limits": s.limit_overrides, "auto_entry": auto_entry,
+        "target_r_multiple": s.target_r_multiple, "targets": [step.as_data() for step in s.targets] or None,
+        "limits": s.limit_overrides, "auto_entry": auto_entry,
         "scan": None if s.scan is None else scan_doc(s.scan), "trailing": s.trailing, "time_exit": time_exit,
         "source": s.source,
     }
@@ -119,6 +120,20 @@ def duration_text(age: timedelta) -> str:
     return f"{minutes}m"
 
 
+def target_summary(s: Strategy) -> str:
+    """The target in a few words: 2R, 4 % after fees, or a ladder such as 1R 50% → 2R 25% → 3R rest."""
+    if s.targets:
+        return " → ".join(f"{step.at_text} {step.close_text}" for step in s.targets)
+    return s.target.describe()
+
+
+def ladder_text(s: Strategy) -> str:
+    """Each rung of the ladder with the stop after it, for strategy show."""
+    return "; ".join(f"{step.at_text} closes {step.close_text}"
+                     + ("" if step.then_stop.value == "keep" else f", then stop → {step.then_stop.describe()}")
+                     for step in s.targets)
+
+
 def stop_summary(s: Strategy) -> str:
     st = s.stop
     return {
@@ -139,7 +154,7 @@ def list_(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     def render() -> None:
         rows = [(s.name, s.title, s.entry, s.timeframe, f"{fmt(s.risk_percent)}%", stop_summary(s),
-                 f"{fmt(s.target_r_multiple)}R" if s.target_r_multiple else "-") for s in strategies]
+                 target_summary(s)) for s in strategies]
         console().print(table("Strategies", ["name", "title", "entry", "timeframe", "risk", "stop", "target"], rows))
 
     emit(as_json, {"strategies": [strategy_doc(s) for s in strategies]}, render)
@@ -159,7 +174,7 @@ def show(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Strategy 
             ("description", s.description), ("entry", s.entry), ("timeframe", s.timeframe),
             ("risk per trade", f"{fmt(s.risk_percent)}% (max {fmt(s.max_risk_percent)}%)"),
             ("stop", stop_summary(s)),
-            ("target", f"{fmt(s.target_r_multiple)}R" if s.target_r_multiple else "-"),
+            ("targets", ladder_text(s)) if s.targets else ("target", target_summary(s)),
             ("limit overrides", ", ".join(f"{k}={v}" for k, v in s.limit_overrides.items()) or "-"),
             ("trailing", "hand span (break-even after 1 span, then entry ± (n − 1) spans)" if s.trails else "off"),
             ("time exit", time_exit_text(s)),

@@ -49,6 +49,7 @@ def intent_doc(intent: TradingIntent) -> dict[str, Any]:
         "target": intent.target,
         "target_source": d.get("target_source"),
         "reward_to_risk": d.get("reward_to_risk"),
+        "ladder": d.get("ladder"),  # the targets that each close a part (robson.domain.ladder.ladder_doc), or null
         "quote_asset": d.get("quote_asset"),
         "note": intent.note,
         "confidence": intent.confidence,
@@ -94,12 +95,41 @@ def intent_rows(intent: TradingIntent) -> list[tuple[str, str]]:
                  f"{fmt(intent.capital)} (budget {_shown(d.get('risk_budget'), 2)})"),
         ("risk with fees", f"{_shown(d.get('risk_with_fees'), 2)} {quote} = {_shown(d.get('risk_with_fees_percent'), 2)}% "
                            f"(taker fees {_shown(d.get('fees'), 2)} both ways)"),
-        ("target", f"{fmt(intent.target)}  R:R {d.get('reward_to_risk') or '-'} ({d.get('target_source', '-')})"),
     ]
+    if d.get("ladder"):
+        rows.append(("targets", f"{len(d['ladder']['parts'])} (below), the last part closing at {fmt(intent.target)}  "
+                                f"blended R:R {d.get('reward_to_risk') or '-'} ({d.get('target_source', '-')})"))
+    else:
+        rows.append(("target", f"{fmt(intent.target)}  R:R {d.get('reward_to_risk') or '-'} ({d.get('target_source', '-')})"))
     if intent.note:
         rows.append(("note", intent.note))
     if intent.operation_id:
         rows.append(("operation", intent.operation_id))
+    return rows
+
+
+LADDER_COLUMNS = ["#", "at", "target", "closes", "R", "then the stop", "risk left", "P&L if the stop then fills"]
+
+
+def ladder_rows(ladder: dict[str, Any], base_asset: str) -> list[tuple[str, ...]]:
+    """One row per target of a recorded ladder (robson.domain.ladder.ladder_doc), money to the cent."""
+    from robson.domain.ladder import StopRule
+
+    rows = []
+    for part in ladder["parts"]:
+        closes = f"{part['quantity']} {base_asset} ({part['close']})"
+        if part["merged_into"] is not None:
+            rows.append((str(part["number"]), part["at"], part["target"], f"0 (merged into #{part['merged_into']})",
+                         _shown(part["r_multiple"], 2), "-", "-", "-"))
+        elif part["stop_after"] is None:
+            rows.append((str(part["number"]), part["at"], part["target"], closes, _shown(part["r_multiple"], 2),
+                         "- (all closed)", _shown(part["risk_left"], 2),
+                         f"{_shown(part['pnl_if_stopped'], 2)} (every target filled)"))
+        else:
+            rule = StopRule(part["then_stop"]).describe()
+            rows.append((str(part["number"]), part["at"], part["target"], closes, _shown(part["r_multiple"], 2),
+                         f"{part['stop_after']} ({rule})", _shown(part["risk_left"], 2),
+                         _shown(part["pnl_if_stopped"], 2)))
     return rows
 
 

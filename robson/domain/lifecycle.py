@@ -5,11 +5,12 @@ a backtest's cursor) and the venue (Binance, the paper book, the backtest's simu
 
 - plan_trade: entry, stop (the strategy's method over closed candles), size (the risk rule
   with its caps, or a fixed notional), target (an R multiple or a percent, optionally after
-  fees), on the exchange's grid;
+  fees) or a ladder of targets each closing a part (robson/domain/ladder.py), on the exchange's grid;
 - market_fill: where a market order fills (the price moved against the trader by the
   slippage, on the tick) and its taker fee;
-- anchor_to_fill: percent levels (a fixed-percent stop, a percent target, an R target on a
-  percent stop) follow the entry fill; levels read off the chart stay where the plan put them;
+- anchor_to_fill / ladder_at_fill: percent levels (a fixed-percent stop, a percent target, an R
+  target on a percent stop) follow the entry fill; levels read off the chart stay where the plan
+  put them; a ladder's parts are sized again from the quantity filled;
 - waiting_fill: where a closed candle fills an entry that waits for its price (a limit at it or
   better, a stop at it or worse), and whether as maker or taker;
 - execution_risk: the risk a position would carry if entered at the price now;
@@ -24,8 +25,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from robson.domain.ladder import Ladder, resolve_ladder
 from robson.domain.market import Candle, Side, SymbolInfo
-from robson.domain.money import HUNDRED, ONE, ZERO, fmt, round_to_tick
+from robson.domain.money import HUNDRED, ONE, fmt, round_to_tick
 from robson.domain.monitoring import MonitorSettings, TimeExitRule, time_exit_deadline
 from robson.domain.operation import Operation, OperationStatus
 from robson.domain.sizing import (
@@ -35,11 +37,10 @@ from robson.domain.sizing import (
     check_target_side,
     reward_to_risk,
     size_position,
-    stop_distance,
 )
 from robson.domain.stops import compute_stop
-from robson.domain.strategy import Strategy, TargetRule
-from robson.errors import InvalidInput
+from robson.domain.strategy import Strategy
+from robson.domain.targets import TargetRule, target_for
 
 FIXED_PERCENT = "fixed_percent"
 
@@ -70,6 +71,7 @@ class PlannedTrade:
     target: Decimal | None
     target_source: str
     anchor: dict[str, str] = field(default_factory=dict)  # levels that follow the entry fill (see anchor_to_fill)
+    ladder: Ladder | None = None  # the strategy's targets, each closing a part; target is then where the last closes
 
     @property
     def quantity(self) -> Decimal:
@@ -77,6 +79,9 @@ class PlannedTrade:
 
     @property
     def reward_to_risk(self) -> Decimal | None:
+        """The R:R if the target fills; with a ladder, blended over its parts."""
+        if self.ladder is not None:
+            return self.ladder.blended_r
         return reward_to_risk(self.side, self.entry, self.stop, self.target)
 
 
@@ -87,7 +92,8 @@ def plan_trade(side: Side, info: SymbolInfo, strategy: Strategy, *, entry: Decim
     """Size a trade by the strategy's rules; raise InvalidInput or SizingRefused.
 
     candles are the strategy timeframe's closed candles (the last candles_needed of them); a
-    given stop or target overrides the strategy's, and a given quantity skips the risk rule.
+    given stop or target overrides the strategy's (a given target replaces its ladder too), and a
+    given quantity skips the risk rule.
     """
     if stop is not None:
         check_stop_side(side, entry, stop)
@@ -103,12 +109,20 @@ def plan_trade(side: Side, info: SymbolInfo, strategy: Strategy, *, entry: Decim
     )
     fig = sizing.figures
     anchor: dict[str, str] = {}
+    ladder = None
     if method == FIXED_PERCENT:
         anchor["stop_percent"] = fmt(strategy.stop.percent)
     if target is not None:
         target_price = info.round_price(target, up=side is Side.BUY)
         check_target_side(side, fig.entry, target_price)
         target_source = "given"
+    elif strategy.targets:
+        ladder = resolve_ladder(strategy.targets, side, entry=fig.entry, stop=fig.stop, quantity=fig.quantity,
+                                info=info, fee_rate=fee_rate)
+        final = ladder.final
+        target_price, target_source = final.target, f"ladder of {len(ladder.parts)} targets from strategy"
+        if final.step.at.percent is not None or anchor:
+            anchor |= _target_anchor(final.step.at)  # the single target an execution re-anchors: the last part's
     else:
         target_price = target_for(strategy.target, side, fig.entry, fig.stop, info, fee_rate)
         target_source = "none" if target_price is None else f"{strategy.target.describe()} from strategy"
@@ -116,40 +130,13 @@ def plan_trade(side: Side, info: SymbolInfo, strategy: Strategy, *, entry: Decim
             anchor |= _target_anchor(strategy.target)
     return PlannedTrade(side=side, entry=fig.entry, entry_source=entry_source, stop=fig.stop, stop_method=method,
                         stop_label=label, stop_details=details, sizing=sizing, target=target_price,
-                        target_source=target_source, anchor=anchor)
+                        target_source=target_source, anchor=anchor, ladder=ladder)
 
 
 def _target_anchor(rule: TargetRule) -> dict[str, str]:
     if rule.percent is not None:
         return {"target_percent": fmt(rule.percent), "target_after_fees": "true" if rule.after_fees else "false"}
     return {"target_r": fmt(rule.r_multiple)}
-
-
-def target_for(rule: TargetRule, side: Side, entry: Decimal, stop: Decimal, info: SymbolInfo,
-               fee_rate: Decimal) -> Decimal | None:
-    """Return the strategy's target on the tick, or None when it sets none.
-
-    An R target sits r × the stop distance beyond entry, rounded toward entry. A percent target
-    sits percent beyond entry, rounded toward entry; after fees, it is the price at which the
-    trade nets that percent of its cost once both taker fees are paid, rounded away from entry
-    so that it nets at least that.
-    """
-    if rule.r_multiple is not None:
-        raw = entry + side.sign * rule.r_multiple * stop_distance(entry, stop)
-        return info.round_price(raw, up=side is Side.SELL)
-    if rule.percent is None:
-        return None
-    move = rule.percent / HUNDRED
-    if not rule.after_fees:
-        return info.round_price(entry * (ONE + side.sign * move), up=side is Side.SELL)
-    if not ZERO <= fee_rate < ONE:
-        raise InvalidInput(f"fee rate must be between 0 and 1, got {fmt(fee_rate)}")
-    sign = side.sign
-    # Long: P·q·(1 − f) = E·q·(1 + f)·(1 + p); a short's proceeds and cost swap sides.
-    raw = entry * (ONE + sign * move) * (ONE + sign * fee_rate) / (ONE - sign * fee_rate)
-    if raw <= 0:
-        raise InvalidInput(f"a {fmt(rule.percent)} % target after fees has no price for a short at {fmt(entry)}")
-    return info.round_price(raw, up=side is Side.BUY)
 
 
 def anchor_to_fill(side: Side, fill: Decimal, anchor: dict[str, str], stop: Decimal, target: Decimal | None,
@@ -171,6 +158,19 @@ def anchor_to_fill(side: Side, fill: Decimal, anchor: dict[str, str], stop: Deci
     elif "target_r" in anchor:
         target = target_for(TargetRule(r_multiple=Decimal(anchor["target_r"])), side, fill, stop, info, fee_rate)
     return stop, target
+
+
+def ladder_at_fill(ladder: Ladder, anchor: dict[str, str], *, fill: Decimal, stop: Decimal, quantity: Decimal,
+                   info: SymbolInfo, fee_rate: Decimal) -> Ladder:
+    """Return the plan's ladder for the position really opened: fill price, its stop, the quantity filled.
+
+    Targets follow the fill where the plan's single target would (anchor_to_fill: percent targets,
+    or R targets on a percent stop); otherwise they stay at the planned prices. The parts are sized
+    again from the quantity filled, with the same merges. Raise InvalidInput as resolve_ladder does.
+    """
+    follows = "target_percent" in anchor or "target_r" in anchor
+    return resolve_ladder(ladder.steps, ladder.side, entry=fill, stop=stop, quantity=quantity, info=info,
+                          fee_rate=fee_rate, prices=None if follows else [part.target for part in ladder.parts])
 
 
 # --- execution -----------------------------------------------------------------------------------

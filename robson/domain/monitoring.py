@@ -193,16 +193,75 @@ class WalkResult:
     last_checked_at: datetime | None  # close of the last candle examined (unchanged if none)
 
 
-def _fill(operation: Operation, trigger: Decimal, settings: MonitorSettings, *, slip: bool) -> tuple[Decimal, Decimal]:
-    exit_side = operation.side.opposite
-    price = trigger * (ONE + exit_side.sign * settings.slippage_rate) if slip else trigger
-    price = round_to_tick(price, settings.tick_size, up=exit_side is Side.BUY) if slip else price
-    return price, price * operation.quantity * settings.fee_rate
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """Where a candle reached a resting level: at the level, or at the candle's open when it opened beyond it."""
+
+    price: Decimal
+    gapped: bool
+
+
+def stop_touch(side: Side, candle: Candle, stop: Decimal) -> Touch | None:
+    """Return where the candle reached the stop of a position on side (its low for a long), or None."""
+    sign = side.sign
+    worst = candle.low if sign > 0 else candle.high
+    if (stop - worst) * sign < 0:
+        return None
+    return Touch(candle.open, True) if (stop - candle.open) * sign > 0 else Touch(stop, False)
+
+
+def target_touch(side: Side, candle: Candle, target: Decimal) -> Touch | None:
+    """Return where the candle reached a target of a position on side (its high for a long), or None."""
+    sign = side.sign
+    best = candle.high if sign > 0 else candle.low
+    if (best - target) * sign < 0:
+        return None
+    return Touch(candle.open, True) if (candle.open - target) * sign > 0 else Touch(target, False)
+
+
+def exit_price(side: Side, trigger: Decimal, settings: MonitorSettings, *, slip: bool) -> Decimal:
+    """Return the fill of an exit from a position on side: a market-like exit slips and goes on the tick against it."""
+    if not slip:
+        return trigger
+    exit_side = side.opposite
+    return round_to_tick(trigger * (ONE + exit_side.sign * settings.slippage_rate), settings.tick_size,
+                         up=exit_side is Side.BUY)
+
+
+def touch_ms(candle: Candle, touch: Touch, close_ms: int) -> int:
+    """When a touch is known: the candle's open for a gap, else its close."""
+    return candle.open_time if touch.gapped else close_ms
+
+
+def check_watched(operation: Operation) -> None:
+    """Raise IllegalTransition unless the operation is ACTIVE (only those are walked)."""
+    if operation.status is not OperationStatus.ACTIVE:
+        raise IllegalTransition(f"operation {operation.id} is {operation.status.value}: only ACTIVE ones are monitored")
+
+
+def unseen_candles(operation: Operation, candles: Sequence[Candle], timeframe: str,
+                   now: datetime | None = None) -> list[Candle]:
+    """Return the candles a walk examines, oldest first: opened since entry, closed after the last check and by now."""
+    length = timeframe_ms(timeframe)
+    opened_ms = datetime_to_ms(operation.opened_at)
+    seen_ms = datetime_to_ms(operation.last_checked_at) if operation.last_checked_at else None
+    now_ms = datetime_to_ms(now) if now is not None else None
+    # The entry candle's extremes may predate the entry; candles already seen or still open are skipped.
+    return [candle for candle in sorted(candles, key=lambda c: c.open_time)
+            if candle.open_time >= opened_ms and (seen_ms is None or candle.open_time + length > seen_ms)
+            and (now_ms is None or candle.open_time + length <= now_ms)]
+
+
+def time_exit_due_ms(operation: Operation, settings: MonitorSettings) -> int | None:
+    """Return when the time exit falls due, in epoch ms (None without one)."""
+    deadline = time_exit_deadline(operation.opened_at, settings.timeframe, settings.time_exit)
+    return datetime_to_ms(deadline) if deadline is not None else None
 
 
 def _exit(operation: Operation, candle: Candle, at_ms: int, trigger: Decimal, reason: CloseReason,
           settings: MonitorSettings, *, slip: bool = True, gapped: bool = False) -> Exit:
-    price, fee = _fill(operation, trigger, settings, slip=slip)
+    price = exit_price(operation.side, trigger, settings, slip=slip)
+    fee = price * operation.quantity * settings.fee_rate
     return Exit(ms_to_datetime(at_ms), price, trigger, fee, reason, candle.open_time, gapped)
 
 
@@ -210,54 +269,44 @@ def _check_candle(operation: Operation, candle: Candle, stop: Decimal, length: i
                   settings: MonitorSettings) -> Exit | None:
     sign = operation.side.sign
     close_ms = candle.open_time + length
-    worst, best = (candle.low, candle.high) if sign > 0 else (candle.high, candle.low)
-    if (stop - worst) * sign >= 0:
+    touch = stop_touch(operation.side, candle, stop)
+    if touch is not None:
         trailed = settings.trailing and (stop - operation.initial_stop) * sign > 0
         reason = CloseReason.TRAILING if trailed else CloseReason.STOP
-        if (stop - candle.open) * sign > 0:
-            return _exit(operation, candle, candle.open_time, candle.open, reason, settings, gapped=True)
-        return _exit(operation, candle, close_ms, stop, reason, settings)
-    target = operation.target
-    if target is not None and (best - target) * sign >= 0:
-        if (candle.open - target) * sign > 0:
-            return _exit(operation, candle, candle.open_time, candle.open, CloseReason.TARGET, settings,
-                         slip=False, gapped=True)
-        return _exit(operation, candle, close_ms, target, CloseReason.TARGET, settings, slip=False)
+        return _exit(operation, candle, touch_ms(candle, touch, close_ms), touch.price, reason, settings,
+                     gapped=touch.gapped)
+    touch = target_touch(operation.side, candle, operation.target) if operation.target is not None else None
+    if touch is not None:
+        return _exit(operation, candle, touch_ms(candle, touch, close_ms), touch.price, CloseReason.TARGET, settings,
+                     slip=False, gapped=touch.gapped)
     if due_ms is not None and close_ms >= due_ms:
         return _exit(operation, candle, close_ms, candle.close, CloseReason.TIME_EXIT, settings)
     return None
 
 
+def trail(operation: Operation, candle: Candle, stop: Decimal, settings: MonitorSettings, close_ms: int) -> StopMove | None:
+    """Return the hand-span move the candle's best price makes from stop (protecting from the next candle), or None."""
+    best = candle.high if operation.side is Side.BUY else candle.low
+    new = trailing_stop(operation, best, fee_rate=settings.fee_rate, tick_size=settings.tick_size, current_stop=stop)
+    return None if new is None else StopMove(ms_to_datetime(close_ms), stop, new, TRAILING, candle.open_time, best)
+
+
 def walk_candles(operation: Operation, candles: Sequence[Candle], settings: MonitorSettings, *,
                  now: datetime | None = None) -> WalkResult:
     """Replay closed candles over an ACTIVE operation: stop moves and the first exit; raise IllegalTransition."""
-    if operation.status is not OperationStatus.ACTIVE:
-        raise IllegalTransition(f"operation {operation.id} is {operation.status.value}: only ACTIVE ones are monitored")
+    check_watched(operation)
     length = timeframe_ms(settings.timeframe)
-    opened_ms = datetime_to_ms(operation.opened_at)
-    seen_ms = datetime_to_ms(operation.last_checked_at) if operation.last_checked_at else None
-    now_ms = datetime_to_ms(now) if now is not None else None
-    deadline = time_exit_deadline(operation.opened_at, settings.timeframe, settings.time_exit)
-    due_ms = datetime_to_ms(deadline) if deadline is not None else None
-    stop, moves, checked_ms = operation.stop, [], seen_ms
-    for candle in sorted(candles, key=lambda c: c.open_time):
-        close_ms = candle.open_time + length
-        # The entry candle's extremes may predate the entry; candles already seen or still open are skipped.
-        if candle.open_time < opened_ms or (seen_ms is not None and close_ms <= seen_ms):
-            continue
-        if now_ms is not None and close_ms > now_ms:
-            continue
-        checked_ms = close_ms if checked_ms is None else max(checked_ms, close_ms)
+    due_ms = time_exit_due_ms(operation, settings)
+    stop, moves, checked_ms = operation.stop, [], None
+    for candle in unseen_candles(operation, candles, settings.timeframe, now):
+        checked_ms = close_ms = candle.open_time + length
         exit_ = _check_candle(operation, candle, stop, length, due_ms, settings)
         if exit_ is not None:
             return WalkResult(tuple(moves), exit_, stop, ms_to_datetime(checked_ms))
-        if settings.trailing:
-            best = candle.high if operation.side is Side.BUY else candle.low
-            new = trailing_stop(operation, best, fee_rate=settings.fee_rate, tick_size=settings.tick_size,
-                                current_stop=stop)
-            if new is not None:
-                moves.append(StopMove(ms_to_datetime(close_ms), stop, new, TRAILING, candle.open_time, best))
-                stop = new
+        move = trail(operation, candle, stop, settings, close_ms) if settings.trailing else None
+        if move is not None:
+            moves.append(move)
+            stop = move.new_stop
     last = ms_to_datetime(checked_ms) if checked_ms is not None else operation.last_checked_at
     return WalkResult(tuple(moves), None, stop, last)
 

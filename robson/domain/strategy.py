@@ -15,17 +15,19 @@ from typing import Any
 
 from robson.domain.conditions import ScanDefinition, parse_scan
 from robson.domain.guards import HARD_RISK_CEILING_PERCENT, RiskLimits
+from robson.domain.ladder import LadderStep, parse_ladder
 from robson.domain.market import TIMEFRAME_MS, Side
 from robson.domain.monitoring import TimeExitRule, parse_duration
 from robson.domain.money import HUNDRED, fmt, parse_decimal
 from robson.domain.stops import STOP_KINDS, StopSettings, compute_stop
+from robson.domain.targets import TargetRule
 from robson.errors import InvalidInput, StrategyError
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 MAX_WHOLE = 100_000
 TOP_LEVEL_FIELDS = {
     "name", "title", "description", "entry", "timeframe", "risk_percent", "max_risk_percent",
-    "stop", "target", "limits", "auto_entry", "scan", "trailing", "time_exit", "backtest",
+    "stop", "target", "targets", "limits", "auto_entry", "scan", "trailing", "time_exit", "backtest",
 }
 TARGET_FIELDS = {"r_multiple", "percent", "after_fees"}
 BACKTEST_FIELDS = {"slippage_percent"}
@@ -45,26 +47,6 @@ class AutoEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class TargetRule:
-    """Where the target sits: an R multiple of the stop distance, or a percent of the entry.
-
-    A percent target with after_fees is the exit price at which the trade nets that percent of
-    its cost once both taker fees are paid (freqtrade's ROI): entry × (1 + p) × (1 + f) / (1 − f).
-    """
-
-    r_multiple: Decimal | None = None
-    percent: Decimal | None = None
-    after_fees: bool = False
-
-    def describe(self) -> str:
-        if self.r_multiple is not None:
-            return f"{fmt(self.r_multiple)}R"
-        if self.percent is not None:
-            return f"{fmt(self.percent)} %" + (" after fees" if self.after_fees else "")
-        return "-"
-
-
-@dataclass(frozen=True, slots=True)
 class BacktestDefaults:
     """What `robson backtest` assumes for this strategy unless told otherwise (None: the config's)."""
 
@@ -81,7 +63,7 @@ class Strategy:
     risk_percent: Decimal
     max_risk_percent: Decimal
     stop: StopSettings
-    target: TargetRule
+    target: TargetRule  # a single target for the whole position (empty with a ladder)
     limit_overrides: dict[str, Any] = field(default_factory=dict)
     auto_entry: AutoEntry | None = None  # None: a person decides every entry (entry: manual)
     scan: ScanDefinition | None = None  # the setups `robson scan` looks for; None: nothing to scan
@@ -89,6 +71,7 @@ class Strategy:
     trailing: str = "off"  # "hand_span" (SPEC §2 trailing stop) or "off"
     time_exit: TimeExitRule | None = None  # close after N candles of the timeframe and/or at an age
     backtest: BacktestDefaults = field(default_factory=BacktestDefaults)
+    targets: tuple[LadderStep, ...] = ()  # a scale-out ladder (robson/domain/ladder.py); () with a single target
 
     @property
     def target_r_multiple(self) -> Decimal | None:
@@ -255,6 +238,17 @@ def _parse_target(source: str, data: dict[str, Any]) -> TargetRule:
     return TargetRule()
 
 
+def _parse_targets(source: str, data: dict[str, Any]) -> tuple[LadderStep, ...]:
+    if "targets" not in data:
+        return ()
+    if "target" in data:
+        raise _fail(source, "targets", "give target (one for the whole position) or targets (a ladder), not both")
+    try:
+        return parse_ladder(data["targets"], "targets")
+    except StrategyError as e:  # "field 'targets[…]': problem" → prefixed with the file
+        raise StrategyError(f"{source}: {e.message}", hint=e.hint) from None
+
+
 def _parse_backtest(source: str, data: dict[str, Any]) -> BacktestDefaults:
     _unknown(source, "backtest.", data, BACKTEST_FIELDS)
     slippage = None
@@ -304,4 +298,5 @@ def parse_strategy(data: Any, source: str) -> Strategy:
         trailing=_parse_trailing(source, data.get("trailing")),
         time_exit=_parse_time_exit(source, _mapping(source, "time_exit", data.get("time_exit"))),
         backtest=_parse_backtest(source, _mapping(source, "backtest", data.get("backtest"))),
+        targets=_parse_targets(source, data),
     )
