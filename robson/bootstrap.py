@@ -186,9 +186,9 @@ class Container:
 
     @cached_property
     def notifier(self):
-        """The configured notifier (webhook, Telegram), drained when the command ends; a no-op when none is set."""
+        """The configured notifier (webhook, Telegram, e-mail), drained when the command ends; a no-op when none is set."""
         s = self.settings
-        if not s["notify.webhook_url"] and not s["notify.telegram_chat_id"]:
+        if not s["notify.webhook_url"] and not s["notify.telegram_chat_id"] and not s["notify.email_to"]:
             from robson.application.notify import NullNotifier
 
             return NullNotifier()

@@ -158,6 +158,64 @@ def _notify_events(value: Any) -> str:
     return ",".join(k for k in EVENT_KINDS if k in wanted)
 
 
+SMTP_TLS_MODES = ("starttls", "tls", "none")
+
+
+def _smtp_tls(value: Any) -> str:
+    text = _text(value).lower()
+    if text not in SMTP_TLS_MODES:
+        raise ValueError(f"must be starttls (upgrade a plain connection, port 587), tls (TLS from the start, port 465) "
+                         f"or none (a server on 127.0.0.1 only), got {value!r}")
+    return text
+
+
+def _host(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = _text(value).strip("[]")
+    if not text.isascii() or any(ch.isspace() or ch in "/@?#[]" for ch in text):
+        raise ValueError(f"must be a host name or address like smtp.example.com, got {value!r}")
+    if text.count(":") == 1:  # host:port (an IPv6 address has more colons)
+        raise ValueError(f"must be the host alone; give the port as notify.smtp_port, got {value!r}")
+    return text
+
+
+def _optional_port(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    return _whole(1, 65535)(value)
+
+
+def _address(value: Any) -> str:
+    text = _text(value)
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain or any(ch.isspace() or ord(ch) < 0x20 or ch in ",;<>" for ch in text):
+        raise ValueError(f"must be an e-mail address like trader@example.com, got {value!r}")
+    return text
+
+
+def _optional_address(value: Any) -> str | None:
+    return None if value in (None, "") else _address(value)
+
+
+def _optional_addresses(value: Any) -> list[str] | None:
+    if value in (None, "", []):
+        return None
+    return [_address(name) for name in _names(value)]
+
+
+def is_loopback(host: str) -> bool:
+    """Tell whether host names this machine for certain: localhost or a loopback address (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def redact_url(url: str) -> str:
     """Return url with everything after the host hidden (paths and queries of webhooks often hold secrets)."""
     from urllib.parse import urlsplit
@@ -303,7 +361,15 @@ FIELDS: tuple[Field, ...] = (
     Field("notify.telegram_chat_id", _optional_text, None, "Telegram chat to message; the bot token comes from ROBSON_TELEGRAM_BOT_TOKEN or notify.telegram_token_file"),
     Field("notify.telegram_base_url", _url, "https://api.telegram.org", "Telegram Bot API base URL (a local server in tests)"),
     Field("notify.telegram_token_file", _optional_text, None, "file holding a 'TELEGRAM_BOT_TOKEN=...' line; must be mode 0600 (may be binance.key_file)"),
-    Field("notify.events", _notify_events, "all", "events to send: all, none, or a list of intent_created, executed, stop_moved, closed, halted, monitor_error"),
+    Field("notify.email_to", _optional_addresses, None, "e-mail each event to these addresses (a list); needs notify.smtp_host and notify.email_from"),
+    Field("notify.email_from", _optional_address, None, "the sender address of the e-mails"),
+    Field("notify.smtp_host", _host, None, "SMTP server that sends the e-mails"),
+    Field("notify.smtp_port", _optional_port, None, "SMTP port; default 587 for starttls, 465 for tls, 25 for none"),
+    Field("notify.smtp_tls", _smtp_tls, "starttls", "starttls (upgrade the connection), tls (TLS from the start) or none (only for a server on 127.0.0.1); the certificate is always verified"),
+    Field("notify.smtp_ca_file", _optional_text, None, "PEM file of the CA that signed the SMTP server's certificate (a private CA); default: the system's CAs"),
+    Field("notify.smtp_username", _optional_text, None, "SMTP login; the password comes from ROBSON_SMTP_PASSWORD or notify.smtp_password_file"),
+    Field("notify.smtp_password_file", _optional_text, None, "file holding an 'SMTP_PASSWORD=...' line; must be mode 0600"),
+    Field("notify.events", _notify_events, "all", "events to send: all, none, or a list of intent_created, executed, stop_moved, closed, halted, monitor_error, alert_fired"),
     Field("notify.timeout_seconds", _decimal_within(above="0", at_most="300"), Decimal("5"), "give up on one delivery attempt after this many seconds"),
     Field("notify.retries", _whole(0, 20), 2, "attempts after the first when a receiver fails or times out"),
     Field("notify.retry_backoff_seconds", _decimal_within(at_most="3600"), Decimal("1"), "wait before the first retry, doubled before each next one"),
@@ -323,7 +389,8 @@ ENV_ALIASES = {
     "ROBSON_LIVE_TRADING": "execution.live_trading_enabled",
 }
 TELEGRAM_TOKEN_ENV = "ROBSON_TELEGRAM_BOT_TOKEN"  # a secret: read on demand, never a setting
-NOT_SETTINGS = {"ROBSON_CONFIG", "ROBSON_DEBUG", TELEGRAM_TOKEN_ENV}
+SMTP_PASSWORD_ENV = "ROBSON_SMTP_PASSWORD"  # the same
+NOT_SETTINGS = {"ROBSON_CONFIG", "ROBSON_DEBUG", TELEGRAM_TOKEN_ENV, SMTP_PASSWORD_ENV}
 
 
 @dataclass(frozen=True, slots=True)
@@ -510,11 +577,30 @@ def _check_consistency(values: dict[str, Any], sources: dict[str, str]) -> None:
             f"{sources['risk.warn_stop_distance_percent']}: field 'risk.warn_stop_distance_percent': "
             f"must lie between min ({minimum}) and max ({maximum}) stop distance"
         )
+    _check_email(values, sources)
     if values["risk.max_risk_percent"] > 2:
         raise ConfigError(
             f"{sources['risk.max_risk_percent']}: field 'risk.max_risk_percent': "
             f"{values['risk.max_risk_percent']}% is above the hard ceiling of 2%"
         )
+
+
+def _check_email(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """E-mail needs a server and a sender; plain text (smtp_tls: none) would carry the password off this machine."""
+    if values["notify.email_to"]:
+        for name in ("notify.smtp_host", "notify.email_from"):
+            if not values[name]:
+                raise ConfigError(f"{sources['notify.email_to']}: field 'notify.email_to': e-mail needs {name} too")
+    host = values["notify.smtp_host"]
+    if values["notify.smtp_tls"] == "none" and host and not is_loopback(host):
+        raise ConfigError(f"{sources['notify.smtp_tls']}: field 'notify.smtp_tls': none sends the password and the "
+                          f"messages in clear text, allowed only for a server on 127.0.0.1 (not {host}); use starttls "
+                          "or tls")
+
+
+def smtp_port(settings: Settings) -> int:
+    """The SMTP port: the setting, else the usual one for the TLS mode (587 starttls, 465 tls, 25 none)."""
+    return settings["notify.smtp_port"] or {"starttls": 587, "tls": 465, "none": 25}[settings["notify.smtp_tls"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -569,28 +655,44 @@ def _secret_file(field_name: str, file_name: str) -> tuple[Path, dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
-class TelegramToken:
-    token: str
+class Secret:
+    """A secret (the Telegram bot token, the SMTP password) and where it was read; never shown."""
+
+    value: str
     source: str
 
-    def __repr__(self) -> str:  # never shows the token in a traceback or log
-        return f"TelegramToken(source={self.source!r}, token=<redacted>)"
+    def __repr__(self) -> str:  # never shows the value in a traceback or log
+        return f"Secret(source={self.source!r}, value=<redacted>)"
 
     __str__ = __repr__
 
 
-def telegram_token(settings: Settings, env: Mapping[str, str] | None = None) -> TelegramToken | None:
+def telegram_token(settings: Settings, env: Mapping[str, str] | None = None) -> Secret | None:
     """Return the Telegram bot token from ROBSON_TELEGRAM_BOT_TOKEN or the 0600 token file; None when absent."""
+    return _secret(settings, env, TELEGRAM_TOKEN_ENV, "notify.telegram_token_file", "TELEGRAM_BOT_TOKEN")
+
+
+def smtp_password(settings: Settings, env: Mapping[str, str] | None = None) -> Secret | None:
+    """Return the SMTP password from ROBSON_SMTP_PASSWORD or the 0600 password file; None when absent."""
+    return _secret(settings, env, SMTP_PASSWORD_ENV, "notify.smtp_password_file", "SMTP_PASSWORD")
+
+
+def _secret(settings: Settings, env: Mapping[str, str] | None, variable: str, field_name: str,
+            line: str) -> Secret | None:
+    """Read a secret from the environment variable, else the 0600 file's NAME=value line; None if neither is set.
+
+    Raise ConfigError naming the file, never the value.
+    """
     env = os.environ if env is None else env
-    if env.get(TELEGRAM_TOKEN_ENV):
-        return TelegramToken(env[TELEGRAM_TOKEN_ENV].strip(), "environment")
-    token_file = settings["notify.telegram_token_file"]
-    if not token_file:
+    if env.get(variable, "").strip():
+        return Secret(env[variable].strip(), "environment")
+    file_name = settings[field_name]
+    if not file_name:
         return None
-    path, pairs = _secret_file("notify.telegram_token_file", token_file)
-    if not pairs.get("TELEGRAM_BOT_TOKEN"):
-        raise ConfigError(f"notify.telegram_token_file {path} must hold a TELEGRAM_BOT_TOKEN=... line")
-    return TelegramToken(pairs["TELEGRAM_BOT_TOKEN"], f"file {path}")
+    path, pairs = _secret_file(field_name, file_name)
+    if not pairs.get(line):
+        raise ConfigError(f"{field_name} {path} must hold a {line}=... line")
+    return Secret(pairs[line], f"file {path}")
 
 
 def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) -> list[dict[str, str]]:
@@ -611,17 +713,14 @@ def describe_settings(settings: Settings, env: Mapping[str, str] | None = None) 
         else:
             shown = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
         rows.append({"name": f.name, "value": shown, "source": settings.sources[f.name], "help": f.help})
-    try:
-        keys = api_keys(settings, env)
-        state = f"set ({keys.source}), redacted" if keys else "not set"
-    except ConfigError as e:
-        state = f"invalid: {e.message}"
-    rows.append({"name": "binance.api_key", "value": state, "source": "BINANCE_API_KEY / key file", "help": "never shown"})
-    try:
-        token = telegram_token(settings, env)
-        state = f"set ({token.source}), redacted" if token else "not set"
-    except ConfigError as e:
-        state = f"invalid: {e.message}"
-    rows.append({"name": "notify.telegram_bot_token", "value": state,
-                 "source": f"{TELEGRAM_TOKEN_ENV} / token file", "help": "never shown"})
+    secrets = (("binance.api_key", api_keys, "BINANCE_API_KEY / key file"),
+               ("notify.telegram_bot_token", telegram_token, f"{TELEGRAM_TOKEN_ENV} / token file"),
+               ("notify.smtp_password", smtp_password, f"{SMTP_PASSWORD_ENV} / password file"))
+    for name, read, source in secrets:
+        try:
+            found = read(settings, env)
+            state = f"set ({found.source}), redacted" if found else "not set"
+        except ConfigError as e:
+            state = f"invalid: {e.message}"
+        rows.append({"name": name, "value": state, "source": source, "help": "never shown"})
     return rows

@@ -20,6 +20,7 @@ from robson.domain.money import fmt
 from robson.domain.operation import Operation, OperationStatus, r_multiple
 
 if TYPE_CHECKING:  # only for annotations: the builders read attributes, nothing else
+    from robson.application.alerts import AlertReport, FiredAlert
     from robson.application.execute import ExecutionResult
     from robson.application.watching import Halt, Modification, MonitorReport, OperationCheck
     from robson.domain.intent import TradingIntent
@@ -34,6 +35,7 @@ class EventKind(StrEnum):
     CLOSED = "closed"
     HALTED = "halted"
     MONITOR_ERROR = "monitor_error"
+    ALERT_FIRED = "alert_fired"  # a price alert reached (and the plan it arms validated)
 
 
 EVENT_KINDS: tuple[str, ...] = tuple(k.value for k in EventKind)
@@ -52,7 +54,8 @@ class Notification:
     @property
     def key(self) -> str:
         """A stable id, so a receiver can drop a duplicate delivered by a retry."""
-        subject = self.data.get("operation_id") or self.data.get("intent_id") or self.data.get("rule") or "robson"
+        subject = (self.data.get("alert_id") or self.data.get("operation_id") or self.data.get("intent_id")
+                   or self.data.get("rule") or "robson")
         return f"{self.kind.value}:{subject}:{int(self.at.timestamp() * 1000)}"
 
     def to_document(self) -> dict[str, Any]:
@@ -168,6 +171,8 @@ def events_from_monitor_report(report: MonitorReport) -> list[Notification]:
     events += events_halted(report.halts, report.at)
     events += [event_monitor_error(p.message, report.at, p.operation_id) for p in report.errors]
     events += [event_monitor_error(p.message, report.at, intent_id=p.operation_id) for p in report.unresolved]
+    if report.alerts is not None:
+        events += events_from_alert_report(report.alerts)
     return events
 
 
@@ -224,3 +229,44 @@ def event_intent_from_signal(intent: TradingIntent, signal: Signal) -> Notificat
               "quantity": _money(intent.quantity), "signal_id": signal.id, "pattern": signal.pattern,
               "confidence": _money(signal.confidence), "candle_open_time": signal.candle_open_time},
     )
+
+
+def events_from_alert_report(report: AlertReport) -> list[Notification]:
+    """Return one 'alert fired' notification per alert the check fired."""
+    return [event_alert_fired(fired) for fired in report.fired]
+
+
+def event_alert_fired(fired: FiredAlert) -> Notification:
+    """Return the 'alert fired' notification: the candle that reached the price and, for an armed plan, its verdict."""
+    from robson.domain.market import ms_to_datetime
+
+    alert = fired.alert
+    candle = ms_to_datetime(alert.fired_candle_ms) if alert.fired_candle_ms is not None else None
+    reached = f"{alert.condition} reached by {alert.reached_text(fired.timeframe, fired.gapped)}"
+    verdict = alert.verdict
+    text = f"{alert.id}: {reached}." + (f" Note: {alert.note}." if alert.note else "")
+    if verdict is not None:
+        text += f" Plan {verdict['intent_id']}: {plan_outcome(verdict)}"
+    return Notification(
+        kind=EventKind.ALERT_FIRED, at=alert.fired_at or alert.updated_at,
+        title=f"ALERT {alert.condition}: reached {fmt(alert.fired_price)} ({alert.id})"
+              + (f"; {verdict['intent_id']} {verdict['verdict'] or 'not validated'}" if verdict else ""),
+        text=text,
+        data={"alert_id": alert.id, "symbol": alert.symbol, "direction": alert.direction.value,
+              "price": _money(alert.price), "fired_price": _money(alert.fired_price),
+              "candle_open": candle.isoformat() if candle else None, "timeframe": fired.timeframe,
+              "gapped": fired.gapped, "note": alert.note, "plan_id": alert.plan_id,
+              "verdict": None if verdict is None else {k: verdict.get(k) for k in
+                                                       ("intent_id", "verdict", "status", "at", "message")}},
+    )
+
+
+def plan_outcome(verdict: dict[str, Any]) -> str:
+    """Say what became of the plan an alert armed, and what a person may do next (robson never executes it)."""
+    intent_id = verdict["intent_id"]
+    if verdict.get("verdict") is None:
+        return f"{verdict['message']}"
+    if verdict.get("status") == "VALIDATED":
+        return (f"{verdict['message']} → VALIDATED. To trade it: robson execute {intent_id} (dry-run; add --live "
+                "--acknowledge-risk for real orders)")
+    return f"{verdict['message']} → {verdict.get('status')}"

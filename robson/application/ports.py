@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from robson.domain.alerts import Alert, AlertStatus
 from robson.domain.intent import EntryOrder, IntentStatus, TradingIntent
 from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
 from robson.domain.operation import Operation, OperationStatus
@@ -256,6 +257,24 @@ class StoreSession(Protocol):
         self, status: SignalStatus | None = None, strategy: str | None = None, symbol: str | None = None
     ) -> list[Signal]:
         """Return signals by candle open time then ID, filtered by every argument given."""
+        ...
+
+    # price alerts
+    def add_alert(self, alert: Alert) -> None: ...
+    def update_alert(self, alert: Alert, *, expected_status: AlertStatus) -> None:
+        """Write alert if its stored status is still expected_status; raise IllegalTransition otherwise."""
+        ...
+    def mark_alert_checked(self, alert_id: str, checked_ms: int, at: datetime) -> bool:
+        """Move an ACTIVE alert's last check forward to checked_ms; return whether it moved."""
+        ...
+    def get_alert(self, alert_id: str) -> Alert:
+        """Return the alert by full ID; raise NotFound."""
+        ...
+    def resolve_alert_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix; raise NotFound or AmbiguousId."""
+        ...
+    def list_alerts(self, statuses: Sequence[AlertStatus] | None = None) -> list[Alert]:
+        """Return alerts oldest first, optionally only those in one of statuses."""
         ...
 
     # saved backtests

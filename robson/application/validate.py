@@ -92,16 +92,21 @@ def validate(intent_id: str, *, strategy: Strategy | None, store: Store, market:
     }
     event = IntentEvent.VALIDATION_FAILED if verdict is Verdict.FAIL else IntentEvent.VALIDATION_PASSED
     updated = intent.apply(event, now, validation=report, validated_at=now)
-    failed = [r for r in results if r.verdict is Verdict.FAIL]
-    message = (f"validation {verdict.value}: " + "; ".join(f"{r.guard}: {r.message}" for r in failed)
-               if failed else f"validation {verdict.value}: {len(results)} guards")
     with store.transaction() as tx:
         tx.update_intent(updated, expected_status=intent.status)
         tx.record(AuditEvent(
-            at=now, kind=AuditKind.VALIDATION_FAILED if failed else AuditKind.VALIDATED,
-            intent_id=intent.id, message=message,
+            at=now, kind=AuditKind.VALIDATION_FAILED if verdict is Verdict.FAIL else AuditKind.VALIDATED,
+            intent_id=intent.id, message=validation_summary(verdict, results),
         ))
     return ValidationOutcome(intent=updated, results=results, verdict=verdict)
+
+
+def validation_summary(verdict: Verdict, results: list[GuardResult]) -> str:
+    """One line for the audit trail and notifications: the verdict and each failed (else warning) guard's numbers."""
+    named = [r for r in results if r.verdict is Verdict.FAIL] or [r for r in results if r.verdict is Verdict.WARN]
+    if verdict is Verdict.FAIL:
+        return f"validation {verdict.value}: " + "; ".join(f"{r.guard}: {r.message}" for r in named)
+    return f"validation {verdict.value}: {len(results)} guards" + "".join(f"; {r.guard}: {r.message}" for r in named)
 
 
 def _order_test(intent: TradingIntent, exchange: Exchange) -> GuardResult:

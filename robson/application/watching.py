@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robson.application.plan import Account
 from robson.application.ports import MarketData, Store
@@ -32,6 +32,9 @@ from robson.domain.operation import Operation, OperationStatus
 from robson.domain.orders import AuditEvent, AuditKind, Order
 from robson.domain.strategy import Strategy
 from robson.errors import IllegalTransition, LeaseLost, MarketDataError, Refused, RobsonError
+
+if TYPE_CHECKING:  # the alert check is built on this module (fetch_candles)
+    from robson.application.alerts import AlertReport
 
 MONITOR_LOCK = "monitor"
 # How long `operation close` / `modify` wait for a monitor tick checking the same operation (seconds).
@@ -87,6 +90,7 @@ class MonitorReport:
     halts: tuple[Halt, ...] = ()
     # Intents still EXECUTING after the tick's reconcile (id: the intent's): a position may be held with no stop.
     unresolved: tuple[Problem, ...] = ()
+    alerts: AlertReport | None = None  # the price alerts checked on this tick (robson.application.alerts)
     entries: tuple[Any, ...] = ()  # the tick's look at each waiting entry (robson.application.entries.EntryCheck)
 
     @property

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reconcile": ("reconcile_cmd", "Settle every intent left in EXECUTING by a crash or a lost answer: adopt, finish or fail it."),
     "init": ("config_cmd", "Write a starter config (.robson.yaml): the documented example, every setting with its default."),
     "monitor": ("monitor_cmd", "Watch ACTIVE operations: stops, targets, trailing stops and time exits, paper and live."),
+    "alert": ("alert_cmd", "Price alerts: be told when a price is reached, and have a plan validated then."),
     "report": ("report_cmd", "Performance of closed operations per strategy: trades, win rate, average R, expectancy, profit "
                "factor, total P&L, max drawdown, best and worst trade, and a per-day or per-month breakdown."),
     "scan": ("scan_cmd", "Find the strategies' setups on the last closed candle; confirm, invalidate or expire earlier signals."),

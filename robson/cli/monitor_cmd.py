@@ -48,6 +48,13 @@ def _render(report, as_json: bool, *, stream: bool) -> None:
             out.print(f"entry {entry.intent.id} {entry.outcome}: {entry.message}", soft_wrap=True)
     for halt in report.halts:
         out.print(f"HALTED: {halt.message}")
+    if report.alerts is not None:
+        from robson.cli.alert_cmd import plan_lines
+
+        for line in plan_lines(report.alerts):
+            out.print(line, soft_wrap=True)
+        for problem in report.alerts.errors:
+            log(f"monitor: {problem.alert_id}: {problem.message}")
     for problem in report.skipped:
         log(f"monitor: {problem.operation_id} skipped: {problem.message}")
     for problem in report.errors:
@@ -144,13 +151,15 @@ def monitor_command(
     Paper: the candles closed since each operation's last check are walked (5m), so a wick between
     checks is not missed; stop before target. Live: the protective order on Binance is the truth; a
     fill closes at Binance's price, a vanished stop is placed again (or the position exited), a
-    trailed stop is cancelled and replaced. One monitor per database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or
-    SIGTERM after the tick in progress; --json prints one document (one line per tick in a loop).
+    trailed stop is cancelled and replaced. Each tick also checks the price alerts (robson alert). One monitor per
+    database (exit 4 if another runs). The loop stops cleanly on Ctrl-C or SIGTERM after the tick in progress; --json
+    prints one document (one line per tick in a loop).
 
     Example: robson monitor --once        (crontab: */5 * * * * robson monitor --once)
     """
     from robson.application.monitor import monitor_once
     from robson.application.watching import Problem, run_monitor
+    from robson.cli.alert_cmd import check_in_monitor
     from robson.cli.reconcile_cmd import settle_pending, unresolved_now
 
     if once and interval is not None:
@@ -170,7 +179,8 @@ def monitor_command(
         report = with_live_operations(c, report)
         return dataclasses.replace(report, unresolved=tuple(Problem(u.intent.id, u.describe()) for u in unsettled),
                                    entries=tuple(entries), errors=report.errors + tuple(
-                                       Problem(e.intent.id, e.message) for e in entries if e.outcome == "error"))
+                                       Problem(e.intent.id, e.message) for e in entries if e.outcome == "error"),
+                                   alerts=check_in_monitor(c, report.at))
 
     def on_report(report) -> None:
         from robson.application.notify import events_from_monitor_report

@@ -291,6 +291,7 @@ def monitor_report_doc(report) -> dict[str, Any]:
         "errors": [{"operation_id": p.operation_id, "message": p.message} for p in report.errors],
         "unresolved": [{"intent_id": p.operation_id, "message": p.message} for p in report.unresolved],
         "entries": [entry_check_doc(e) for e in report.entries],
+        "alerts": None if report.alerts is None else alert_report_doc(report.alerts),
     }
 
 
@@ -318,8 +319,69 @@ def monitor_summary(report) -> str:
         parts.append("entries: " + ", ".join(f"{n} {outcome}" for outcome, n in counts.items()))
     closes = [f"{c.operation.id} {c.exit.reason.value} @ {fmt(c.operation.exit_price)} "
               f"P&L {fmt(c.operation.realized_pnl, 2)} {c.operation.quote_asset}" for c in report.closed]
+    if report.alerts is not None and report.alerts.fired:
+        parts.append(_count(len(report.alerts.fired), "alert") + " fired")
+        closes += [fired_alert_brief(f) for f in report.alerts.fired]
     return (f"monitor {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)
             + (f" ({'; '.join(closes)})" if closes else ""))
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+# --- price alerts ------------------------------------------------------------------------
+
+
+def alert_doc(alert) -> dict[str, Any]:
+    """A price alert: what it watches, how far it was checked, and when and how it fired (with an armed plan's verdict)."""
+    return {
+        "id": alert.id,
+        "status": alert.status,
+        "symbol": alert.symbol,
+        "direction": alert.direction,
+        "price": alert.price,
+        "note": alert.note,
+        "plan_id": alert.plan_id,
+        "created_at": alert.created_at,
+        "updated_at": alert.updated_at,
+        "checked_through": _ms_time(alert.checked_ms),  # close time of the last candle checked
+        "fired_at": alert.fired_at,
+        "fired_candle_open": _ms_time(alert.fired_candle_ms),
+        "fired_price": alert.fired_price,
+        "verdict": alert.verdict,
+    }
+
+
+def alert_report_doc(report) -> dict[str, Any]:
+    """One alert check (robson.application.alerts.AlertReport)."""
+    return {
+        "at": report.at,
+        "watched": report.watched,
+        "fired": [alert_doc(f.alert) | {"timeframe": f.timeframe, "gapped": f.gapped} for f in report.fired],
+        "errors": [{"alert_id": p.alert_id, "message": p.message} for p in report.errors],
+    }
+
+
+def fired_alert_brief(fired) -> str:
+    """'al-… BTCUSDT above 35000 reached 35012.5' and, for an armed plan, its verdict and status."""
+    alert = fired.alert
+    text = f"{alert.id} {alert.condition} reached {fmt(alert.fired_price)}"
+    if alert.verdict is not None:
+        verdict = alert.verdict
+        text += f", {verdict['intent_id']} " + (f"{verdict['verdict']} → {verdict['status']}" if verdict["verdict"]
+                                                else "not validated")
+    return text
+
+
+def alert_summary(report) -> str:
+    """One line for cron mail and logs: what the alert check did."""
+    parts = [f"{report.watched} watched", f"{len(report.fired)} fired"]
+    if report.errors:
+        parts.append(_count(len(report.errors), "error"))
+    details = [fired_alert_brief(f) for f in report.fired]
+    return (f"alert check {report.at:%Y-%m-%d %H:%M} UTC: " + ", ".join(parts)
+            + (f" ({'; '.join(details)})" if details else ""))
 
 
 _RATIO = Decimal("0.0001")

@@ -7,6 +7,7 @@ import secrets
 INTENT_PREFIX = "pl"
 OPERATION_PREFIX = "op"
 BACKTEST_PREFIX = "bt"
+ALERT_PREFIX = "al"
 
 
 def new_id(prefix: str) -> str:

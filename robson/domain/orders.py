@@ -153,6 +153,9 @@ class AuditKind(StrEnum):
     DEPOSIT = "deposit"  # the paper wallet's ledger: money in,
     WITHDRAWAL = "withdrawal"  # money out,
     WALLET_RESET = "wallet_reset"  # back to the configured starting balances
+    ALERT_ADDED = "alert_added"  # a price alert: set,
+    ALERT_FIRED = "alert_fired"  # reached by a closed candle (and its armed plan validated),
+    ALERT_REMOVED = "alert_removed"  # or removed by hand
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from robson.adapters.notify import Dispatcher, TelegramSink, WebhookSink, build_notifier
+from robson.application.alerts import AlertReport, FiredAlert
 from robson.application.execute import ExecutionResult
 from robson.application.watching import Halt, MonitorReport, OperationCheck, Problem
 from robson.application.notify import (
@@ -33,8 +34,9 @@ from robson.application.notify import (
     events_from_monitor_report,
 )
 from robson.config import load_settings
+from robson.domain.alerts import Alert, AlertStatus, Direction
 from robson.domain.intent import IntentSource, IntentStatus
-from robson.domain.market import Side
+from robson.domain.market import Side, datetime_to_ms
 from robson.domain.monitoring import Exit, StopMove
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.signals import Signal, SignalStatus
@@ -138,8 +140,21 @@ def closed_operation() -> Operation:
                              at=T0 + timedelta(hours=1))
 
 
+def fired_alert() -> FiredAlert:
+    """An alert above 37000 reached by a 5m candle's wick to 37100, which validated the plan it armed."""
+    fired_at = T0 + timedelta(hours=1)
+    verdict = {"intent_id": "pl-7f3a9c2e", "verdict": "PASS", "status": "VALIDATED", "at": fired_at.isoformat(),
+               "message": "validation PASS: 11 guards", "results": []}
+    alert = Alert(id="al-5e6f7a8b", symbol="BTCUSDT", direction=Direction.ABOVE, price=D("37000"),
+                  status=AlertStatus.FIRED, created_at=T0, updated_at=fired_at, note="breakout", plan_id="pl-7f3a9c2e",
+                  checked_ms=datetime_to_ms(T0 + timedelta(minutes=40)), fired_at=fired_at,
+                  fired_candle_ms=datetime_to_ms(T0 + timedelta(minutes=35)), fired_price=D("37100.00"),
+                  verdict=verdict)
+    return FiredAlert(alert, "5m", gapped=False)
+
+
 def monitor_report() -> MonitorReport:
-    """A tick with a trailing move on one operation, a stop-out on another, a halt and an error."""
+    """A tick with a trailing move on one operation, a stop-out on another, a halt, an error and a fired alert."""
     moved_before = operation(id="op-aaaa1111")
     moved = operation(id="op-aaaa1111", stop=D("36562.80"))
     move = StopMove(at=T0 + timedelta(minutes=30), old_stop=D("36000"), new_stop=D("36562.80"), reason="trailing",
@@ -155,6 +170,7 @@ def monitor_report() -> MonitorReport:
                 OperationCheck(operation(), closed, "5m", 12, (), exit_)),
         errors=(Problem("op-bbbb2222", "no candles for ETHUSDT"),),
         halts=(halt,),
+        alerts=AlertReport(T0 + timedelta(hours=1), 2, (fired_alert(),)),
     )
 
 
@@ -191,11 +207,11 @@ def test_a_webhook_receives_one_json_document_per_event_of_every_kind(receiver):
     assert all(r.content_type == "application/json" for r in receiver.received)
     documents = [r.body for r in receiver.received]
     assert [d["kind"] for d in documents] == ["intent_created", "executed", "stop_moved", "closed", "halted",
-                                              "monitor_error"]
+                                              "monitor_error", "alert_fired"]
     assert sorted({d["kind"] for d in documents}) == sorted(EVENT_KINDS)
     assert all(set(d) == {"source", "id", "kind", "at", "title", "text", "data"} for d in documents)
     assert len({d["id"] for d in documents}) == len(documents)
-    intent_created, executed, moved, closed, halted, error = documents
+    intent_created, executed, moved, closed, halted, error, fired = documents
     created_data = {"intent_id": "pl-7f3a9c2e", "signal_id": "sg-0a1b2c3d", "pattern": "ma4-cross-ma9",
                     "confidence": "0.8", "status": "VALIDATED"}
     assert picked(intent_created["data"], created_data) == created_data
@@ -216,6 +232,18 @@ def test_a_webhook_receives_one_json_document_per_event_of_every_kind(receiver):
                               "limit_percent": "0.5", "capital": "1000"}
     assert "trading HALTED until next month" in halted["text"]
     assert error["data"] == {"operation_id": "op-bbbb2222", "message": "no candles for ETHUSDT"}
+    assert fired["id"] == "alert_fired:al-5e6f7a8b:1714568400000"
+    assert fired["title"] == "ALERT BTCUSDT above 37000: reached 37100 (al-5e6f7a8b); pl-7f3a9c2e PASS"
+    assert fired["text"] == ("al-5e6f7a8b: BTCUSDT above 37000 reached by the 2024-05-01 12:35 UTC 5m candle's high "
+                             "37100. Note: breakout. Plan pl-7f3a9c2e: validation PASS: 11 guards → VALIDATED. To "
+                             "trade it: robson execute pl-7f3a9c2e (dry-run; add --live --acknowledge-risk for real "
+                             "orders)")
+    assert fired["data"] == {
+        "alert_id": "al-5e6f7a8b", "symbol": "BTCUSDT", "direction": "above", "price": "37000",
+        "fired_price": "37100", "candle_open": "2024-05-01T12:35:00+00:00", "timeframe": "5m", "gapped": False,
+        "note": "breakout", "plan_id": "pl-7f3a9c2e",
+        "verdict": {"intent_id": "pl-7f3a9c2e", "verdict": "PASS", "status": "VALIDATED",
+                    "at": "2024-05-01T13:00:00+00:00", "message": "validation PASS: 11 guards"}}
 
 
 def test_money_in_every_payload_is_text_never_a_float(receiver):

@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 from robson.application.ports import Balance
+from robson.domain.alerts import Alert, AlertStatus, Direction
 from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.guards import Verdict
 from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, TradingIntent
@@ -520,4 +521,46 @@ def backtest_from_row(row: Row) -> SavedBacktest:
         trades=int(row.trades),
         total_pnl=decode_decimal(row.total_pnl),
         document=decode_json(row.document),
+    )
+
+
+# --- price alerts -------------------------------------------------------------------
+
+
+def alert_to_row(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "symbol": alert.symbol,
+        "direction": alert.direction.value,
+        "price": encode_decimal(alert.price),
+        "note": alert.note,
+        "plan_id": alert.plan_id,
+        "status": alert.status.value,
+        "created_at": encode_datetime(alert.created_at),
+        "updated_at": encode_datetime(alert.updated_at),
+        "checked_ms": alert.checked_ms,
+        "fired_at": encode_optional_datetime(alert.fired_at),
+        "fired_candle_ms": alert.fired_candle_ms,
+        "fired_price": encode_optional_decimal(alert.fired_price),
+        "verdict": encode_optional_json(alert.verdict),
+    }
+
+
+@reads("alerts", "id")
+def alert_from_row(row: Row) -> Alert:
+    return Alert(
+        id=row.id,
+        symbol=row.symbol,
+        direction=Direction(row.direction),
+        price=decode_decimal(row.price),
+        note=row.note,
+        plan_id=row.plan_id,
+        status=AlertStatus(row.status),
+        created_at=decode_datetime(row.created_at),
+        updated_at=decode_datetime(row.updated_at),
+        checked_ms=None if row.checked_ms is None else int(row.checked_ms),
+        fired_at=decode_optional_datetime(row.fired_at),
+        fired_candle_ms=None if row.fired_candle_ms is None else int(row.fired_candle_ms),
+        fired_price=decode_optional_decimal(row.fired_price),
+        verdict=decode_optional_json(row.verdict),
     )

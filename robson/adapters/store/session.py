@@ -17,8 +17,9 @@ from robson.adapters.store import mapping
 from robson.adapters.store.database import Connection
 from robson.adapters.store.schema import ID_LENGTH, check_lengths
 from robson.application.ports import Balance
+from robson.domain.alerts import Alert, AlertStatus
 from robson.domain.backtest_stats import SavedBacktest
-from robson.domain.ids import BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
+from robson.domain.ids import ALERT_PREFIX, BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle
 from robson.domain.operation import CloseReason, Operation, OperationStatus
@@ -315,6 +316,52 @@ class SqlSession:
         where = f"WHERE {' AND '.join(f'{name} = :{name}' for name in params)}" if params else ""
         rows = self._connection.execute(f"SELECT * FROM signals {where} ORDER BY candle_open_time, id", params)
         return [mapping.signal_from_row(row) for row in rows]
+
+    # --- price alerts ------------------------------------------------------------------
+
+    def add_alert(self, alert: Alert) -> None:
+        """Insert a new alert; raise StoreError if its ID exists."""
+        self._insert("alerts", mapping.alert_to_row(alert))
+
+    def update_alert(self, alert: Alert, *, expected_status: AlertStatus) -> None:
+        """Write alert if its stored status is still expected_status; raise IllegalTransition or NotFound.
+
+        ACTIVE → FIRED through here is how an alert fires exactly once: of two checks racing, one
+        UPDATE matches and the other raises IllegalTransition.
+        """
+        self._compare_and_set("alerts", "alert", mapping.alert_to_row(alert), expected_status.value)
+
+    def mark_alert_checked(self, alert_id: str, checked_ms: int, at: datetime) -> bool:
+        """Move an ACTIVE alert's last check forward to checked_ms; return whether it moved (never backwards)."""
+        self._require_writable()
+        result = self._connection.execute(
+            'UPDATE alerts SET checked_ms = :checked_ms, updated_at = :at WHERE id = :id AND status = :status '
+            'AND (checked_ms IS NULL OR checked_ms < :checked_ms)',
+            {"checked_ms": checked_ms, "at": mapping.encode_datetime(at), "id": alert_id,
+             "status": AlertStatus.ACTIVE.value})
+        return result.rowcount == 1
+
+    def get_alert(self, alert_id: str) -> Alert:
+        """Return the alert by full ID; raise NotFound."""
+        row = self._connection.execute("SELECT * FROM alerts WHERE id = :id", {"id": alert_id}).first()
+        if row is None:
+            raise NotFound(f"alert {alert_id} not found")
+        return mapping.alert_from_row(row)
+
+    def resolve_alert_id(self, text: str) -> str:
+        """Resolve a full ID or unique prefix (any case, 'al-' optional); raise NotFound or AmbiguousId."""
+        return self._resolve("alerts", "alert", text, ALERT_PREFIX)
+
+    def list_alerts(self, statuses: Sequence[AlertStatus] | None = None) -> list[Alert]:
+        """Return alerts oldest first (by creation time, then ID), optionally only those in one of statuses."""
+        where, params = "", {}
+        if statuses is not None:
+            if not statuses:
+                return []
+            wanted, params = _in_list("status", [status.value for status in statuses])
+            where = f"WHERE {wanted}"
+        rows = self._connection.execute(f"SELECT * FROM alerts {where} ORDER BY created_at, id", params)
+        return [mapping.alert_from_row(row) for row in rows]
 
     # --- helpers ---------------------------------------------------------------------
 
