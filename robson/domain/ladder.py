@@ -569,6 +569,33 @@ def fill_exit(fill: PartFill) -> Exit:
                 candle_open_time=fill.candle_open_time, gapped=fill.gapped)
 
 
+def part_quantity(text: str, held: Decimal, info: SymbolInfo, price: Decimal) -> Decimal:
+    """Return the part of held that text asks to close ('50%' of it, or a quantity), down to the LOT_SIZE step;
+    raise InvalidInput if it is not a share or quantity, nothing, all of it or more, or below the exchange's
+    minimum (LOT_SIZE min, MIN_NOTIONAL at price), or if what it leaves is."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if raw.endswith("%"):
+        share = _CLOSE.match(raw)
+        if share is None:
+            raise InvalidInput(f"--part must be a share of what is held like 50%, or a quantity, got {text!r}")
+        percent_ = Decimal(share.group(1).replace("_", ""))
+        if percent_ <= 0 or percent_ >= HUNDRED:
+            raise InvalidInput(f"--part {text} must be above 0% and below 100%",
+                               hint="to close all of it, run robson operation close without --part")
+        quantity = info.round_quantity(held * percent_ / HUNDRED)
+    else:
+        quantity = info.round_quantity(parse_decimal(raw, "--part"))
+    if quantity >= held:
+        raise InvalidInput(f"--part {text} is {fmt(quantity)} {info.base_asset}, not less than the {fmt(held)} held",
+                           hint="to close all of it, run robson operation close without --part")
+    if info.below_minimum(quantity, price):
+        raise InvalidInput(f"--part {text}: {info.dust_reason(quantity, price)}")
+    if info.below_minimum(held - quantity, price):
+        raise InvalidInput(f"--part {text} would leave {info.dust_reason(held - quantity, price)}: no order could "
+                           "protect or sell the rest", hint="close all of it, or a smaller part")
+    return quantity
+
+
 def ladder_for_held(ladder: Ladder, reached: int, held: Decimal, info: SymbolInfo) -> Ladder:
     """Return ladder with the parts still to come re-sized to held (a part closed by hand), pro rata, down to
     the step, the last taking the rest; a part too small to trade merges into the next (the last into the one
