@@ -35,6 +35,7 @@ from robson.domain.money import fmt, fmt_amount, percent
 from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import (
     OPEN_STATUSES,
+    PROTECTING_STATUSES,
     AuditEvent,
     AuditKind,
     Order,
@@ -673,7 +674,7 @@ def _exit_unfinished(operation: Operation, info: SymbolInfo, stop_error: RobsonE
     sold = sum((o.filled_quantity for o in orders
                 if order_generation(intent_id, OrderRole.EXIT, o.client_order_id) is not None), Decimal(0))
     held = info.round_quantity(operation.quantity - sold)
-    stops = [o for o in orders if o.status in OPEN_STATUSES
+    stops = [o for o in orders if o.status in PROTECTING_STATUSES
              and order_generation(intent_id, OrderRole.STOP, o.client_order_id) is not None]
     latest = max(stops, key=lambda o: order_generation(intent_id, OrderRole.STOP, o.client_order_id), default=None)
     protection = (f"protected by {latest.client_order_id} (stop @ {fmt(latest.stop_price)})" if latest

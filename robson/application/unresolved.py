@@ -15,7 +15,7 @@ from decimal import Decimal
 from robson.application.ports import MarketData, Store
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.money import fmt
-from robson.domain.orders import OPEN_STATUSES, Order, OrderRole, client_order_id
+from robson.domain.orders import PROTECTING_STATUSES, Order, OrderRole, client_order_id
 from robson.errors import RobsonError, Unprotected
 
 CLOSE_IT_YOURSELF = "close the position on the exchange yourself if it cannot wait"
@@ -39,7 +39,7 @@ class Unresolved:
 
     @property
     def protected(self) -> bool:
-        return self.stop is not None and self.stop.status in OPEN_STATUSES
+        return self.stop is not None and self.stop.status in PROTECTING_STATUSES  # not one still PENDING_NEW
 
     @property
     def exposure(self) -> Decimal:

@@ -78,7 +78,11 @@ class Order:
     operation_id: str | None = None
 
 
-OPEN_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+# Alive on the exchange: the order may still trade, so it is cancelled (never replaced beside it) to end it. An
+# order attached to an entry waits as PENDING_NEW: alive, so open, but it protects nothing until the entry has fully
+# filled; what protects a position is in PROTECTING_STATUSES.
+OPEN_STATUSES = frozenset({OrderStatus.PENDING_NEW, OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})
+PROTECTING_STATUSES = frozenset({OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED})  # a stop on the book, working
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,15 @@ DEFAULT_PRICES = {"BTCUSDT": Decimal("30000"), "ETHUSDT": Decimal("2000")}
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60000
 AHEAD_TOLERANCE_MS = 1000  # Binance refuses timestamps more than 1 s ahead of its clock
-OPEN_STATUSES = ("NEW", "PARTIALLY_FILLED")
+# An order list's pending order (PENDING_NEW) is open too: it counts against MAX_NUM_ORDERS, shows in openOrders
+# and keeps its client id taken, but it is not on the book until its working order has fully filled.
+OPEN_STATUSES = ("PENDING_NEW", "NEW", "PARTIALLY_FILLED")
+ON_BOOK_STATUSES = ("NEW", "PARTIALLY_FILLED")  # matched against the price
 CONDITIONAL_TYPES = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
 MARKET_LIKE_TYPES = ("MARKET", "STOP_LOSS", "TAKE_PROFIT")  # execute at market: no limit price
 ORDER_TYPES = ("LIMIT", "MARKET", *CONDITIONAL_TYPES, "LIMIT_MAKER")
 OCO_LEG_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER")
+WORKING_TYPES = ("LIMIT", "LIMIT_MAKER")  # an OTO's or OTOCO's working order
 TIME_IN_FORCE = ("GTC", "IOC", "FOK")
 RESPONSE_TYPES = ("ACK", "RESULT", "FULL")
 KLINE_INTERVALS_MS = {
@@ -276,6 +280,10 @@ class _Order:
         return self.status in OPEN_STATUSES
 
     @property
+    def on_book(self) -> bool:
+        return self.status in ON_BOOK_STATUSES
+
+    @property
     def is_conditional(self) -> bool:
         return self.type in CONDITIONAL_TYPES
 
@@ -326,13 +334,21 @@ class _OrderList:
     symbol: str
     legs: list[_Order]
     time_ms: int
-    done: bool = False  # a leg was activated (triggered or filled) or the list was cancelled
+    done: bool = False  # an OCO leg was activated (triggered or filled) or the list was cancelled
+    contingency_type: str = "OCO"  # or OTO, OTOCO
+    working: _Order | None = None  # an OTO's or OTOCO's working order: the others wait for it to fill
+
+    @property
+    def pending(self) -> list[_Order]:
+        """The orders that go on the book only once the working order has fully filled (all legs of an OCO)."""
+        return [leg for leg in self.legs if leg is not self.working]
 
     def summary(self) -> dict[str, Any]:
         """The GET /api/v3/orderList shape."""
-        return {"orderListId": self.order_list_id, "contingencyType": "OCO",
-                "listStatusType": "ALL_DONE" if self.done else "EXEC_STARTED",
-                "listOrderStatus": "ALL_DONE" if self.done else "EXECUTING",
+        done = self.done or not any(leg.is_open for leg in self.legs)
+        return {"orderListId": self.order_list_id, "contingencyType": self.contingency_type,
+                "listStatusType": "ALL_DONE" if done else "EXEC_STARTED",
+                "listOrderStatus": "ALL_DONE" if done else "EXECUTING",
                 "listClientOrderId": self.list_client_order_id, "transactionTime": self.time_ms,
                 "symbol": self.symbol,
                 "orders": [{"symbol": leg.symbol, "orderId": leg.order_id, "clientOrderId": leg.client_order_id}
@@ -529,10 +545,7 @@ class _Exchange:
         price = self._decimal(params, "price", required=order_type not in MARKET_LIKE_TYPES)
         stop_price = self._decimal(params, "stopPrice", required=order_type in CONDITIONAL_TYPES)
         client_id = self._client_id(params, "newClientOrderId")
-        default_response = "FULL" if order_type in ("MARKET", "LIMIT") else "ACK"
-        response_type = params.get("newOrderRespType") or default_response
-        if response_type not in RESPONSE_TYPES:
-            raise _illegal("newOrderRespType", "ACK, RESULT, FULL")
+        response_type = self._response_type(params, "FULL" if order_type in ("MARKET", "LIMIT") else "ACK")
 
         leg = _Leg(order_type, price, stop_price, time_in_force, client_id)
         self._check_filters(info, leg, quantity, market, new_orders=1, new_algo=int(leg.type in CONDITIONAL_TYPES))
@@ -555,7 +568,15 @@ class _Exchange:
         return self.new_order(params, test=True)
 
     @staticmethod
-    def _check_sent_when_not_required(params: dict[str, str], order_type: str) -> None:
+    def _response_type(params: dict[str, str], default: str) -> str:
+        response_type = params.get("newOrderRespType") or default
+        if response_type not in RESPONSE_TYPES:
+            raise _illegal("newOrderRespType", "ACK, RESULT, FULL")
+        return response_type
+
+    @staticmethod
+    def _check_sent_when_not_required(params: dict[str, str], order_type: str, prefix: str = "") -> None:
+        """Refuse a parameter order_type does not take (-1106); prefix names an order list's order (`pending`)."""
         not_required = {
             "MARKET": ("price", "stopPrice", "timeInForce"), "LIMIT": ("stopPrice", "quoteOrderQty"),
             "LIMIT_MAKER": ("stopPrice", "timeInForce", "quoteOrderQty"),
@@ -563,6 +584,10 @@ class _Exchange:
             "TAKE_PROFIT": ("price", "timeInForce", "quoteOrderQty"),
         }.get(order_type, ("quoteOrderQty",))
         for name in not_required:
+            if prefix:  # an order list's orders take no quoteOrderQty at all; the rest carry the order's prefix
+                if name == "quoteOrderQty":
+                    continue
+                name = prefix + name[0].upper() + name[1:]
             if params.get(name):
                 raise ApiError(-1106, f"Parameter '{name}' sent when not required.")
 
@@ -651,10 +676,7 @@ class _Exchange:
         side = self._enum(params, "side", ("BUY", "SELL"), ApiError(-1117, "Invalid side."))
         quantity = self._decimal(params, "quantity", required=True)
         list_client_id = self._client_id(params, "listClientOrderId")
-        above, below = self._oco_leg(params, "above"), self._oco_leg(params, "below")
-        limit_leg, stop_leg = (above, below) if side == "SELL" else (below, above)
-        if limit_leg.type != "LIMIT_MAKER" or stop_leg.type == "LIMIT_MAKER":
-            raise ApiError(-1158, "Order type not supported in OCO.")
+        limit_leg, stop_leg = self._oco_pair(side, self._oco_leg(params, "above"), self._oco_leg(params, "below"))
         market = self.prices[symbol]
         if not (_limit_above(side, limit_leg.price, market) and _limit_above(side, market, stop_leg.stop_price)):
             raise ApiError(-2010, "The relationship of the prices for the orders is not correct.")
@@ -674,6 +696,14 @@ class _Exchange:
         self.lists.append(order_list)
         return order_list.summary() | {"orderReports": [leg.result() for leg in order_list.legs]}
 
+    @staticmethod
+    def _oco_pair(side: str, above: _Leg, below: _Leg) -> tuple[_Leg, _Leg]:
+        """Return an OCO's (take-profit, stop) legs: a SELL takes profit above and stops below; a BUY the mirror."""
+        limit_leg, stop_leg = (above, below) if side == "SELL" else (below, above)
+        if limit_leg.type != "LIMIT_MAKER" or stop_leg.type == "LIMIT_MAKER":
+            raise ApiError(-1158, "Order type not supported in OCO.")
+        return limit_leg, stop_leg
+
     def _oco_leg(self, params: dict[str, str], prefix: str) -> _Leg:
         order_type = params.get(f"{prefix}Type")
         if not order_type:
@@ -688,6 +718,124 @@ class _Exchange:
                     self._decimal(params, f"{prefix}Price", required=order_type != "STOP_LOSS"),
                     self._decimal(params, f"{prefix}StopPrice", required=order_type != "LIMIT_MAKER"),
                     time_in_force, self._client_id(params, f"{prefix}ClientOrderId"))
+
+    # --- OTO and OTOCO: a working order whose fill places the pending order(s) ---------------
+
+    def new_oto(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/orderList/oto: a working LIMIT (or LIMIT_MAKER) and one pending order of any type."""
+        info, working, working_qty = self._working_order(params)
+        pending_side, pending_qty = self._pending_side_and_quantity(params)
+        pending = self._pending_leg(params)
+        self._check_list_filters(info, working, working_qty, [pending], pending_qty)
+        return self._place_list(info, "OTO", params, working, working_qty, pending_side, pending_qty, [pending])
+
+    def new_otoco(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/orderList/otoco: a working order and a pending OCO pair (pending above and below)."""
+        info, working, working_qty = self._working_order(params)
+        pending_side, pending_qty = self._pending_side_and_quantity(params)
+        limit_leg, stop_leg = self._oco_pair(pending_side, self._oco_leg(params, "pendingAbove"),
+                                             self._oco_leg(params, "pendingBelow"))
+        # The pair is checked against itself, not the market: it goes on the book only after the working order filled.
+        if not _limit_above(pending_side, limit_leg.price, stop_leg.stop_price):
+            raise ApiError(-2010, "The relationship of the prices for the orders is not correct.")
+        self._check_list_filters(info, working, working_qty, [stop_leg, limit_leg], pending_qty)
+        return self._place_list(info, "OTOCO", params, working, working_qty, pending_side, pending_qty,
+                                [stop_leg, limit_leg])
+
+    def _working_order(self, params: dict[str, str]) -> tuple[dict[str, Any], _Leg, Decimal]:
+        info = self._symbol(params)
+        self._response_type(params, "ACK")
+        order_type = self._enum(params, "workingType", WORKING_TYPES, ApiError(-1116, "Invalid orderType."))
+        self._check_sent_when_not_required(params, order_type, "working")
+        self._enum(params, "workingSide", ("BUY", "SELL"), ApiError(-1117, "Invalid side."))
+        time_in_force = "GTC"
+        if order_type == "LIMIT":
+            time_in_force = self._enum(params, "workingTimeInForce", TIME_IN_FORCE,
+                                       ApiError(-1115, "Invalid timeInForce."))
+        price = self._decimal(params, "workingPrice", required=True)
+        quantity = self._decimal(params, "workingQuantity", required=True)
+        return info, _Leg(order_type, price, ZERO, time_in_force, self._client_id(params, "workingClientOrderId")), (
+            quantity)
+
+    def _pending_side_and_quantity(self, params: dict[str, str]) -> tuple[str, Decimal]:
+        side = self._enum(params, "pendingSide", ("BUY", "SELL"), ApiError(-1117, "Invalid side."))
+        return side, self._decimal(params, "pendingQuantity", required=True)
+
+    def _pending_leg(self, params: dict[str, str]) -> _Leg:
+        """An OTO's pending order: any type but a MARKET by quoteOrderQty (which a list cannot send)."""
+        order_type = self._enum(params, "pendingType", ORDER_TYPES, ApiError(-1116, "Invalid orderType."))
+        self._check_sent_when_not_required(params, order_type, "pending")
+        time_in_force = "GTC"
+        if order_type in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+            time_in_force = self._enum(params, "pendingTimeInForce", TIME_IN_FORCE,
+                                       ApiError(-1115, "Invalid timeInForce."))
+        return _Leg(order_type, self._decimal(params, "pendingPrice", required=order_type not in MARKET_LIKE_TYPES),
+                    self._decimal(params, "pendingStopPrice", required=order_type in CONDITIONAL_TYPES),
+                    time_in_force, self._client_id(params, "pendingClientOrderId"))
+
+    def _check_list_filters(self, info: dict[str, Any], working: _Leg, working_qty: Decimal, pending: list[_Leg],
+                            pending_qty: Decimal) -> None:
+        """Each order of the list meets the filters; all of them count against MAX_NUM_ORDERS at once."""
+        market = self.prices[info["symbol"]]
+        new_orders, new_algo = 1 + len(pending), sum(leg.type in CONDITIONAL_TYPES for leg in pending)
+        self._check_filters(info, working, working_qty, market, new_orders=new_orders, new_algo=new_algo)
+        for leg in pending:
+            self._check_filters(info, leg, pending_qty, market, new_orders=new_orders, new_algo=new_algo)
+
+    def _place_list(self, info: dict[str, Any], contingency: str, params: dict[str, str], working_leg: _Leg,
+                    working_qty: Decimal, pending_side: str, pending_qty: Decimal,
+                    pending_legs: list[_Leg]) -> dict[str, Any]:
+        """Reserve the working order's funds and rest it; the pending orders wait (PENDING_NEW), locking nothing."""
+        symbol, side, market = info["symbol"], params["workingSide"], self.prices[info["symbol"]]
+        list_client_id = self._client_id(params, "listClientOrderId")
+        self._check_not_immediate(side, working_leg, market)
+        self._check_not_duplicate([working_leg.client_order_id, *(leg.client_order_id for leg in pending_legs)],
+                                  list_client_id)
+        lock = self._reserve(*self._funds_needed(info, side, working_qty, working_leg.price))
+        now = self._now()
+        order_list = _OrderList(next(self._list_ids), list_client_id, symbol, [], now, contingency_type=contingency)
+
+        def order(leg: _Leg, order_side: str, quantity: Decimal, status: str) -> _Order:
+            return _Order(next(self._order_ids), symbol, leg.client_order_id, order_side, leg.type, leg.time_in_force,
+                          quantity, leg.price, leg.stop_price, now, order_list_id=order_list.order_list_id,
+                          status=status, update_ms=now)
+
+        working = order(working_leg, side, working_qty, "NEW")
+        working.lock = lock
+        pending = [order(leg, pending_side, pending_qty, "PENDING_NEW") for leg in pending_legs]
+        order_list.legs, order_list.working = [working, *pending], working
+        self.orders += order_list.legs
+        self.lists.append(order_list)
+        # Binance answers with the pending orders as placed, PENDING_NEW even when the working order filled at once.
+        pending_reports = [leg.result() for leg in pending]
+        self._rest(working, market)
+        return order_list.summary() | {"orderReports": [working.result(), *pending_reports]}
+
+    def _place_pending(self, order_list: _OrderList) -> None:
+        """The working order has fully filled: put the pending orders on the book, locking their funds once.
+
+        Funds the account no longer has (the fill's commission, a withdrawal) expire them instead.
+        """
+        pending = [leg for leg in order_list.pending if leg.status == "PENDING_NEW"]
+        if not pending:
+            return
+        symbol, side, quantity = order_list.symbol, pending[0].side, pending[0].quantity
+        market = self.prices[symbol]
+        highest = max(leg.price or leg.stop_price or market for leg in pending)
+        asset, needed = self._funds_needed(self.symbols[symbol], side, quantity, highest)
+        if self.free.get(asset, ZERO) < needed:
+            order_list.done = True
+            for leg in pending:
+                self._close(leg, "EXPIRED")
+            return
+        lock, now = self._reserve(asset, needed), self._now()
+        for leg in pending:
+            leg.status, leg.update_ms, leg.lock = "NEW", now, lock
+            if not leg.is_conditional:
+                leg.working_ms = now
+        for leg in pending:
+            if leg.on_book:  # an OCO sibling may have expired it already
+                self._match(leg, market)
 
     def _list(self, params: dict[str, str], id_name: str, client_id_name: str) -> _OrderList | None:
         list_id, client_id = self._integer(params, id_name), params.get(client_id_name)
@@ -756,45 +904,84 @@ class _Exchange:
         return [o.details() for o in self.orders if o.is_open and (info is None or o.symbol == info["symbol"])]
 
     def _close(self, order: _Order, status: str) -> None:
+        """End an order; the funds it locked go back once no open order shares them.
+
+        A working order that ends unfilled (cancelled, expired) takes its pending orders with it.
+        """
         order.status, order.update_ms = status, self._now()
         if order.lock is not None and not any(o.is_open and o.lock is order.lock for o in self.orders):
             self._release(order.lock)
+        order_list = self._list_of(order)
+        if order_list is not None and order is order_list.working:
+            order_list.done = True
+            for leg in order_list.pending:
+                if leg.is_open:
+                    self._close(leg, status)
+
+    def _list_of(self, order: _Order) -> _OrderList | None:
+        if order.order_list_id == -1:
+            return None
+        return next(lst for lst in self.lists if lst.order_list_id == order.order_list_id)
 
     # --- matching --------------------------------------------------------------------------
 
     def set_price(self, symbol: str, price: Decimal) -> None:
         """Move the market: trigger stops, fill limits that the price reached, expire OCO siblings."""
         self.prices[symbol] = price
-        for order in [o for o in self.orders if o.symbol == symbol and o.is_open]:
-            if not order.is_open:  # expired by its OCO sibling earlier in this pass
-                continue
-            if order.is_conditional and not order.triggered:
-                if _stop_reached(order.side, order.type, order.stop_price, price):
-                    self._trigger(order)
-                    if order.type in MARKET_LIKE_TYPES or _limit_reached(order.side, order.price, price):
-                        self._fill(order, order.quantity - order.executed_qty, price, is_maker=False)
-            elif order.type != "MARKET" and _limit_reached(order.side, order.price, price):
-                # a resting limit order is hit by the market at its own price
-                self._fill(order, order.quantity - order.executed_qty, order.price, is_maker=True)
+        for order in [o for o in self.orders if o.symbol == symbol and o.on_book]:
+            if order.on_book:  # not expired by its OCO sibling earlier in this pass
+                self._match(order, price)
+
+    def _match(self, order: _Order, price: Decimal) -> None:
+        """Trade an order on the book against the market: trigger a stop the price reached, fill a limit it reached."""
+        rest = order.quantity - order.executed_qty
+        if order.type == "MARKET":  # an OTO's pending market order, just placed
+            self._fill(order, rest, price, is_maker=False)
+        elif order.is_conditional and not order.triggered:
+            if _stop_reached(order.side, order.type, order.stop_price, price):
+                self._trigger(order)
+                if order.type in MARKET_LIKE_TYPES or _limit_reached(order.side, order.price, price):
+                    self._fill(order, rest, price, is_maker=False)
+        elif _limit_reached(order.side, order.price, price):
+            # a resting limit order is hit by the market at its own price
+            self._fill(order, rest, order.price, is_maker=True)
 
     def _trigger(self, order: _Order) -> None:
         order.triggered, order.working_ms = True, self._now()
         self._activate(order)
 
     def _activate(self, order: _Order) -> None:
-        """One OCO leg triggered or filled: the other leg expires and the list is done."""
-        if order.order_list_id == -1:
+        """An order of a list traded or triggered.
+
+        A working order that has fully filled places the pending orders; an OCO leg (also an OTOCO's
+        pending pair) expires the other leg and ends the list.
+        """
+        order_list = self._list_of(order)
+        if order_list is None:
             return
-        order_list = next(lst for lst in self.lists if lst.order_list_id == order.order_list_id)
+        if order is order_list.working:
+            if order.status == "FILLED":
+                self._place_pending(order_list)
+            return
         order_list.done = True
-        for leg in order_list.legs:
+        for leg in order_list.pending:
             if leg is not order and leg.is_open:
                 self._close(leg, "EXPIRED")
+
+    def _unlock(self, order: _Order, qty: Decimal) -> None:
+        """Free the share of the order's locked funds that a trade of qty uses (all that is left on its last trade)."""
+        lock = order.lock
+        if lock is None or not lock.amount:
+            return
+        rest = order.quantity - order.executed_qty
+        share = lock.amount if qty >= rest else (lock.amount * qty / rest).quantize(EIGHT_PLACES, rounding=ROUND_DOWN)
+        self._move(lock.asset, free=share, locked=-share)
+        lock.amount -= share
 
     def _fill(self, order: _Order, qty: Decimal, price: Decimal, *, is_maker: bool) -> None:
         """Trade qty at price: settle both assets, charge commission in the asset received."""
         base, quote = self.symbols[order.symbol]["baseAsset"], self.symbols[order.symbol]["quoteAsset"]
-        self._release(order.lock)
+        self._unlock(order, qty)
         quote_amount = qty * price
         if order.side == "BUY":
             commission, asset = (qty * self.commission_rate).quantize(EIGHT_PLACES), base
@@ -875,6 +1062,8 @@ ROUTES = {
     ("DELETE", "/api/v3/order"): _Route("cancel_order", 1, signed=True),
     ("GET", "/api/v3/openOrders"): _Route("open_orders", 6, signed=True, weight_without_symbol=80),
     ("POST", "/api/v3/orderList/oco"): _Route("new_oco", 1, signed=True),
+    ("POST", "/api/v3/orderList/oto"): _Route("new_oto", 1, signed=True),
+    ("POST", "/api/v3/orderList/otoco"): _Route("new_otoco", 1, signed=True),
     ("GET", "/api/v3/orderList"): _Route("query_order_list", 4, signed=True),
     ("DELETE", "/api/v3/orderList"): _Route("cancel_order_list", 1, signed=True),
     ("GET", "/api/v3/myTrades"): _Route("my_trades", 20, signed=True),
@@ -1103,14 +1292,23 @@ class BinanceTestServer:
                     exchange._close(leg, status)
 
     def fill_partly(self, client_order_id: str, quantity: Decimal | str, price: Decimal | str | None = None) -> None:
-        """Trigger an open order and fill only `quantity` of it at price (default its limit), as a thin book would."""
+        """Trigger an order on the book and fill only `quantity` of it at price (default its limit), as a thin book would.
+
+        A resting limit order trades as the maker; a stop just triggered, as the taker. Filling the rest
+        of an OTO's working order places its pending orders, as on Binance. An order list's pending order
+        (PENDING_NEW) is not on the book and cannot be filled.
+        """
         with self._lock:
             exchange = self._exchange
-            order = next(o for o in reversed(exchange.orders) if o.client_order_id == client_order_id and o.is_open)
+            order = next((o for o in reversed(exchange.orders) if o.client_order_id == client_order_id and o.on_book),
+                         None)
+            if order is None:
+                raise ValueError(f"no order {client_order_id} is on the book")
+            was_resting = not order.is_conditional or order.triggered
             if order.is_conditional and not order.triggered:
                 exchange._trigger(order)  # an OCO's other leg expires
             fill_price = order.price if price is None else Decimal(str(price))
-            exchange._fill(order, Decimal(str(quantity)), fill_price, is_maker=False)
+            exchange._fill(order, Decimal(str(quantity)), fill_price, is_maker=was_resting)
 
     def forget_order(self, client_order_id: str) -> None:
         """Drop an order from the book, as Binance does with old cancelled orders: queries answer -2013."""

@@ -490,6 +490,265 @@ def test_unknown_order_list_does_not_exist(client):
     assert (error.code, error.message) == (-2013, "Order list does not exist.")
 
 
+# --- resting limit orders, stop entries, OTO and OTOCO ----------------------------------------------
+
+
+def limit_buy(client, client_id="entry-1", quantity="0.01", price="29000"):
+    return client.create_order(symbol="BTCUSDT", side="BUY", type="LIMIT", timeInForce="GTC", quantity=quantity,
+                               price=price, newClientOrderId=client_id)
+
+
+def otoco_buy(client, list_id="list-1", quantity="0.01", price="29000", pending_quantity="0.00999",
+              target="31500", stop="28000", limit="27900", **extra):
+    """A limit buy whose protective OCO (take-profit above, stop-loss below) waits for it to fill."""
+    params = {"symbol": "BTCUSDT", "listClientOrderId": list_id, "workingType": "LIMIT", "workingSide": "BUY",
+              "workingClientOrderId": list_id + "-E", "workingPrice": price, "workingQuantity": quantity,
+              "workingTimeInForce": "GTC", "pendingSide": "SELL", "pendingQuantity": pending_quantity,
+              "pendingAboveType": "LIMIT_MAKER", "pendingAbovePrice": target,
+              "pendingAboveClientOrderId": list_id + "-T", "pendingBelowType": "STOP_LOSS_LIMIT",
+              "pendingBelowStopPrice": stop, "pendingBelowPrice": limit, "pendingBelowTimeInForce": "GTC",
+              "pendingBelowClientOrderId": list_id + "-S"}
+    return client.v3_post_order_list_otoco(**{k: v for k, v in (params | extra).items() if v is not None})
+
+
+def oto_buy(client, list_id="list-1", quantity="0.01", price="29000", pending_quantity="0.00999", stop="28000",
+            limit="27900", **extra):
+    """A limit buy whose lone protective stop waits for it to fill."""
+    params = {"symbol": "BTCUSDT", "listClientOrderId": list_id, "workingType": "LIMIT", "workingSide": "BUY",
+              "workingClientOrderId": list_id + "-E", "workingPrice": price, "workingQuantity": quantity,
+              "workingTimeInForce": "GTC", "pendingType": "STOP_LOSS_LIMIT", "pendingSide": "SELL",
+              "pendingQuantity": pending_quantity, "pendingStopPrice": stop, "pendingPrice": limit,
+              "pendingTimeInForce": "GTC", "pendingClientOrderId": list_id + "-S"}
+    return client.v3_post_order_list_oto(**{k: v for k, v in (params | extra).items() if v is not None})
+
+
+def statuses(server) -> dict[str, str]:
+    return {o["clientOrderId"]: o["status"] for o in server.orders()}
+
+
+def test_a_limit_buy_below_the_market_rests_and_locks_its_quote(server, client):
+    placed = limit_buy(client)
+
+    assert (placed["status"], placed["executedQty"], placed["fills"]) == ("NEW", "0.00000000", [])
+    assert server.balances()["USDT"] == (Decimal("9710"), Decimal("290"))
+    assert [o["clientOrderId"] for o in client.get_open_orders(symbol="BTCUSDT")] == ["entry-1"]
+
+
+def test_a_resting_limit_is_filled_as_the_maker_at_its_own_price_when_the_market_comes_to_it(server, client):
+    placed = limit_buy(client)
+
+    server.set_price("BTCUSDT", "28900")
+
+    order = client.get_order(symbol="BTCUSDT", orderId=placed["orderId"])
+    [trade] = client.get_my_trades(symbol="BTCUSDT", orderId=placed["orderId"])
+    assert (order["status"], order["cummulativeQuoteQty"]) == ("FILLED", "290.00000000")
+    assert (trade["price"], trade["isMaker"], trade["commission"]) == ("29000.00000000", True, "0.00001000")
+    assert server.balances()["USDT"] == (Decimal("9710"), Decimal("0"))
+
+
+def test_a_limit_partly_filled_keeps_only_the_rest_of_its_quote_locked(server, client):
+    limit_buy(client)
+
+    server.fill_partly("entry-1", "0.004")
+
+    order = client.get_order(symbol="BTCUSDT", origClientOrderId="entry-1")
+    assert (order["status"], order["executedQty"]) == ("PARTIALLY_FILLED", "0.00400000")
+    assert server.balances()["USDT"] == (Decimal("9710"), Decimal("174"))  # the rest: 0.006 at 29000
+
+
+def test_a_stop_limit_buy_waits_below_its_stop_and_buys_when_the_price_rises_to_it(server, client):
+    client.create_order(symbol="BTCUSDT", side="BUY", type="STOP_LOSS_LIMIT", timeInForce="GTC", quantity="0.01",
+                        stopPrice="30500", price="30600", newClientOrderId="breakout")
+
+    server.set_price("BTCUSDT", "30400")
+    waiting = client.get_order(symbol="BTCUSDT", origClientOrderId="breakout")
+    server.set_price("BTCUSDT", "30550")
+    filled = client.get_order(symbol="BTCUSDT", origClientOrderId="breakout")
+
+    assert (waiting["status"], waiting["isWorking"]) == ("NEW", False)
+    assert (filled["status"], filled["cummulativeQuoteQty"]) == ("FILLED", "305.50000000")
+
+
+def test_otoco_rests_the_working_order_and_holds_the_oco_pending_without_locking_for_it(server, client):
+    server.set_balance("BTC", "0")
+
+    answer = otoco_buy(client)
+
+    reports = {r["clientOrderId"]: (r["type"], r["status"], r["workingTime"] == -1) for r in answer["orderReports"]}
+    assert (answer["contingencyType"], answer["listStatusType"], answer["listOrderStatus"]) == (
+        "OTOCO", "EXEC_STARTED", "EXECUTING")
+    assert reports == {"list-1-E": ("LIMIT", "NEW", False), "list-1-S": ("STOP_LOSS_LIMIT", "PENDING_NEW", True),
+                       "list-1-T": ("LIMIT_MAKER", "PENDING_NEW", True)}
+    assert server.balances()["USDT"] == (Decimal("9710"), Decimal("290"))
+    assert server.balances()["BTC"] == (Decimal("0"), Decimal("0"))
+    assert {o["clientOrderId"]: o["status"] for o in client.get_open_orders(symbol="BTCUSDT")} == {
+        "list-1-E": "NEW", "list-1-S": "PENDING_NEW", "list-1-T": "PENDING_NEW"}
+    assert client.v3_get_order_list(origClientOrderId="list-1")["contingencyType"] == "OTOCO"
+
+
+def test_pending_orders_ignore_the_market_until_the_working_order_fills(server, client):
+    server.set_balance("BTC", "0")
+    otoco_buy(client, price="29000", target="29500")
+
+    server.set_price("BTCUSDT", "29600")  # through the pending take-profit, above the working buy
+
+    assert statuses(server) == {"list-1-E": "NEW", "list-1-S": "PENDING_NEW", "list-1-T": "PENDING_NEW"}
+    with pytest.raises(ValueError, match="list-1-S is on the book"):
+        server.fill_partly("list-1-S", "0.001")
+
+
+def test_a_partial_fill_of_the_working_order_leaves_the_pending_orders_pending(server, client):
+    server.set_balance("BTC", "0")
+    otoco_buy(client)
+
+    server.fill_partly("list-1-E", "0.004")
+
+    assert statuses(server) == {"list-1-E": "PARTIALLY_FILLED", "list-1-S": "PENDING_NEW", "list-1-T": "PENDING_NEW"}
+    assert server.balances()["BTC"] == (Decimal("0.003996"), Decimal("0"))
+    assert server.balances()["USDT"] == (Decimal("9710"), Decimal("174"))
+
+
+def test_the_full_fill_of_the_working_order_puts_the_oco_on_the_book_locking_the_base_it_bought(server, client):
+    server.set_balance("BTC", "0")
+    otoco_buy(client)
+    server.fill_partly("list-1-E", "0.004")
+
+    server.fill_partly("list-1-E", "0.006")
+
+    stop = client.get_order(symbol="BTCUSDT", origClientOrderId="list-1-S")
+    assert statuses(server) == {"list-1-E": "FILLED", "list-1-S": "NEW", "list-1-T": "NEW"}
+    assert (stop["isWorking"], stop["workingTime"]) == (False, -1)  # a stop works once triggered
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="list-1-T")["isWorking"] is True
+    assert server.balances()["BTC"] == (Decimal("0"), Decimal("0.00999"))
+    assert server.order_lists()[0]["listStatusType"] == "EXEC_STARTED"
+
+
+def test_an_otoco_whose_working_order_fills_at_once_answers_it_filled_and_its_pending_orders_pending(server, client):
+    server.set_balance("BTC", "0")
+
+    answer = otoco_buy(client, price="30100")  # above the market: a taker at 30000
+
+    reports = {r["clientOrderId"]: r["status"] for r in answer["orderReports"]}
+    assert reports == {"list-1-E": "FILLED", "list-1-S": "PENDING_NEW", "list-1-T": "PENDING_NEW"}
+    assert statuses(server) == {"list-1-E": "FILLED", "list-1-S": "NEW", "list-1-T": "NEW"}
+    assert client.get_my_trades(symbol="BTCUSDT")[0]["isMaker"] is False
+
+
+def test_after_the_fill_the_otoco_pending_pair_is_an_oco(server, client):
+    server.set_balance("BTC", "0")
+    otoco_buy(client)
+    server.set_price("BTCUSDT", "29000")
+
+    server.set_price("BTCUSDT", "27950")  # the stop triggers and fills; the take-profit expires
+
+    assert statuses(server) == {"list-1-E": "FILLED", "list-1-S": "FILLED", "list-1-T": "EXPIRED"}
+    assert server.order_lists()[0]["listStatusType"] == "ALL_DONE"
+    assert server.balances()["BTC"] == (Decimal("0"), Decimal("0"))
+
+
+def test_pending_orders_the_fill_cannot_fund_expire_when_it_fills(server, client):
+    server.set_balance("BTC", "0")
+    otoco_buy(client, pending_quantity="0.01")  # the commission (in BTC) leaves 0.00999
+
+    server.set_price("BTCUSDT", "29000")
+
+    assert statuses(server) == {"list-1-E": "FILLED", "list-1-S": "EXPIRED", "list-1-T": "EXPIRED"}
+    assert server.balances()["BTC"] == (Decimal("0.00999"), Decimal("0"))
+    assert server.order_lists()[0]["listStatusType"] == "ALL_DONE"
+
+
+@pytest.mark.parametrize("cancel", ["list", "working order", "pending order"])
+def test_cancelling_an_otoco_or_any_of_its_orders_cancels_all_three_and_frees_the_quote(server, client, cancel):
+    otoco_buy(client)
+    server.fill_partly("list-1-E", "0.004")
+
+    if cancel == "list":
+        client.v3_delete_order_list(symbol="BTCUSDT", listClientOrderId="list-1")
+    else:
+        client.cancel_order(symbol="BTCUSDT", origClientOrderId="list-1-E" if cancel == "working order" else "list-1-S")
+
+    order = client.get_order(symbol="BTCUSDT", origClientOrderId="list-1-E")
+    assert statuses(server) == {"list-1-E": "CANCELED", "list-1-S": "CANCELED", "list-1-T": "CANCELED"}
+    assert order["executedQty"] == "0.00400000"
+    assert server.balances()["USDT"] == (Decimal("9884"), Decimal("0"))  # 10000 - 0.004 at 29000
+    assert client.get_open_orders(symbol="BTCUSDT") == []
+
+
+def test_oto_places_its_lone_pending_order_once_the_working_order_fills(server, client):
+    server.set_balance("BTC", "0")
+    answer = oto_buy(client)
+
+    server.set_price("BTCUSDT", "29000")
+
+    assert answer["contingencyType"] == "OTO"
+    assert [r["status"] for r in answer["orderReports"]] == ["NEW", "PENDING_NEW"]
+    assert statuses(server) == {"list-1-E": "FILLED", "list-1-S": "NEW"}
+    assert server.balances()["BTC"] == (Decimal("0"), Decimal("0.00999"))
+
+
+def test_a_client_id_held_by_a_pending_order_cannot_be_reused(client):
+    otoco_buy(client)
+
+    error = refusal(stop_loss_sell, client, client_id="list-1-S")
+    again = refusal(otoco_buy, client)
+
+    assert (error.code, error.message) == (-2010, "Duplicate order sent.")
+    assert (again.code, again.message) == (-2010, "Duplicate order sent.")
+
+
+@pytest.mark.parametrize(("place", "change", "code", "message"), [
+    (otoco_buy, {"workingType": None}, -1102,
+     "Mandatory parameter 'workingType' was not sent, was empty/null, or malformed."),
+    (otoco_buy, {"workingType": "MARKET"}, -1116, "Invalid orderType."),
+    (otoco_buy, {"workingSide": "UP"}, -1117, "Invalid side."),
+    (otoco_buy, {"workingTimeInForce": None}, -1102,
+     "Mandatory parameter 'workingTimeInForce' was not sent, was empty/null, or malformed."),
+    (otoco_buy, {"workingType": "LIMIT_MAKER"}, -1106, "Parameter 'workingTimeInForce' sent when not required."),
+    (otoco_buy, {"workingPrice": "29k"}, -1100,
+     "Illegal characters found in parameter 'workingPrice'; legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'."),
+    (otoco_buy, {"pendingQuantity": None}, -1102,
+     "Mandatory parameter 'pendingQuantity' was not sent, was empty/null, or malformed."),
+    (otoco_buy, {"pendingAboveType": "LIMIT"}, -1158, "Order type not supported in OCO."),
+    (otoco_buy, {"target": "27000"}, -2010, "The relationship of the prices for the orders is not correct."),
+    (otoco_buy, {"pendingBelowPrice": None}, -1102,
+     "Mandatory parameter 'pendingBelowPrice' was not sent, was empty/null, or malformed."),
+    (otoco_buy, {"workingClientOrderId": "x" * 37}, -1100,
+     "Illegal characters found in parameter 'workingClientOrderId'; legal range is '^[\\.A-Z\\:/a-z0-9_-]{1,36}$'."),
+    (oto_buy, {"pendingType": None}, -1102,
+     "Mandatory parameter 'pendingType' was not sent, was empty/null, or malformed."),
+    (oto_buy, {"pendingPrice": None}, -1102,
+     "Mandatory parameter 'pendingPrice' was not sent, was empty/null, or malformed."),
+    (oto_buy, {"pendingStopPrice": None}, -1102,
+     "Mandatory parameter 'pendingStopPrice' was not sent, was empty/null, or malformed."),
+    (oto_buy, {"pendingType": "LIMIT_MAKER", "pendingStopPrice": None}, -1106,
+     "Parameter 'pendingTimeInForce' sent when not required."),
+    (oto_buy, {"pendingSide": None}, -1102,
+     "Mandatory parameter 'pendingSide' was not sent, was empty/null, or malformed."),
+])
+def test_order_list_parameters_are_checked_like_binance(server, client, place, change, code, message):
+    error = refusal(place, client, **change)
+
+    assert (error.code, error.message) == (code, message)
+    assert server.orders() == []
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"price": "29000.001"}, "Filter failure: PRICE_FILTER"),
+    ({"stop": "28000.005"}, "Filter failure: PRICE_FILTER"),
+    ({"quantity": "0.0003", "pending_quantity": "0.0003"}, "Filter failure: MIN_NOTIONAL"),
+    ({"pending_quantity": "0.000015"}, "Filter failure: LOT_SIZE"),
+    ({"quantity": "1"}, "Account has insufficient balance for requested action."),
+    ({"price": "30100", "workingType": "LIMIT_MAKER", "workingTimeInForce": None},
+     "Order would immediately match and take."),
+])
+def test_an_order_list_breaking_a_filter_or_the_balance_places_nothing(server, client, change, message):
+    error = refusal(otoco_buy, client, **change)
+
+    assert error.message == message
+    assert server.orders() == [] and server.order_lists() == []
+    assert server.balances()["USDT"] == (Decimal("10000"), Decimal("0"))
+
+
 # --- faults ---------------------------------------------------------------------------------------
 
 

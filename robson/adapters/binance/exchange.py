@@ -3,6 +3,15 @@
 Placing an order is never retried blindly. When its answer is lost (timeout, dropped connection,
 5XX, or an answer robson cannot read) the order is looked up by its client id; only what Binance
 shows is believed. Every answer is read inside the gateway's call, so a malformed one is AnswerLost.
+
+An entry that waits for its price uses Binance's own order lists where they fit: a LIMIT entry with
+its protection is an OTOCO (the protective OCO, target and stop) or an OTO (a lone stop), whose
+pending orders go on the book only once the entry has fully filled. Until then Binance shows them
+PENDING_NEW; after it, the protective OCO is the one place_stop_order would have placed, under the
+same client ids. A partial fill leaves them pending: robson cancels the list and protects what
+filled itself. A STOP entry is a STOP_LOSS_LIMIT: a BUY triggers on a rise to its stop price and a
+SELL on a fall to it (Binance's TAKE_PROFIT types trigger the other way); nothing can be attached to
+it, so robson places the protection after the fill.
 """
 
 from __future__ import annotations
@@ -10,15 +19,16 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from robson.adapters.binance.gateway import FILTER_FAILURE, NO_SUCH_ORDER, BinanceGateway, BinanceRefusal
 from robson.adapters.binance.market import BinanceMarket
 from robson.application.ports import Balance
+from robson.domain.intent import EntryOrder
 from robson.domain.market import Side, SymbolInfo, ms_to_datetime
 from robson.domain.money import ZERO, fmt
-from robson.domain.orders import Order, OrderStatus, OrderType
+from robson.domain.orders import OPEN_STATUSES, Order, OrderStatus, OrderType, Protection
 from robson.errors import AnswerLost, DuplicateOrder, ExchangeError, OrderRejected, TemporaryExchangeError
 
 WEIGHT_ACCOUNT = 20
@@ -30,8 +40,10 @@ WEIGHT_MY_TRADES = 20
 LOOKUPS_AFTER_LOST_ANSWER = 3
 # A request Binance has not executed within its recvWindow is refused for good; allow this much more for clocks.
 ARRIVAL_MARGIN_MS = 5000
+EIGHT_PLACES = Decimal("0.00000001")  # Binance's precision for a commission
 
 _STATUSES = {
+    "PENDING_NEW": OrderStatus.PENDING_NEW,
     "NEW": OrderStatus.NEW,
     "PARTIALLY_FILLED": OrderStatus.PARTIALLY_FILLED,
     "FILLED": OrderStatus.FILLED,
@@ -43,6 +55,9 @@ _STATUSES = {
 }
 
 
+# Any other type robson places is a stop-limit; a LIMIT_MAKER is an OCO's take-profit leg, a limit order.
+_TYPES = {"MARKET": OrderType.MARKET, "LIMIT": OrderType.LIMIT, "LIMIT_MAKER": OrderType.LIMIT}
+_STOP_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS")  # an OCO's stop leg, whose take-profit leg get_order looks up too
 _STOP_SUFFIX = re.compile(r"S(\d*)$")
 
 
@@ -70,6 +85,7 @@ class BinanceExchange:
         self._gateway = gateway
         self._market = market
         self._sleep = sleep or (lambda seconds: None)
+        self._commission: Decimal | None = None
 
     # --- account ---------------------------------------------------------------------------
 
@@ -99,17 +115,28 @@ class BinanceExchange:
     # --- orders ----------------------------------------------------------------------------
 
     def get_order(self, symbol: str, client_order_id: str) -> Order | None:
-        """Look an order up by client id (with its fills); None if Binance never saw it."""
+        """Look an order up by client id (with its fills); None if Binance never saw it.
+
+        An order list's pending order is PENDING_NEW until the list's working order has fully filled,
+        NEW after. An OCO's stop leg (an OTOCO's too) comes back as one OCO order with its target.
+        """
+        found = self._look_up(symbol, client_order_id)
+        return found[1] if found is not None else None
+
+    def _look_up(self, symbol: str, client_order_id: str) -> tuple[dict[str, Any], Order] | None:
+        """Return the order as Binance shows it and as robson reads it; None if Binance never saw it."""
         raw = self._query(symbol, client_order_id)
         if raw is None:
             return None
         target = None
-        if raw.get("orderListId", -1) != -1:
+        if raw.get("orderListId", -1) != -1 and raw["type"] in _STOP_TYPES:
             target_id, _ = leg_ids(client_order_id)
             target = self._query(symbol, target_id)
+            if target is not None and target.get("orderListId") != raw["orderListId"]:
+                target = None  # the id names no leg of this list: an OTO's lone stop has none
         # When the take-profit leg traded (all or part), its trades carry the fill's commission, not the stop leg's.
         filled = target if _traded(target) else raw
-        return self._order(raw, target_leg=target, fills=self._fills(symbol, filled))
+        return raw, self._order(raw, target_leg=target, fills=self._fills(symbol, filled))
 
     def _query(self, symbol: str, client_order_id: str) -> dict[str, Any] | None:
         try:
@@ -162,13 +189,9 @@ class BinanceExchange:
             return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, prices,
                               lambda raw: self._order(raw, intent_id=intent_id), intent_id)
         target_id, list_id = leg_ids(client_order_id)
-        stop_leg = {"Type": "STOP_LOSS_LIMIT", "StopPrice": fmt(stop_price), "Price": fmt(limit_price),
-                    "TimeInForce": "GTC", "ClientOrderId": client_order_id}
-        target_leg = {"Type": "LIMIT_MAKER", "Price": fmt(target_price), "ClientOrderId": target_id}
-        # A SELL protects a long: the target is above the price, the stop below. A BUY mirrors it.
-        above, below = (target_leg, stop_leg) if side is Side.SELL else (stop_leg, target_leg)
+        above, below = _protective_oco(side, stop_price, limit_price, target_price, client_order_id)
         params = {"symbol": symbol, "side": side.value, "quantity": fmt(quantity), "listClientOrderId": list_id,
-                  **{"above" + k: v for k, v in above.items()}, **{"below" + k: v for k, v in below.items()}}
+                  **_prefixed("above", above), **_prefixed("below", below)}
 
         def parse(raw: dict[str, Any]) -> Order:
             reports = {r["clientOrderId"]: r for r in raw.get("orderReports", [])}
@@ -177,15 +200,113 @@ class BinanceExchange:
         return self._send(lambda c: c.create_oco_order(**params), symbol, client_order_id, info, quantity,
                           {**prices, "target": target_price}, parse, intent_id)
 
+    def place_entry_order(self, symbol: str, side: Side, quantity: Decimal, client_order_id: str, *,
+                          order: EntryOrder, price: Decimal, stop_limit_price: Decimal | None = None,
+                          protection: Protection | None = None, intent_id: str | None = None) -> Order:
+        """Place an entry that waits for its price; return the entry as Binance shows it (NEW, or further along).
+
+        LIMIT: a GTC limit at price. With protection it is the working order of an OTOCO (the target
+        and the stop, the OCO place_stop_order places, under the same ids) or of an OTO (a lone stop),
+        whose pending orders go live only once the entry has fully filled and cover what the fill
+        leaves (see _protected_quantity). STOP: a STOP_LOSS_LIMIT triggered at price, trading up to
+        stop_limit_price (price when none is given). Raise InsufficientBalance, OrderRejected (a
+        filter failure names the value and the filter's numbers) or ExchangeError; ValueError for a
+        MARKET entry, or a STOP entry with protection, which Binance cannot attach to it.
+        """
+        if order is EntryOrder.MARKET:
+            raise ValueError("a market entry is placed by place_market_order")
+        if order is EntryOrder.STOP and protection is not None:
+            raise ValueError("Binance attaches orders only to a LIMIT entry: a stop entry is protected after its fill")
+        info = self._market.symbol_info(symbol)
+        if protection is not None:
+            return self._place_protected_entry(info, side, quantity, client_order_id, price, protection, intent_id)
+        params = {"symbol": symbol, "side": side.value, "timeInForce": "GTC", "quantity": fmt(quantity),
+                  "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
+        prices = {"entry": price}
+        if order is EntryOrder.STOP:
+            limit = price if stop_limit_price is None else stop_limit_price
+            params |= {"type": "STOP_LOSS_LIMIT", "stopPrice": fmt(price), "price": fmt(limit)}
+            prices["limit"] = limit
+        else:
+            params |= {"type": "LIMIT", "price": fmt(price)}
+        return self._send(lambda c: c.create_order(**params), symbol, client_order_id, info, quantity, prices,
+                          lambda raw: self._order(raw, fills=raw.get("fills", []), intent_id=intent_id), intent_id)
+
+    def _place_protected_entry(self, info: SymbolInfo, side: Side, quantity: Decimal, client_order_id: str,
+                               price: Decimal, protection: Protection, intent_id: str | None) -> Order:
+        """Send a LIMIT entry as an OTOCO's (with a target) or an OTO's working order; its protection waits for the fill."""
+        symbol, stop_id = info.symbol, protection.client_order_id
+        _, list_id = leg_ids(stop_id)
+        params = {"symbol": symbol, "listClientOrderId": list_id, "workingType": "LIMIT", "workingSide": side.value,
+                  "workingClientOrderId": client_order_id, "workingPrice": fmt(price),
+                  "workingQuantity": fmt(quantity), "workingTimeInForce": "GTC", "pendingSide": side.opposite.value,
+                  "pendingQuantity": fmt(self._protected_quantity(info, side, quantity))}
+        prices = {"entry": price, "stop": protection.stop_price, "limit": protection.limit_price}
+        if protection.target_price is None:
+            params |= _prefixed("pending", _stop_leg(protection.stop_price, protection.limit_price, stop_id))
+            request = lambda c: c.v3_post_order_list_oto(**params)  # noqa: E731
+        else:
+            above, below = _protective_oco(side.opposite, protection.stop_price, protection.limit_price,
+                                           protection.target_price, stop_id)
+            params |= _prefixed("pendingAbove", above) | _prefixed("pendingBelow", below)
+            prices["target"] = protection.target_price
+            request = lambda c: c.v3_post_order_list_otoco(**params)  # noqa: E731
+
+        def parse(raw: dict[str, Any]) -> Order:
+            reports = {r["clientOrderId"]: r for r in raw["orderReports"]}
+            return self._order(reports[client_order_id], intent_id=intent_id)
+
+        placed = self._send(request, symbol, client_order_id, info, quantity, prices, parse, intent_id)
+        if placed.filled_quantity and placed.fee_asset is None:
+            # Filled at once: a list's answer carries no fills, so the commission comes from myTrades. Should that
+            # read fail, the entry is placed all the same: the next get_order reads the commission.
+            try:
+                placed = dataclasses.replace(self.get_order(symbol, client_order_id) or placed, intent_id=intent_id)
+            except ExchangeError:
+                pass
+        return placed
+
+    def _protected_quantity(self, info: SymbolInfo, side: Side, quantity: Decimal) -> Decimal:
+        """What a fill of quantity leaves to protect, as an order list must say before the fill.
+
+        A BUY pays its commission in the base asset it receives (unless the account pays in BNB), so its
+        protection covers the quantity less the commission at the account's highest rate, rounded down
+        to the LOT_SIZE step: Binance would refuse a pending SELL for more than the fill left. A SELL's
+        protection buys the whole quantity back.
+        """
+        if side is Side.SELL:
+            return quantity
+        commission = (quantity * self._commission_rate()).quantize(EIGHT_PLACES, rounding=ROUND_UP)
+        return info.round_quantity(quantity - commission)
+
+    def _commission_rate(self) -> Decimal:
+        """The account's highest commission rate, maker or taker (read once: Binance changes it monthly at most)."""
+        if self._commission is None:
+            def parse(answer: dict[str, Any]) -> Decimal:
+                rates = answer.get("commissionRates")
+                if rates:
+                    return max(Decimal(rates["maker"]), Decimal(rates["taker"]))
+                return Decimal(max(answer["makerCommission"], answer["takerCommission"])) / 10000  # in bips
+
+            self._commission = self._gateway.call(lambda c: c.get_account(omitZeroBalances="true"),
+                                                  weight=WEIGHT_ACCOUNT, signed=True, parse=parse)
+        return self._commission
+
     def cancel_order(self, symbol: str, client_order_id: str) -> Order:
-        """Cancel an open order (the whole OCO for one of its legs); raise OrderRejected if it is not open."""
-        current = self.get_order(symbol, client_order_id)
-        if current is None or current.status not in (OrderStatus.NEW, OrderStatus.PARTIALLY_FILLED):
-            state = current.status.value if current else "unknown to Binance"
+        """Cancel an open order and return its final state, with what it filled; raise OrderRejected if it is not open.
+
+        An order of a list goes with its whole list, as Binance cancels it: an OCO's two legs, and an
+        OTO's or OTOCO's working order with its pending orders (cancelling a pending PENDING_NEW
+        protection cancels the entry it waits for).
+        """
+        found = self._look_up(symbol, client_order_id)
+        if found is None or found[1].status not in OPEN_STATUSES:
+            state = found[1].status.value if found else "unknown to Binance"
             raise OrderRejected(f"order {client_order_id} cannot be cancelled: it is {state}")
-        if current.type is OrderType.OCO:
-            _, list_id = leg_ids(client_order_id)
-            request = lambda c: c.v3_delete_order_list(symbol=symbol, listClientOrderId=list_id)  # noqa: E731
+        raw, current = found
+        list_id = raw.get("orderListId", -1)
+        if list_id != -1:
+            request = lambda c: c.v3_delete_order_list(symbol=symbol, orderListId=list_id)  # noqa: E731
         else:
             request = lambda c: c.cancel_order(symbol=symbol, origClientOrderId=client_order_id)  # noqa: E731
         try:
@@ -267,9 +388,7 @@ class BinanceExchange:
         updated = filled_leg.get("updateTime") or filled_leg.get("transactTime") or created
         stop = Decimal(raw["stopPrice"]) if Decimal(raw.get("stopPrice") or "0") else None
         price = Decimal(raw["price"]) if Decimal(raw.get("price") or "0") else None
-        kind = OrderType.MARKET if raw["type"] == "MARKET" else OrderType.STOP_LOSS_LIMIT
-        if raw.get("orderListId", -1) != -1:
-            kind = OrderType.OCO
+        kind = OrderType.OCO if target_leg is not None else _TYPES.get(raw["type"], OrderType.STOP_LOSS_LIMIT)
         return Order(
             client_order_id=raw["clientOrderId"], exchange=self.name, symbol=raw["symbol"], side=Side(raw["side"]),
             type=kind, quantity=Decimal(raw["origQty"]), status=status,
@@ -279,6 +398,30 @@ class BinanceExchange:
             filled_quantity=executed, average_price=quote / executed if executed else None,
             fee=fee, fee_asset=fee_asset, exchange_order_id=str(raw.get("orderId")), intent_id=intent_id,
         )
+
+
+def _stop_leg(stop_price: Decimal, limit_price: Decimal, stop_id: str) -> dict[str, str]:
+    """A protective STOP_LOSS_LIMIT as an order list's order (its parameters without the list's prefix)."""
+    return {"Type": "STOP_LOSS_LIMIT", "StopPrice": fmt(stop_price), "Price": fmt(limit_price), "TimeInForce": "GTC",
+            "ClientOrderId": stop_id}
+
+
+def _protective_oco(side: Side, stop_price: Decimal, limit_price: Decimal, target_price: Decimal,
+                    stop_id: str) -> tuple[dict[str, str], dict[str, str]]:
+    """Return the (above, below) orders of a protective OCO on side: the stop, and a LIMIT_MAKER at the target.
+
+    A SELL protects a long: the target is above the price, the stop below. A BUY mirrors it. The
+    target's id derives from the stop's (leg_ids).
+    """
+    target_id, _ = leg_ids(stop_id)
+    stop_leg = _stop_leg(stop_price, limit_price, stop_id)
+    target_leg = {"Type": "LIMIT_MAKER", "Price": fmt(target_price), "ClientOrderId": target_id}
+    return (target_leg, stop_leg) if side is Side.SELL else (stop_leg, target_leg)
+
+
+def _prefixed(prefix: str, order: dict[str, str]) -> dict[str, str]:
+    """An order list's order as parameters: `above` + `StopPrice` is `aboveStopPrice`."""
+    return {prefix + name: value for name, value in order.items()}
 
 
 def _trades(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:
