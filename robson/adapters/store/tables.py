@@ -235,6 +235,7 @@ LOCKS = _table(LockRow)
 SIGNALS = _table(SignalRow)
 BACKTESTS = _table(BacktestRow)
 ALERTS = _table(AlertRow)
+PARTIAL_EXITS = _table(PartialExitRow)
 
 ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS,
-                                 BACKTESTS, ALERTS)
+                                 BACKTESTS, ALERTS, PARTIAL_EXITS)
