@@ -394,6 +394,11 @@ class PaperBook(Protocol):
     def settle_stop(self, tx: StoreSession, client_order_id: str, *, price: Decimal, fee: Decimal,
                     at: datetime) -> Order: ...
 
+    def settle_part(self, tx: StoreSession, stop_id: str, client_order_id: str, *, quantity: Decimal, price: Decimal,
+                    fee: Decimal, at: datetime, limit: bool, intent_id: str | None = None) -> Order:
+        """Fill a part of a position and shrink the resting stop stop_id by it, in tx; raise OrderRejected."""
+        ...
+
     def settle_market_exit(self, tx: StoreSession, symbol: str, side: Side, quantity: Decimal, client_order_id: str,
                            *, price: Decimal, fee: Decimal, at: datetime, cancel: str | None = None,
                            intent_id: str | None = None) -> Order: ...

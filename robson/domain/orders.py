@@ -36,6 +36,7 @@ class OrderRole(StrEnum):
     TARGET = "T"  # the take-profit leg of an OCO
     ORDER_LIST = "L"  # the OCO as a whole
     EXIT = "X"
+    PART = "P"  # a part of the position closed before the rest (a ladder target, or by hand): -P1, -P2 …
 
 
 def client_order_id(intent_id: str, role: OrderRole, attempt: int = 0, *, part: int | None = None) -> str:
