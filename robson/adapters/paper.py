@@ -9,7 +9,7 @@ It implements the same Exchange protocol as a live adapter and keeps its balance
 order book in the store, so dry-runs survive restarts and are idempotent by client order id.
 
 The monitor settles the book through the methods taking a StoreSession (reprice_stop,
-settle_stop, settle_market_exit): they write in the caller's transaction, so the operation,
+settle_stop, settle_part, settle_market_exit): they write in the caller's transaction, so the operation,
 its audit trail, the order and the balances change together or not at all.
 """
 
@@ -321,6 +321,32 @@ class PaperExchange:
             tx.update_order(dataclasses.replace(resting, status=OrderStatus.CANCELED, updated_at=at))
         self._trade(tx, balances, info, side, quantity, price, fee)
         order = self._order(client_order_id, symbol, side, OrderType.MARKET, quantity, OrderStatus.FILLED, at,
+                            filled_quantity=quantity, average_price=price, fee=fee, fee_asset=info.quote_asset,
+                            intent_id=intent_id)
+        tx.add_order(order)
+        return order
+
+    def settle_part(self, tx: StoreSession, stop_id: str, client_order_id: str, *, quantity: Decimal, price: Decimal,
+                    fee: Decimal, at: datetime, limit: bool, intent_id: str | None = None) -> Order:
+        """Fill a part of a position (a LIMIT at its target, or MARKET by hand) and shrink the resting stop
+        stop_id by it, in the caller's transaction; idempotent by client_order_id; raise OrderRejected if
+        the stop is not open or not larger than the part (the last of a position is closed by the stop)."""
+        existing = tx.get_order(client_order_id)
+        if existing is not None:
+            return existing
+        stop = self._open_order(tx, stop_id, "resized")
+        rest = stop.quantity - stop.filled_quantity
+        if quantity >= rest:
+            raise OrderRejected(f"a part of {fmt(quantity)} leaves nothing under the stop {stop_id} ({fmt(rest)})")
+        info = self._market.symbol_info(stop.symbol)
+        balances = self._balances(tx)
+        asset, before = self._locked_for(info, stop.side, rest, stop.price or ZERO)
+        _, after = self._locked_for(info, stop.side, rest - quantity, stop.price or ZERO)
+        self._move(tx, balances, asset, free=before - after, locked=after - before)  # unlock what the part sells
+        tx.update_order(dataclasses.replace(stop, quantity=stop.quantity - quantity, updated_at=at))
+        self._trade(tx, balances, info, stop.side, quantity, price, fee)
+        order = self._order(client_order_id, stop.symbol, stop.side, OrderType.LIMIT if limit else OrderType.MARKET,
+                            quantity, OrderStatus.FILLED, at, price=price if limit else None,
                             filled_quantity=quantity, average_price=price, fee=fee, fee_asset=info.quote_asset,
                             intent_id=intent_id)
         tx.add_order(order)

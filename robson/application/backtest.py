@@ -55,11 +55,13 @@ from robson.domain.lifecycle import (
     candles_needed,
     market_fill,
     open_operation,
+    operation_ladder,
     plan_trade,
     walk_settings,
 )
 from robson.domain.market import Candle, Side, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import ZERO, fmt
+from robson.domain.ladder import Ladder, book_walk, fill_exit, walk_operation
 from robson.domain.monitoring import Exit, WalkResult, walk_candles
 from robson.domain.operation import CloseReason, Operation
 from robson.domain.strategy import Strategy
@@ -473,7 +475,7 @@ class _Replay:
         if last + 1 >= len(symbol.walk):
             self._refuse(candidate, now, ("end of data",), "the data ends at the decision: no candle to enter on")
             return
-        self._enter(candidate, symbol, intent, planned.anchor, now_ms, last)
+        self._enter(candidate, symbol, intent, planned.anchor, now_ms, last, planned.ladder)
 
     def _book_full(self, symbol: str) -> str | None:
         """Say why no position can open (the open-positions limits), before anything is sized.
@@ -542,7 +544,7 @@ class _Replay:
     # --- entry and exit --------------------------------------------------------------------------
 
     def _enter(self, candidate: _Candidate, symbol: _Symbol, intent: TradingIntent, anchor: dict[str, str],
-               now_ms: int, last: int) -> None:
+               now_ms: int, last: int, ladder: Ladder | None = None) -> None:
         request, info, walk = self.request, symbol.info, symbol.walk
         first = last + 1
         # A market order at T trades at the first trade at T: the open of the candle opening then, if one does.
@@ -573,6 +575,9 @@ class _Replay:
             strategy=self.strategy.name, quantity=quantity, entry_price=fill.price, entry_fee=fill.fee, stop=stop,
             target=target, at=now, quote_asset=info.quote_asset,
         )
+        if ladder is not None:  # fitted to the fill as execute fits it
+            operation = dataclasses.replace(operation, ladder=operation_ladder(
+                ladder, anchor, fill=fill.price, stop=stop, quantity=quantity, info=info, fee_rate=request.fee_rate))
         if intent.side is Side.BUY:
             self.book.free -= cost
         closed, exit_, moves, candle_ms = self._walk(operation, symbol, first)
@@ -598,6 +603,14 @@ class _Replay:
             nxt = stop_at if stop_at is not None else due
             if nxt is None or nxt >= end:
                 break
+            if operation.ladder is not None:  # the monitor's ladder walk: each target takes its part
+                walked = walk_operation(operation, [walk.candle(nxt)], settings)
+                moves += len(walked.moves)
+                operation = book_walk(operation, walked)
+                if walked.closed:
+                    return operation, fill_exit(walked.fills[-1]), moves, walk.open_time(nxt)
+                position = nxt + 1
+                continue
             result: WalkResult = walk_candles(operation, [walk.candle(nxt)], settings)
             moves += len(result.moves)
             operation = dataclasses.replace(operation, stop=result.stop, last_checked_at=result.last_checked_at)
@@ -608,7 +621,7 @@ class _Replay:
                 return closed, exit_, moves, walk.open_time(nxt)
             position = nxt + 1
         last = walk.candle(end - 1)
-        fee = last.close * operation.quantity * request.fee_rate
+        fee = last.close * operation.held * request.fee_rate
         closed = operation.close(exit_price=last.close, exit_fee=fee, reason=CloseReason.END_OF_DATA,
                                  at=ms_to_datetime(last.open_time + symbol.walk_ms))
         return closed, None, moves, last.open_time
@@ -626,6 +639,8 @@ def _triggers(operation: Operation, trailing: bool) -> dict[str, float | None]:
     """
     long = operation.side is Side.BUY
     stop, target = operation.stop, operation.target
+    if operation.ladder is not None:  # the next target with a part to take
+        target = next((p.target for p in operation.ladder.parts[operation.reached:] if p.quantity > 0), None)
     favourable = [target] if target is not None else []
     if trailing:
         span = abs(operation.entry_price - operation.initial_stop)

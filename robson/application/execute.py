@@ -27,7 +27,8 @@ from robson.domain.intent import (
     TradingIntent,
     entry_side_problem,
 )
-from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, stop_limit_price
+from robson.domain.ladder import ladder_from_doc
+from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, operation_ladder, stop_limit_price
 from robson.domain.market import SymbolInfo, check_not_before
 from robson.domain.sizing import reward_to_risk
 from robson.domain.money import fmt, fmt_amount, percent
@@ -545,6 +546,12 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
         target=target, at=opened, quote_asset=intent.quote_asset,
     )
+    if operation.ladder is None and intent.details.get("ladder") and operation.status is OperationStatus.ACTIVE:
+        ladder = operation_ladder(ladder_from_doc(intent.details["ladder"]), anchor_of(intent),
+                                  fill=operation.entry_price, stop=stop, quantity=quantity, info=info,
+                                  fee_rate=account.fee_rate)
+        if ladder is not None:
+            operation = dataclasses.replace(operation, ladder=ladder)
     if stop_order is None and exchange.live:
         # Imported here: the live monitor imports this module.
         from robson.application.watching import operation_lock

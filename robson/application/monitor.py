@@ -36,11 +36,13 @@ from robson.application.watching import (
     still_active,
     stop_moved_event,
 )
+from robson.domain.ladder import book_walk, fill_exit, walk_operation
 from robson.domain.lifecycle import stop_limit_price, walk_settings
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms
 from robson.domain.money import fmt, fmt_amount
 from robson.domain.monitoring import (
     Exit,
+    MonitorSettings,
     WalkResult,
     apply_walk,
     walk_candles,
@@ -186,11 +188,14 @@ def _walk(op: Operation, candles: Sequence[Candle], timeframe: str, *, market: M
     settings = walk_settings(op, strategy, timeframe, fee_rate=book.fee_rate, slippage_rate=book.slippage_rate,
                              tick_size=info.tick_size)
     walked = op
+    result = None
     if filled_in is not None and op.last_checked_at == op.opened_at:
         # The candle the entry filled in: its stop only, no target, no trailing on extremes it may have had before.
         result = walk_candles(dataclasses.replace(op, target=None), [c for c in candles if c.open_time == filled_in],
                               dataclasses.replace(settings, trailing=False, time_exit=None), now=now)
         walked = dataclasses.replace(op, last_checked_at=result.last_checked_at)
+    if walked.ladder is not None and (result is None or result.exit is None):
+        return _ladder_walk(op, walked, candles, timeframe, settings, now=now, info=info)
     if filled_in is None or result.exit is None:
         result = walk_candles(walked, candles, settings, now=now)
     if not result.moves and result.exit is None and result.last_checked_at == op.last_checked_at:
@@ -201,6 +206,39 @@ def _walk(op: Operation, candles: Sequence[Candle], timeframe: str, *, market: M
     return _Walk(op, updated, result, timeframe, candles_examined(op, candles, timeframe, result), info)
 
 
+def _ladder_walk(op: Operation, walked: Operation, candles: Sequence[Candle], timeframe: str,
+                 settings: MonitorSettings, *, now: datetime, info: SymbolInfo) -> _Walk:
+    """Walk an operation with a ladder of targets: each target's part taken, the stop moved by its rule."""
+    walk = walk_operation(walked, candles, settings, now=now)
+    final = walk.fills[-1] if walk.closed else None
+    result = WalkResult(moves=walk.moves, exit=fill_exit(final) if final is not None else None, stop=walk.stop,
+                        last_checked_at=walk.last_checked_at)
+    if not walk.fills and not walk.moves and walk.last_checked_at == op.last_checked_at:
+        return _Walk(op, op, result, timeframe, 0, info)  # nothing new: write nothing
+    updated = book_walk(walked, walk)
+    if walk.fills and not walk.closed or walk.moves and not walk.closed:
+        updated = dataclasses.replace(updated, updated_at=now)
+    return _Walk(op, updated, result, timeframe, candles_examined(op, candles, timeframe, result), info)
+
+
+def _book_parts(tx: StoreSession, book: PaperBook, op: Operation, updated: Operation, stop_id: str) -> None:
+    """Fill each part the walk took (a LIMIT at its target) and shrink the paper stop to what is still held."""
+    for part in updated.parts[len(op.parts):]:
+        filled = book.settle_part(tx, stop_id, part.client_order_id, quantity=part.quantity, price=part.price,
+                                  fee=part.fee, at=part.at, limit=part.reason is CloseReason.TARGET,
+                                  intent_id=op.intent_id)
+        held = op.quantity - sum((p.quantity for p in updated.parts[:part.number]), Decimal(0))
+        what = f"target {part.target}" if part.target is not None else "part"
+        tx.record(AuditEvent(
+            at=part.at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+            message=f"{what} {filled.side.value} {fmt(part.quantity)} filled @ {fmt(part.price)} fee "
+                    f"{fmt_amount(part.fee)} {op.quote_asset}; {fmt(held)} still held, the stop resized to it",
+            data={"client_order_id": part.client_order_id, "part": part.number, "target": part.target,
+                  "quantity": fmt(part.quantity), "price": fmt(part.price), "fee": fmt(part.fee),
+                  "reason": part.reason.value, "held": fmt(held)},
+        ))
+
+
 def _save(tx: StoreSession, walk: _Walk, book: PaperBook, account: Account) -> OperationCheck:
     """Write one walk: stop moves, the repriced paper stop, any exit; raise _Changed if the operation moved meanwhile."""
     op, result, updated = walk.before, walk.result, walk.after
@@ -208,6 +246,8 @@ def _save(tx: StoreSession, walk: _Walk, book: PaperBook, account: Account) -> O
         raise _Changed(op.id)
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
     order = None
+    if len(updated.parts) > len(op.parts):
+        _book_parts(tx, book, op, updated, stop_id)
     if result.moves or result.exit is not None:
         for move in result.moves:
             tx.record(stop_moved_event(op, move, stop_id))
@@ -217,9 +257,11 @@ def _save(tx: StoreSession, walk: _Walk, book: PaperBook, account: Account) -> O
                                   limit_price=stop_limit_price(op.side, result.stop, walk.info.round_price,
                                                                account.stop_limit_offset_percent))
     if result.exit is not None:
-        updated = _settle_exit(tx, book, op, updated, result.exit, order, stop_id)
+        taken = dataclasses.replace(op, parts=updated.parts)  # the parts taken before the exit closed the rest
+        updated = _settle_exit(tx, book, taken, updated, result.exit, order, stop_id)
     tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
-    return OperationCheck(op, updated, walk.timeframe, walk.examined, result.moves, result.exit)
+    return OperationCheck(op, updated, walk.timeframe, walk.examined, result.moves, result.exit,
+                          parts=updated.parts[len(op.parts):])
 
 
 def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Operation, exit_: Exit,
@@ -234,7 +276,7 @@ def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Opera
         what = "target leg" if exit_.reason is CloseReason.TARGET else "stop"
     else:
         exit_id = client_order_id(op.intent_id, OrderRole.EXIT)
-        filled = book.settle_market_exit(tx, op.symbol, op.side.opposite, op.quantity, exit_id, price=exit_.price,
+        filled = book.settle_market_exit(tx, op.symbol, op.side.opposite, op.held, exit_id, price=exit_.price,
                                          fee=exit_.fee, at=exit_.at, cancel=stop_id, intent_id=op.intent_id)
         if (filled.average_price, filled.fee) != (exit_.price, exit_.fee):  # an exit that filled before: its own fill
             closed = op.close(exit_price=filled.average_price, exit_fee=filled.fee, reason=exit_.reason,
@@ -243,14 +285,16 @@ def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Opera
     gap = " (gapped: filled at the candle's open)" if exit_.gapped else ""
     tx.record(AuditEvent(
         at=closed.closed_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
-        message=f"{what} {filled.side.value} {fmt(filled.quantity)} filled @ {fmt(closed.exit_price)}{gap} "
-                f"fee {fmt_amount(closed.exit_fee)} {op.quote_asset}",
+        message=f"{what} {filled.side.value} {fmt(filled.quantity)} filled @ {fmt(filled.average_price)}{gap} "
+                f"fee {fmt_amount(filled.fee)} {op.quote_asset}",
         data={"client_order_id": filled.client_order_id},
     ))
     r = r_multiple(closed)
     tx.record(AuditEvent(
         at=closed.closed_at, kind=AuditKind.CLOSED, intent_id=op.intent_id, operation_id=op.id,
-        message=f"closed by the monitor: {exit_.reason.value} @ {fmt(closed.exit_price)} fee {fmt_amount(closed.exit_fee)}, "
+        message=f"closed by the monitor: {exit_.reason.value} @ {fmt(closed.exit_price)}"
+                + (f" (the average of {len(op.parts) + 1} exits)" if op.parts else "")
+                + f" fee {fmt_amount(closed.exit_fee)}, "
                 f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}"
                 + (f" ({fmt(r, 2)} R)" if r is not None else ""),
         data={"reason": exit_.reason.value, "price": fmt(closed.exit_price), "trigger_price": fmt(exit_.trigger_price),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -114,12 +115,13 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
     now = clock.now()
     prices = market or book.market
     info = prices.symbol_info(op.symbol)
-    fill = market_fill(op.side.opposite, prices.fill_price(op.symbol).price, op.quantity, info,
-                       fee_rate=book.fee_rate, slippage_rate=book.slippage_rate)
+    price = prices.fill_price(op.symbol).price
     with store.transaction() as tx:
         # The paper monitor takes no operation lock: it may have checked (or closed) it since it was read.
         # A check (a later last-check time, a trailed stop) changes nothing of a close at market.
         op = tx.get_operation(op.id)
+        fill = market_fill(op.side.opposite, price, op.held, info, fee_rate=book.fee_rate,
+                           slippage_rate=book.slippage_rate)
         if op.status is not OperationStatus.ACTIVE:
             raise IllegalTransition(f"operation {op.id} was closed by the monitor meanwhile "
                                     f"({op.close_reason.value if op.close_reason else op.status.value})",
@@ -131,7 +133,7 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
                 "the position is closed there, nothing to sell", hint="run robson monitor --once to book it")
         earlier = tx.get_order(exit_id)
         exit_order = earlier if earlier is not None and earlier.status is OrderStatus.FILLED else \
-            book.settle_market_exit(tx, op.symbol, op.side.opposite, op.quantity, exit_id, price=fill.price,
+            book.settle_market_exit(tx, op.symbol, op.side.opposite, op.held, exit_id, price=fill.price,
                                     fee=fill.fee, at=now, cancel=stop_id, intent_id=op.intent_id)
         closed = op.close(exit_price=exit_order.average_price, exit_fee=exit_order.fee, reason=CloseReason.MANUAL,
                           at=max(now, exit_order.updated_at))
@@ -149,6 +151,55 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
                     f"realized P&L {fmt(closed.realized_pnl, 2)} {op.quote_asset}",
         ))
     return closed
+
+
+def close_part(operation_id: str, part: str, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
+    """Close a part of an ACTIVE paper operation at market (part: '50%' of what is held, or a quantity).
+
+    The part is rounded down to the LOT_SIZE step; its MARKET fill, the paper stop shrunk to what is
+    still held, the part booked and the ladder's coming parts re-sized (ladder_for_held) are written
+    in one transaction. Raise InvalidInput for a bad part (exit 2, nothing written), IllegalTransition
+    unless ACTIVE and on paper.
+    """
+    from robson.application.watching import OPERATION_LOCK_WAIT_SECONDS, operation_lock
+    from robson.domain.ladder import ladder_for_held, part_order_id, part_quantity
+    from robson.domain.lifecycle import market_fill
+
+    with store.read() as session:
+        op = session.get_operation(session.resolve_operation_id(operation_id))
+    if op.mode != "paper" or exchange.name != "paper":
+        raise InvalidInput(f"operation {op.id} is {op.mode}: --part closes paper operations only in this release",
+                           hint="close all of it with robson operation close, without --part")
+    book: PaperBook = exchange  # type: ignore[assignment]
+    info = book.market.symbol_info(op.symbol)
+    price = book.market.fill_price(op.symbol).price
+    now = clock.now()
+    with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
+        with store.transaction() as tx:
+            op = tx.get_operation(op.id)
+            if op.status is not OperationStatus.ACTIVE:
+                raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be closed")
+            check_not_before(now, last_change(op), f"the last change of {op.id}")
+            quantity = part_quantity(part, op.held, info, price)
+            fill = market_fill(op.side.opposite, price, quantity, info, fee_rate=book.fee_rate,
+                               slippage_rate=book.slippage_rate)
+            order_id = part_order_id(op)
+            updated = op.take_part(quantity=quantity, price=fill.price, fee=fill.fee, reason=CloseReason.MANUAL,
+                                   at=now, client_order_id=order_id)
+            if op.ladder is not None:
+                updated = dataclasses.replace(updated, ladder=ladder_for_held(op.ladder, op.reached, updated.held, info))
+            book.settle_part(tx, client_order_id(op.intent_id, OrderRole.STOP), order_id, quantity=quantity,
+                             price=fill.price, fee=fill.fee, at=now, limit=False, intent_id=op.intent_id)
+            tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+            tx.record(AuditEvent(
+                at=now, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+                message=f"part closed by hand: MARKET {op.side.opposite.value} {fmt(quantity)} filled @ "
+                        f"{fmt(fill.price)} fee {fmt_amount(fill.fee)} {op.quote_asset}; {fmt(updated.held)} still "
+                        "held, the stop resized to it",
+                data={"client_order_id": order_id, "part": len(updated.parts), "quantity": fmt(quantity),
+                      "price": fmt(fill.price), "fee": fmt(fill.fee), "reason": "manual", "held": fmt(updated.held)},
+            ))
+    return updated
 
 
 def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,

@@ -28,7 +28,7 @@ from robson.domain.monitoring import (
     modify_stop,
     modify_target,
 )
-from robson.domain.operation import Operation, OperationStatus
+from robson.domain.operation import Operation, OperationStatus, PartialExit
 from robson.domain.orders import AuditEvent, AuditKind, Order
 from robson.domain.strategy import Strategy
 from robson.errors import IllegalTransition, LeaseLost, MarketDataError, Refused, RobsonError
@@ -57,6 +57,7 @@ class OperationCheck:
     moves: tuple[StopMove, ...]
     exit: Exit | None
     notes: tuple[str, ...] = ()  # what else happened (live: a stop re-placed, a partial fill being watched)
+    parts: tuple[PartialExit, ...] = ()  # the parts of the position this check took (ladder targets)
 
     @property
     def closed(self) -> bool:
@@ -240,7 +241,7 @@ class Modification:
 
 def remaining_risk(op: Operation, stop: Decimal) -> Decimal:
     """Return the loss from entry if stop fills, before fees (0 when the stop locks in profit)."""
-    loss = (op.entry_price - stop) * op.side.sign * op.quantity
+    loss = (op.entry_price - stop) * op.side.sign * op.held
     return loss if loss > 0 else ZERO
 
 

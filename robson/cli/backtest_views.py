@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from robson.cli.output import console, key_values, table, to_jsonable
+from robson.cli.views import parts_text
 from robson.domain.backtest_stats import BacktestStats, Breakdown
 from robson.domain.money import fmt
 from robson.domain.operation import r_multiple
@@ -18,7 +19,7 @@ from robson.errors import InvalidInput
 
 EXPORT_COLUMNS = ("entry_time", "exit_time", "entry_price", "exit_price", "quantity", "fees", "pnl", "r",
                   "exit_reason", "symbol", "side", "setup", "signal_time", "exit_fill_time", "entry_fee", "exit_fee",
-                  "initial_stop", "target", "stop_moves", "ambiguous")
+                  "initial_stop", "target", "stop_moves", "ambiguous", "partial_exits")
 SPARK = "▁▂▃▄▅▆▇█"
 CHART_WIDTH = 64
 
@@ -52,6 +53,7 @@ def trade_row(trade) -> dict[str, Any]:
         "target": fmt(op.target) if op.target is not None else "",
         "stop_moves": str(trade.stop_moves),
         "ambiguous": "true" if trade.ambiguous else "false",
+        "partial_exits": parts_text(op.parts),  # the parts a ladder took before the exit: quantity @ price (target n)
     }
 
 
@@ -276,7 +278,8 @@ def _breakdown_rows(rows: Sequence[dict[str, Any]]) -> list[tuple]:
 
 def _trade_cells(row: dict[str, Any]) -> tuple:
     return (_time(row["entry_time"]), row["entry_price"], _time(row["exit_time"]), row["exit_price"], row["quantity"],
-            _money(row["fees"], 4), _money(row["pnl"]), _money(row["r"]), row["exit_reason"])
+            _money(row["fees"], 4), _money(row["pnl"]), _money(row["r"]),
+            row["exit_reason"] + (f" after {row['partial_exits']}" if row.get("partial_exits") else ""))
 
 
 # --- files ------------------------------------------------------------------------------------------

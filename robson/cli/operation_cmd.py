@@ -9,7 +9,14 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
-from robson.cli.views import audit_event_doc, operation_doc, operation_view_doc, order_doc, unresolved_doc
+from robson.cli.views import (
+    audit_event_doc,
+    operation_doc,
+    operation_view_doc,
+    order_doc,
+    parts_text,
+    unresolved_doc,
+)
 from robson.domain.money import fmt, parse_decimal
 from robson.domain.operation import CloseReason, OperationStatus, r_multiple
 from robson.errors import InvalidInput
@@ -40,7 +47,7 @@ def status(ctx: typer.Context,
         for v in views:
             op, m = v.operation, v.mark
             rows.append((
-                op.id, op.status.value, f"{op.side.value} {op.symbol}", fmt(op.quantity), fmt(op.entry_price),
+                op.id, op.status.value, f"{op.side.value} {op.symbol}", held_text(op), fmt(op.entry_price),
                 fmt(op.stop), fmt(op.target), fmt(m.price) if m else fmt(op.exit_price),
                 f"{fmt(m.unrealized_pnl, 2)} ({fmt(m.unrealized_percent, 2)}%)" if m else f"{fmt(op.realized_pnl, 2)} realized",
                 fmt(m.r_multiple, 2) if m and m.r_multiple is not None else fmt(r_multiple(op), 2),
@@ -49,6 +56,12 @@ def status(ctx: typer.Context,
         title = "Active operations" if operation_id is None else "Operation"
         console().print(table(f"{title} ({len(views)})", ["id", "status", "position", "quantity", "entry", "stop", "target",
                                                          "price now", "P&L", "R", "to stop"], rows))
+        for v in views:
+            if v.operation.parts:
+                op = v.operation
+                console().print(f"{op.id}: parts taken {parts_text(op.parts)}"
+                                + (f"; realized so far {fmt(op.parts_pnl, 2)} {op.quote_asset}"
+                                   if op.realized_pnl is None else ""))
         if unresolved:
             console().print(table(f"Executing, not settled ({len(unresolved)})",
                                   ["intent", "status", "position", "quantity", "entry", "price now", "exposure",
@@ -93,7 +106,7 @@ def list_(ctx: typer.Context,
     operations = list_operations(wanted, store=c.store)
 
     def render() -> None:
-        rows = [(op.id, op.status.value, op.mode, f"{op.side.value} {op.symbol}", fmt(op.quantity), fmt(op.entry_price),
+        rows = [(op.id, op.status.value, op.mode, f"{op.side.value} {op.symbol}", held_text(op), fmt(op.entry_price),
                  fmt(op.stop), fmt(op.exit_price), fmt(op.realized_pnl, 2), op.close_reason.value if op.close_reason else "-",
                  op.opened_at.strftime("%Y-%m-%d %H:%M")) for op in operations]
         console().print(table(f"Operations ({len(operations)})", ["id", "status", "mode", "position", "quantity", "entry",
@@ -104,10 +117,12 @@ def list_(ctx: typer.Context,
 
 @app.command("close")
 def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="Operation ID or a unique prefix.")],
+          part: Annotated[str | None, typer.Option("--part", help="Close only this part at market: a share of what "
+                                                   "is held (50%) or a quantity (paper).")] = None,
           as_json: JsonOption = False) -> None:
     """Close an ACTIVE operation at market: cancel its stop, sell (or buy back), record realized P&L.
 
-    Example: robson operation close op-1c2d
+    Example: robson operation close op-1c2d --part 50%
     """
     from robson.application.operations import close_operation
 
@@ -115,6 +130,9 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
 
     c = container(ctx)
     settle_pending(c)
+    if part is not None:
+        _close_part(c, operation_id, part, as_json)
+        return
     with c.store.read() as session:
         mode = session.get_operation(session.resolve_operation_id(operation_id)).mode
     venue = c.venue("paper" if mode == "paper" else "binance")
@@ -129,6 +147,29 @@ def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="
     emit(as_json, operation_doc(closed), lambda: console().print(
         f"Closed {closed.id}{how} at {fmt(closed.exit_price)} (fee {fmt(closed.exit_fee, 8)}): realized P&L "
         f"{fmt(closed.realized_pnl, 2)} {closed.quote_asset} ({fmt(r_multiple(closed), 2)} R)."))
+
+
+def _close_part(c, operation_id: str, part: str, as_json: bool) -> None:
+    from robson.application.operations import close_part
+
+    with c.store.read() as session:
+        mode = session.get_operation(session.resolve_operation_id(operation_id)).mode
+    venue = c.venue("paper" if mode == "paper" else "binance")
+    if venue.exchange is None or mode != "paper":
+        raise InvalidInput(f"operation {operation_id} is live: --part closes paper operations only in this release")
+    op = close_part(operation_id, part, store=c.store, exchange=venue.exchange, clock=venue.market)
+    taken = op.parts[-1]
+    emit(as_json, operation_doc(op), lambda: console().print(
+        f"Closed {fmt(taken.quantity)} of {op.id} at {fmt(taken.price)} (fee {fmt(taken.fee, 8)}); "
+        f"{fmt(op.held)} still held under the stop {fmt(op.stop)}; realized so far {fmt(op.parts_pnl, 2)} "
+        f"{op.quote_asset}."))
+
+
+def held_text(op) -> str:
+    """The quantity of an operation: what it still holds of what it opened, once parts were taken."""
+    if op.parts and op.status is OperationStatus.ACTIVE:
+        return f"{fmt(op.held)} of {fmt(op.quantity)}"
+    return fmt(op.quantity) + (f" ({len(op.parts) + 1} exits)" if op.parts else "")
 
 
 def _closed_by_hand_events(c, closed) -> list:
@@ -181,6 +222,11 @@ def show(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="O
             pairs.append(("closed", f"{op.close_reason.value if op.close_reason else '-'} @ {fmt(op.exit_price)} on "
                                     f"{op.closed_at:%Y-%m-%d %H:%M} UTC (fee {fmt(op.exit_fee, 8)} {quote}): realized "
                                     f"{fmt(op.realized_pnl, 2)} {quote} ({fmt(r_multiple(op), 2)} R)"))
+        if op.parts:
+            pairs.append(("parts taken", parts_text(op.parts)))
+            if op.closed_at is None:
+                pairs.append(("held", f"{fmt(op.held)} of {fmt(op.quantity)}; realized so far "
+                                      f"{fmt(op.parts_pnl, 2)} {quote}"))
         if op.last_checked_at is not None and op.closed_at is None:
             pairs.append(("last check", f"{op.last_checked_at:%Y-%m-%d %H:%M} UTC"))
         out.print(key_values(f"Operation {op.id} — {op.status.value}", pairs))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from robson.domain.intent import TradingIntent
 from robson.domain.money import fmt
-from robson.domain.operation import Operation, r_multiple
+from robson.domain.operation import Operation, OperationStatus, PartialExit, r_multiple
 from robson.domain.orders import AuditEvent, Order
 
 if TYPE_CHECKING:  # the application layer (and what it imports) is loaded by the commands that run it
@@ -172,7 +172,22 @@ def operation_doc(op: Operation) -> dict[str, Any]:
         "close_reason": op.close_reason,
         "closed_at": op.closed_at,
         "quote_asset": op.quote_asset,
+        "held": op.held if op.status is OperationStatus.ACTIVE else None,
+        "partial_exits": [partial_exit_doc(p) for p in op.parts],
+        "realized_so_far": _rounded(op.parts_pnl, _CENT_8) if op.parts and op.realized_pnl is None else None,
+        "targets_reached": op.reached if op.ladder is not None else None,
     }
+
+
+def partial_exit_doc(part: PartialExit) -> dict[str, Any]:
+    return {"number": part.number, "target": part.target, "quantity": part.quantity, "price": part.price,
+            "fee": part.fee, "reason": part.reason, "at": part.at, "client_order_id": part.client_order_id}
+
+
+def parts_text(parts: tuple[PartialExit, ...]) -> str:
+    """The parts taken in one line: 0.00744 @ 34146.14 (target 1); 0.00372 @ 34725.37 (manual)."""
+    return "; ".join(f"{fmt(p.quantity)} @ {fmt(p.price)} ({f'target {p.target}' if p.target else p.reason.value})"
+                     for p in parts)
 
 
 def operation_view_doc(view: OperationView) -> dict[str, Any]:
@@ -270,6 +285,8 @@ def monitor_check_doc(check) -> dict[str, Any]:
         "realized_r": _rounded(r_multiple(op), _CENT_4),
         "quote_asset": op.quote_asset,
         "notes": list(check.notes),  # what else happened (live: a stop re-placed, a partial fill watched)
+        "partial_exits": [partial_exit_doc(p) for p in check.parts],
+        "held": op.held if op.status is OperationStatus.ACTIVE else None,
     }
 
 

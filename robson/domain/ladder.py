@@ -45,6 +45,7 @@ keep a ladder in an intent's details; lifecycle.ladder_at_fill fits a plan's lad
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ from typing import Any
 from robson.domain.market import Candle, Side, SymbolInfo, ms_to_datetime, timeframe_ms
 from robson.domain.money import HUNDRED, ZERO, fmt, parse_decimal
 from robson.domain.monitoring import (
+    Exit,
     MonitorSettings,
     StopMove,
     Touch,
@@ -70,6 +72,7 @@ from robson.domain.monitoring import (
     unseen_candles,
 )
 from robson.domain.operation import CloseReason, Operation
+from robson.domain.orders import OrderRole, client_order_id
 from robson.domain.sizing import reward_to_risk, stop_distance
 from robson.domain.targets import TargetRule, target_for
 from robson.errors import InvalidInput, StrategyError
@@ -512,6 +515,113 @@ def walk_ladder(operation: Operation, ladder: Ladder, candles: Sequence[Candle],
         stop = next_stop
     last = ms_to_datetime(checked_ms) if checked_ms is not None else operation.last_checked_at
     return LadderWalk(tuple(fills), tuple(moves), stop, reached, remaining, last)
+
+
+# --- an operation's ladder: walked, booked, re-fitted -----------------------------------------
+
+
+def ladder_view(operation: Operation) -> Operation:
+    """Return operation as its ladder sees it: the quantity the ladder was sized for, its share of the entry fee.
+
+    An operation's ladder is sized for the position as opened, or for what was held when it was
+    re-fitted (a part closed by hand, targets replaced); break-even plus fees is the same price
+    for any share of the position, as the entry fee is shared pro rata.
+    """
+    ladder = operation.ladder
+    if ladder is None or ladder.quantity == operation.quantity:
+        return dataclasses.replace(operation, parts=())
+    return dataclasses.replace(operation, quantity=ladder.quantity, parts=(),
+                               entry_fee=operation.entry_fee * ladder.quantity / operation.quantity)
+
+
+def walk_operation(operation: Operation, candles: Sequence[Candle], settings: MonitorSettings, *,
+                   now: datetime | None = None) -> LadderWalk:
+    """Walk an ACTIVE operation with a ladder from where its last walk stopped (walk_ladder); raise as it does."""
+    if operation.ladder is None:
+        raise InvalidInput(f"operation {operation.id} has no ladder of targets")
+    return walk_ladder(ladder_view(operation), operation.ladder, candles, settings, reached=operation.reached,
+                       now=now)
+
+
+def book_walk(operation: Operation, walk: LadderWalk) -> Operation:
+    """Return operation after walk: each target's part taken (a fill with its own fee, order id -P1, -P2 …), the
+    stop moved, the parts reached and the last check stored, and CLOSED by the fill that took the last of it."""
+    updated = dataclasses.replace(operation, stop=walk.stop, reached=walk.reached,
+                                  last_checked_at=walk.last_checked_at)
+    for index, fill in enumerate(walk.fills):
+        if walk.closed and index == len(walk.fills) - 1:
+            return updated.close(exit_price=fill.price, exit_fee=fill.fee, reason=fill.reason, at=fill.at)
+        updated = updated.take_part(quantity=fill.quantity, price=fill.price, fee=fill.fee, reason=fill.reason,
+                                    at=fill.at, client_order_id=part_order_id(updated), target=fill.part)
+    if walk.fills or walk.moves:
+        updated = dataclasses.replace(updated, last_checked_at=walk.last_checked_at)
+    return updated
+
+
+def part_order_id(operation: Operation) -> str:
+    """The client order id of the next part operation closes: -P1, -P2 …"""
+    return client_order_id(operation.intent_id, OrderRole.PART, len(operation.parts) + 1)
+
+
+def fill_exit(fill: PartFill) -> Exit:
+    """The fill that closed the last of a position, as the monitor reports an exit."""
+    return Exit(at=fill.at, price=fill.price, trigger_price=fill.trigger_price, fee=fill.fee, reason=fill.reason,
+                candle_open_time=fill.candle_open_time, gapped=fill.gapped)
+
+
+def part_quantity(text: str, held: Decimal, info: SymbolInfo, price: Decimal) -> Decimal:
+    """Return the part of held that text asks to close ('50%' of it, or a quantity), down to the LOT_SIZE step;
+    raise InvalidInput if it is not a share or quantity, nothing, all of it or more, or below the exchange's
+    minimum (LOT_SIZE min, MIN_NOTIONAL at price), or if what it leaves is."""
+    raw = text.strip() if isinstance(text, str) else ""
+    if raw.endswith("%"):
+        share = _CLOSE.match(raw)
+        if share is None:
+            raise InvalidInput(f"--part must be a share of what is held like 50%, or a quantity, got {text!r}")
+        percent_ = Decimal(share.group(1).replace("_", ""))
+        if percent_ <= 0 or percent_ >= HUNDRED:
+            raise InvalidInput(f"--part {text} must be above 0% and below 100%",
+                               hint="to close all of it, run robson operation close without --part")
+        quantity = info.round_quantity(held * percent_ / HUNDRED)
+    else:
+        quantity = info.round_quantity(parse_decimal(raw, "--part"))
+    if quantity >= held:
+        raise InvalidInput(f"--part {text} is {fmt(quantity)} {info.base_asset}, not less than the {fmt(held)} held",
+                           hint="to close all of it, run robson operation close without --part")
+    if info.below_minimum(quantity, price):
+        raise InvalidInput(f"--part {text}: {info.dust_reason(quantity, price)}")
+    if info.below_minimum(held - quantity, price):
+        raise InvalidInput(f"--part {text} would leave {info.dust_reason(held - quantity, price)}: no order could "
+                           "protect or sell the rest", hint="close all of it, or a smaller part")
+    return quantity
+
+
+def ladder_for_held(ladder: Ladder, reached: int, held: Decimal, info: SymbolInfo) -> Ladder:
+    """Return ladder with the parts still to come re-sized to held (a part closed by hand), pro rata, down to
+    the step, the last taking the rest; a part too small to trade merges into the next (the last into the one
+    before). The parts passed keep their sizes; the ladder's quantity is then their sum and held."""
+    coming = [p for p in ladder.parts[reached:]]
+    before = sum((p.quantity for p in coming), ZERO)
+    if not coming or before == 0:
+        return ladder
+    sized = [info.round_quantity(held * p.quantity / before) if p.quantity > 0 else ZERO for p in coming]
+    live = [i for i, q in enumerate(sized) if coming[i].quantity > 0]
+    sized[live[-1]] += held - sum(sized, ZERO)
+    for position, index in enumerate(live[:-1]):
+        if info.below_minimum(sized[index], min(coming[index].target, ladder.stop)):
+            sized[live[position + 1]] += sized[index]
+            sized[index] = ZERO
+    kept = [i for i in live if sized[i] > 0]
+    if len(kept) > 1 and info.below_minimum(sized[kept[-1]], min(coming[kept[-1]].target, ladder.stop)):
+        sized[kept[-2]] += sized[kept[-1]]
+        sized[kept[-1]] = ZERO
+    parts = list(ladder.parts[:reached]) + [
+        dataclasses.replace(p, quantity=q, merged_into=p.merged_into if q or not p.quantity else None,
+                            note=p.note if q or not p.quantity else f"target {p.number}: merged when a part was "
+                                                                     "closed by hand")
+        for p, q in zip(coming, sized, strict=True)]
+    quantity = sum((p.quantity for p in ladder.parts[:reached]), ZERO) + held
+    return dataclasses.replace(ladder, quantity=quantity, parts=tuple(parts))
 
 
 # --- the ladder as data (an intent's details, an execution record) ----------------------------

@@ -41,6 +41,7 @@ from robson.domain.sizing import (
 from robson.domain.stops import compute_stop
 from robson.domain.strategy import Strategy
 from robson.domain.targets import TargetRule, target_for
+from robson.errors import InvalidInput
 
 FIXED_PERCENT = "fixed_percent"
 
@@ -171,6 +172,26 @@ def ladder_at_fill(ladder: Ladder, anchor: dict[str, str], *, fill: Decimal, sto
     follows = "target_percent" in anchor or "target_r" in anchor
     return resolve_ladder(ladder.steps, ladder.side, entry=fill, stop=stop, quantity=quantity, info=info,
                           fee_rate=fee_rate, prices=None if follows else [part.target for part in ladder.parts])
+
+
+def operation_ladder(ladder: Ladder, anchor: dict[str, str], *, fill: Decimal, stop: Decimal, quantity: Decimal,
+                     info: SymbolInfo, fee_rate: Decimal) -> Ladder | None:
+    """Return the ladder an operation opened at fill walks: ladder_at_fill, re-fitted when the fill passed a target.
+
+    A fill at or beyond a kept target (the price ran past it before the entry filled) re-prices
+    every target from the fill by the strategy's own R or percent, as a plan made at that price
+    would; if even that cannot be priced (a stop too close to the fill), None: the position is
+    then watched with its single target, where the last part would have closed.
+    """
+    try:
+        return ladder_at_fill(ladder, anchor, fill=fill, stop=stop, quantity=quantity, info=info, fee_rate=fee_rate)
+    except InvalidInput:
+        pass
+    try:
+        return resolve_ladder(ladder.steps, ladder.side, entry=fill, stop=stop, quantity=quantity, info=info,
+                              fee_rate=fee_rate)
+    except InvalidInput:
+        return None
 
 
 # --- execution -----------------------------------------------------------------------------------

@@ -153,6 +153,8 @@ def test_a_v3_database_full_of_rows_upgrades_to_the_latest_with_every_row_intact
     before.pop("locks")
     # v8 added each intent's entry order and expiry: NULL, a market entry as every intent before v8 was.
     assert after.pop("intents") == [row + (None, None) for row in before.pop("intents")]
+    # v9 added each operation's ladder (NULL: one target) and the parts of it passed (0).
+    assert after.pop("operations") == [row + (None, 0) for row in before.pop("operations")]
     assert after == before
     assert intent.entry_order is EntryOrder.MARKET and intent.expires_at is None
     assert intent.signal_id == "sg-0badc0de" and intent.quantity == Decimal("0.00051000")

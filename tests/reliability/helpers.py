@@ -89,6 +89,13 @@ class Ledger:
     operations: dict[str, dict[str, Any]]
     orders: dict[str, dict[str, Any]]
     balances: dict[str, tuple[Decimal, Decimal]]  # asset -> (free, locked)
+    parts: dict[str, list[dict[str, Any]]] = None  # operation id -> its partial exits (schema v9), oldest first
+
+    def held(self, operation_id: str) -> Decimal:
+        """What an operation still holds: its quantity less the parts taken."""
+        op = self.operations[operation_id]
+        return Decimal(op["quantity"]) - sum((Decimal(p["quantity"]) for p in (self.parts or {}).get(operation_id, [])),
+                                             Decimal(0))
 
     def holding(self, asset: str) -> Decimal:
         free, locked = self.balances.get(asset, (Decimal(0), Decimal(0)))
@@ -108,7 +115,10 @@ def read_ledger(db: Target) -> Ledger:
     orders = {r["client_order_id"]: r for r in fetch(db, "SELECT * FROM orders")}
     balances = {r["asset"]: (Decimal(r["free"]), Decimal(r["locked"]))
                 for r in fetch(db, "SELECT * FROM balances WHERE account = 'paper'")}
-    return Ledger(intents, operations, orders, balances)
+    parts: dict[str, list[dict[str, Any]]] = {}
+    for row in fetch(db, "SELECT * FROM partial_exits ORDER BY operation_id, number"):
+        parts.setdefault(row["operation_id"], []).append(row)
+    return Ledger(intents, operations, orders, balances, parts)
 
 
 def entry_cost(order: Mapping[str, Any]) -> Decimal:
@@ -146,8 +156,11 @@ def invariant_breaches(db: Target) -> list[str]:
     """Check the books straight from the database; return what is wrong (nothing: an empty list).
 
     - every CLOSED operation's realized P&L equals the cash its filled orders moved (quote received
-      for what was sold, less what was paid for what was bought, less every fee);
-    - every ACTIVE operation has exactly one open protective order (a stop generation, -S, -S1, …);
+      for what was sold, less what was paid for what was bought, less every fee), its parts taken
+      before the close (-P1, -P2 …) included;
+    - every ACTIVE operation has exactly one open protective order (a stop generation, -S, -S1, …),
+      and on paper it covers exactly what the operation still holds (its quantity less its parts);
+    - every part booked has its FILLED order, at the part's quantity, price and fee;
     - every WORKING intent has exactly one open entry order (-E), and the paper wallet locks exactly
       what the open paper orders lock (a waiting entry its cash, a stop what it would sell; a
       cancelled or filled order nothing), with no balance below zero;
@@ -182,6 +195,17 @@ def ledger_breaches(ledger: Ledger) -> list[str]:
                  and o["status"] in ("NEW", "PARTIALLY_FILLED")]
         if op["status"] == "ACTIVE" and len(stops) != 1:
             breaches.append(f"{op['id']} ACTIVE with {len(stops)} open protective orders")
+        elif op["status"] == "ACTIVE" and op["mode"] == "paper":
+            covered = Decimal(stops[0]["quantity"]) - Decimal(stops[0]["filled_quantity"] or 0)
+            if covered != ledger.held(op["id"]):
+                breaches.append(f"{op['id']} ACTIVE holds {ledger.held(op['id'])} but its stop covers {covered}")
+        for part in (ledger.parts or {}).get(op["id"], []):
+            order = orders.get(part["client_order_id"])
+            if order is None or order["status"] != "FILLED" or (
+                    Decimal(order["filled_quantity"]), Decimal(order["average_price"]), Decimal(order["fee"])) != (
+                    Decimal(part["quantity"]), Decimal(part["price"]), Decimal(part["fee"])):
+                breaches.append(f"{op['id']} part {part['number']} has no FILLED order {part['client_order_id']} "
+                                "matching it")
         if op["status"] != "CLOSED":
             continue
         cash = Decimal(0)

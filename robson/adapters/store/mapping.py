@@ -29,10 +29,11 @@ from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.guards import Verdict
 from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
-from robson.domain.operation import CloseReason, Operation, OperationStatus
+from robson.domain.ladder import ladder_doc, ladder_from_doc
+from robson.domain.operation import CloseReason, Operation, OperationStatus, PartialExit
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
 from robson.domain.signals import Signal, SignalStatus
-from robson.errors import DamagedRecord, StoreError
+from robson.errors import DamagedRecord, InvalidInput, StoreError
 
 Row = Any  # a SQLAlchemy Row: columns as attributes
 T = TypeVar("T")
@@ -181,10 +182,10 @@ def reads(table: str, *key_columns: str) -> Callable[[Callable[[Row], T]], Calla
 
     def decorate(read: Callable[[Row], T]) -> Callable[[Row], T]:
         @functools.wraps(read)
-        def checked(row: Row) -> T:
+        def checked(row: Row, *more: Any) -> T:
             try:
-                return read(row)
-            except (DamagedRecord, ArithmeticError, TypeError, ValueError, KeyError) as e:
+                return read(row, *more)
+            except (DamagedRecord, InvalidInput, ArithmeticError, TypeError, ValueError, KeyError) as e:
                 raise damaged(table, key_columns, row, e) from None
 
         return checked
@@ -300,11 +301,34 @@ def operation_to_row(operation: Operation) -> dict[str, Any]:
         "close_reason": None if operation.close_reason is None else operation.close_reason.value,
         "closed_at": encode_optional_datetime(operation.closed_at),
         "last_checked_at": encode_optional_datetime(operation.last_checked_at),
+        "ladder": None if operation.ladder is None else encode_json(ladder_doc(operation.ladder)),
+        "reached": operation.reached,
     }
 
 
+def partial_exit_to_row(operation_id: str, part: PartialExit) -> dict[str, Any]:
+    return {
+        "operation_id": operation_id,
+        "number": part.number,
+        "target": part.target,
+        "quantity": encode_decimal(part.quantity),
+        "price": encode_decimal(part.price),
+        "fee": encode_decimal(part.fee),
+        "reason": part.reason.value,
+        "at": encode_datetime(part.at),
+        "client_order_id": part.client_order_id,
+    }
+
+
+@reads("partial_exits", "operation_id", "number")
+def partial_exit_from_row(row: Row) -> PartialExit:
+    return PartialExit(number=row.number, quantity=decode_decimal(row.quantity), price=decode_decimal(row.price),
+                       fee=decode_decimal(row.fee), reason=CloseReason(row.reason), at=decode_datetime(row.at),
+                       client_order_id=row.client_order_id, target=row.target)
+
+
 @reads("operations", "id")
-def operation_from_row(row: Row) -> Operation:
+def operation_from_row(row: Row, parts: tuple[PartialExit, ...] = ()) -> Operation:
     return Operation(
         id=row.id,
         intent_id=row.intent_id,
@@ -328,6 +352,9 @@ def operation_from_row(row: Row) -> Operation:
         close_reason=None if row.close_reason is None else CloseReason(row.close_reason),
         closed_at=decode_optional_datetime(row.closed_at),
         last_checked_at=decode_optional_datetime(row.last_checked_at),
+        parts=parts,
+        ladder=None if row.ladder is None else ladder_from_doc(decode_json(row.ladder)),
+        reached=row.reached,
     )
 
 

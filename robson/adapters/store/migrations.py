@@ -290,6 +290,28 @@ def _v8_waiting_entries_and_alerts(connection: Connection) -> None:
     metadata.create_all(connection)
 
 
+def _v9_partial_exits(connection: Connection) -> None:
+    # Scale-out exits: the parts of an operation closed before the rest (each a fill with its own fee), the
+    # ladder of targets still walked (JSON, ladder_doc; NULL: one target) and how many of its parts were passed.
+    connection.execute(text("ALTER TABLE operations ADD COLUMN ladder TEXT"))
+    connection.execute(text("ALTER TABLE operations ADD COLUMN reached INTEGER NOT NULL DEFAULT 0"))
+    metadata = MetaData()
+    Table(
+        "partial_exits",
+        metadata,
+        Column("operation_id", String(40), primary_key=True, autoincrement=False),
+        Column("number", Integer, primary_key=True, autoincrement=False),  # 1, 2 … in the order taken
+        Column("target", Integer),  # the ladder part's number; NULL: by hand
+        Column("quantity", Text, nullable=False),  # exact decimal text
+        Column("price", Text, nullable=False),
+        Column("fee", Text, nullable=False),  # in quote
+        Column("reason", String(32), nullable=False),
+        Column("at", String(32), nullable=False),
+        Column("client_order_id", String(64), nullable=False),
+    )
+    metadata.create_all(connection)
+
+
 def _epoch_ms(stamp: str) -> int:
     try:
         moment = datetime.fromisoformat(stamp)
@@ -308,6 +330,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "locks are leases on the database's clock, owned by a random token", _v7_leases),
     Migration(8, "intents.entry_order and expires_at (entries that wait for their price), alerts",
               _v8_waiting_entries_and_alerts),
+    Migration(9, "partial_exits, operations.ladder and reached (scale-out exits)", _v9_partial_exits),
 )
 if MIGRATIONS[-1].version != LATEST_VERSION:  # schema.py names the version the code is written for
     raise RuntimeError(f"schema.LATEST_VERSION is {LATEST_VERSION}, the last migration v{MIGRATIONS[-1].version}")

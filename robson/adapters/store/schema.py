@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from robson.errors import ForeignDatabase, InvalidInput, StoreError
 
-LATEST_VERSION = 8  # the last migration's version (migrations.py checks it at import)
+LATEST_VERSION = 9  # the last migration's version (migrations.py checks it at import)
 ID_LENGTH = 40  # every id column is VARCHAR(40)
 
 # The longest text each VARCHAR(n) column holds, as the table models (tables.py) declare it; a test checks
@@ -31,6 +31,7 @@ MAX_LENGTHS: dict[str, dict[str, int]] = {
     "signals": {"id": 40, "symbol": 20, "timeframe": 8, "side": 4, "status": 12, "detected_at": 32, "updated_at": 32,
                 "intent_id": 40},
     "backtests": {"id": 40, "created_at": 32},
+    "partial_exits": {"operation_id": 40, "reason": 32, "at": 32, "client_order_id": 64},
     "alerts": {"id": 40, "symbol": 20, "direction": 8, "plan_id": 40, "status": 12, "created_at": 32, "updated_at": 32,
                "fired_at": 32},
 }

@@ -107,19 +107,43 @@ class SqlSession:
     # --- operations ----------------------------------------------------------------
 
     def add_operation(self, operation: Operation) -> None:
-        """Insert a new operation; raise StoreError if its ID exists or its intent does not."""
+        """Insert a new operation (with its parts taken, if any); raise StoreError if its ID exists or its intent does not."""
         self._insert("operations", mapping.operation_to_row(operation))
+        self._add_parts(operation, 0)
 
     def update_operation(self, operation: Operation, *, expected_status: OperationStatus) -> None:
-        """Write operation if its stored status is still expected_status; raise IllegalTransition or NotFound."""
+        """Write operation (and the parts it took since it was stored) if its stored status is still
+        expected_status; raise IllegalTransition or NotFound; parts are never rewritten, only added."""
         self._compare_and_set("operations", "operation", mapping.operation_to_row(operation), expected_status.value)
+        stored = self._connection.execute("SELECT max(number) FROM partial_exits WHERE operation_id = :id",
+                                          {"id": operation.id}).scalar()
+        self._add_parts(operation, stored or 0)
+
+    def _add_parts(self, operation: Operation, after: int) -> None:
+        for part in operation.parts:
+            if part.number > after:
+                self._insert("partial_exits", mapping.partial_exit_to_row(operation.id, part))
+
+    def _parts_of(self, where: str, params: dict[str, Any]) -> dict[str, list[Any]]:
+        """The partial exits of the operations selected by where (a condition on operations), by operation id."""
+        rows = self._connection.execute(
+            f"SELECT * FROM partial_exits WHERE operation_id IN (SELECT id FROM operations {where}) "
+            "ORDER BY operation_id, number", params)
+        found: dict[str, list[Any]] = {}
+        for row in rows:
+            found.setdefault(row.operation_id, []).append(mapping.partial_exit_from_row(row))
+        return found
+
+    def _operations(self, rows: list[Any], where: str, params: dict[str, Any]) -> list[Operation]:
+        parts = self._parts_of(where, params) if rows else {}
+        return [mapping.operation_from_row(row, tuple(parts.get(row.id, ()))) for row in rows]
 
     def get_operation(self, operation_id: str) -> Operation:
-        """Return the operation by full ID; raise NotFound."""
+        """Return the operation by full ID, with its parts taken; raise NotFound."""
         row = self._connection.execute("SELECT * FROM operations WHERE id = :id", {"id": operation_id}).first()
         if row is None:
             raise NotFound(f"operation {operation_id} not found")
-        return mapping.operation_from_row(row)
+        return self._operations([row], "WHERE id = :id", {"id": operation_id})[0]
 
     def resolve_operation_id(self, text: str) -> str:
         """Resolve a full ID or unique prefix (any case, 'op-' optional); raise NotFound or AmbiguousId."""
@@ -129,13 +153,13 @@ class SqlSession:
         """Return operations oldest first, optionally only those in status."""
         where = "" if status is None else "WHERE status = :status"
         params = {} if status is None else {"status": status.value}
-        rows = self._connection.execute(f"SELECT * FROM operations {where} ORDER BY opened_at, id", params)
-        return [mapping.operation_from_row(row) for row in rows]
+        rows = self._connection.execute(f"SELECT * FROM operations {where} ORDER BY opened_at, id", params).all()
+        return self._operations(rows, where, params)
 
     def operation_for_intent(self, intent_id: str) -> Operation | None:
         """Return the operation opened by intent_id, if any."""
         row = self._connection.execute("SELECT * FROM operations WHERE intent_id = :id", {"id": intent_id}).first()
-        return None if row is None else mapping.operation_from_row(row)
+        return None if row is None else self._operations([row], "WHERE id = :key", {"key": row.id})[0]
 
     def realized_pnl_between(self, start: datetime, end: datetime) -> Decimal:
         """Return the exact sum of realized P&L of operations CLOSED in [start, end)."""

@@ -74,6 +74,22 @@ class OperationRow(SQLModel, table=True):
     close_reason: str | None = Field(default=None, sa_type=String(32))
     closed_at: str | None = Field(default=None, sa_type=String(32))
     last_checked_at: str | None = Field(default=None, sa_type=String(32))  # since v2
+    ladder: str | None = Field(default=None, sa_type=Text)  # since v9: JSON ladder_doc of the targets walked
+    reached: int = Field(default=0)  # since v9: the ladder's parts passed
+
+
+class PartialExitRow(SQLModel, table=True):
+    __tablename__ = "partial_exits"  # since v9
+
+    operation_id: str = Field(primary_key=True, sa_type=String(40))
+    number: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    target: int | None = Field(default=None)
+    quantity: str = Field(sa_type=Text)
+    price: str = Field(sa_type=Text)
+    fee: str = Field(sa_type=Text)
+    reason: str = Field(sa_type=String(32))
+    at: str = Field(sa_type=String(32))
+    client_order_id: str = Field(sa_type=String(64))
 
 
 class OrderRow(SQLModel, table=True):
@@ -219,6 +235,7 @@ LOCKS = _table(LockRow)
 SIGNALS = _table(SignalRow)
 BACKTESTS = _table(BacktestRow)
 ALERTS = _table(AlertRow)
+PARTIAL_EXITS = _table(PartialExitRow)
 
 ALL_TABLES: tuple[Table, ...] = (SCHEMA_VERSION, INTENTS, OPERATIONS, ORDERS, BALANCES, AUDIT_EVENTS, CANDLES, LOCKS, SIGNALS,
-                                 BACKTESTS, ALERTS)
+                                 BACKTESTS, ALERTS, PARTIAL_EXITS)
