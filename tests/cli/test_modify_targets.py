@@ -13,8 +13,17 @@ from decimal import Decimal as D
 import pytest
 
 from tests.cli.conftest import assert_user_error, dump_database, parsed
-from tests.cli.test_scale_out import env, opened  # noqa: F401  (env: the fixture writing the strategy)
+from tests.cli.test_scale_out import SCALE_OUT, opened
 from tests.reliability.helpers import invariant_breaches
+
+
+@pytest.fixture
+def env(tmp_path):
+    """The scale-out strategy in a user folder (tests/cli/test_scale_out.py's)."""
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "scale-out.yaml").write_text(SCALE_OUT)
+    return {"ROBSON_STRATEGIES_DIR": str(folder)}
 
 
 def modify(robson, env, op_id: str, spec: str, as_of: str, *more: str):
