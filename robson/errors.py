@@ -115,6 +115,18 @@ class OrderRejected(ExchangeError):
     """The exchange rejected an order (filters, state); never retried."""
 
 
+class ReplacementRefused(OrderRejected):
+    """A protective order was cancelled to be replaced, but the exchange refused its replacement.
+
+    What it protected is held with no stop until the caller places one again or exits at market
+    (the monitor does both); `cancelled` is the old order's client id.
+    """
+
+    def __init__(self, message: str, *, cancelled: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cancelled = cancelled
+
+
 class TemporaryExchangeError(ExchangeError):
     """A timeout, 5XX or rate limit: the only kind of error that may be retried."""
 

@@ -158,6 +158,43 @@ class Exchange(Protocol):
         ...
 
 
+class AmendableExchange(Exchange, Protocol):
+    """A live exchange whose resting protective orders change in place (Binance spot).
+
+    Binance spot locks the base asset a resting order would sell, so a scale-out covers each part
+    with its own protective OCO; these two change one without a moment where what it protects has no
+    stop. The paper exchange rests nothing on a real book (the monitor fills it from candles) and has
+    no need of them.
+    """
+
+    def reduce_order(self, symbol: str, client_order_id: str, quantity: Decimal) -> Order:
+        """Reduce an open order (both legs of an OCO) to quantity where it rests; idempotent by quantity.
+
+        Raise OrderRejected if it is not open, is smaller than quantity, or quantity breaks a filter.
+        """
+        ...
+
+    def replace_stop_order(
+        self,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        stop_price: Decimal,
+        limit_price: Decimal,
+        cancel_client_order_id: str,
+        client_order_id: str,
+        *,
+        target_price: Decimal | None = None,
+        intent_id: str | None = None,
+    ) -> Order:
+        """Replace an open protective order with a stop (an OCO with target_price); idempotent by client id.
+
+        Raise OrderRejected when nothing changed (the old order is no longer open, a filter failed),
+        ReplacementRefused when the old order was cancelled and the new one refused.
+        """
+        ...
+
+
 class StoreSession(Protocol):
     """One unit of work on the store: everything written commits together."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -38,21 +39,43 @@ class OrderRole(StrEnum):
     PART = "P"  # a part of the position closed before the rest (a ladder target, or by hand): -P1, -P2 …
 
 
-def client_order_id(intent_id: str, role: OrderRole, attempt: int = 0) -> str:
-    """Derive the deterministic client order id of an intent's order (≤ 36 chars, [A-Za-z0-9_-])."""
+def client_order_id(intent_id: str, role: OrderRole, attempt: int = 0, *, part: int | None = None) -> str:
+    """Derive the deterministic client order id of an intent's order (≤ 36 chars, [A-Za-z0-9_-]).
+
+    `rb-<intent>-<role><generation>`: `rb-pl-7f3a9c2e-S`, then `-S1`, `-S2` for re-placed stops.
+    A scale-out ladder protects each part with its own OCO: part i's orders carry `P<i>` before the
+    role, `rb-pl-7f3a9c2e-P2S` (its stop leg), `-P2T` (take-profit leg), `-P2L` (the order list), and a
+    moved part's next OCO `-P2S1` / `-P2T1` / `-P2L1`. A part id never starts like a whole-position
+    id (`-P` is no role), so whole-position lookups never see a part's orders, and the other way round.
+    """
     suffix = role.value if attempt == 0 else f"{role.value}{attempt}"
-    return f"rb-{intent_id}-{suffix}"
+    return f"rb-{intent_id}-{suffix}" if part is None else f"rb-{intent_id}-P{part}{suffix}"
 
 
-def order_generation(intent_id: str, role: OrderRole, order_id: str) -> int | None:
-    """Return the generation of one of the intent's ids for role (`-S` is 0, `-X2` is 2), None for another id."""
-    prefix = client_order_id(intent_id, role)
+def order_generation(intent_id: str, role: OrderRole, order_id: str, *, part: int | None = None) -> int | None:
+    """Return the generation of one of the intent's ids for role (`-S` is 0, `-X2` is 2), None for another id.
+
+    With part, the same for that ladder part's ids (`-P2S1` is part 2's stop, generation 1).
+    """
+    prefix = client_order_id(intent_id, role, part=part)
     if not order_id.startswith(prefix):
         return None
     rest = order_id[len(prefix):]
     if rest == "":
         return 0
     return int(rest) if rest.isdigit() else None
+
+
+_PART_ID = re.compile(r"P([1-9][0-9]*)([A-Z])([0-9]*)")
+
+
+def parse_part_order_id(intent_id: str, order_id: str) -> tuple[int, OrderRole, int] | None:
+    """Return (part, role, generation) of one of the intent's ladder-part ids, None for any other id."""
+    prefix = f"rb-{intent_id}-"
+    match = _PART_ID.fullmatch(order_id[len(prefix):]) if order_id.startswith(prefix) else None
+    if match is None or match.group(2) not in OrderRole._value2member_map_:
+        return None
+    return int(match.group(1)), OrderRole(match.group(2)), int(match.group(3) or 0)
 
 
 @dataclass(frozen=True, slots=True)

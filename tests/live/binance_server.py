@@ -58,15 +58,26 @@ TOO_MUCH_WEIGHT = ("Too much request weight used; current limit is {limit} reque
                    "Please use WebSocket Streams for live updates to avoid polling the API.")
 IP_BANNED = ("Way too much request weight used; IP banned until {until}. "
              "Please use WebSocket Streams for live updates to avoid bans.")
+UNKNOWN_ORDER = "Unknown order sent."
+CANCEL_RESTRICTED = "Order was not canceled due to cancel restrictions."
+CANCEL_REPLACE_MODES = ("STOP_ON_FAILURE", "ALLOW_FAILURE")
+CANCEL_RESTRICTIONS = ("ONLY_NEW", "ONLY_PARTIALLY_FILLED")
+# What cancelReplace reads itself; every other parameter describes the new order, as for POST /api/v3/order.
+CANCEL_REPLACE_OWN = ("cancelReplaceMode", "cancelRestrictions", "cancelNewClientOrderId", "cancelOrigClientOrderId",
+                      "cancelOrderId", "orderRateLimitExceededMode")
 SEND_STATUS_UNKNOWN = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 
 
 class ApiError(Exception):
-    """A Binance error answer: an HTTP status and the body {"code": ..., "msg": ...}."""
+    """A Binance error answer: an HTTP status and the body {"code": ..., "msg": ...} (cancelReplace adds "data")."""
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    def __init__(self, code: int, msg: str, status: int = 400, data: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code} {msg}")
-        self.code, self.msg, self.status = code, msg, status
+        self.code, self.msg, self.status, self.data = code, msg, status, data
+
+    def body(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"code": self.code, "msg": self.msg}
+        return document if self.data is None else document | {"data": self.data}
 
 
 def _mandatory(name: str) -> ApiError:
@@ -315,6 +326,20 @@ class _Order:
     def full(self) -> dict[str, Any]:
         return self.result() | {"fills": [trade.fill() for trade in self.fills]}
 
+    def amended(self, orig_client_id: str) -> dict[str, Any]:
+        """The amendedOrder shape of PUT /api/v3/order/amend/keepPriority (its quantity is "qty")."""
+        out = {"symbol": self.symbol, "orderId": self.order_id, "orderListId": self.order_list_id,
+               "origClientOrderId": orig_client_id, "clientOrderId": self.client_order_id,
+               "price": _s(self.price), "qty": _s(self.quantity), "executedQty": _s(self.executed_qty),
+               "preventedQty": _s(ZERO), "quoteOrderQty": _s(self.orig_quote_qty),
+               "cumulativeQuoteQty": _s(self.quote_qty), "status": self.status,
+               "timeInForce": self.time_in_force, "type": self.type, "side": self.side}
+        if self.is_conditional:
+            out["stopPrice"] = _s(self.stop_price)
+        if self.working_ms != -1:
+            out["workingTime"] = self.working_ms
+        return out | {"selfTradePreventionMode": "NONE"}
+
     def cancel_report(self, cancel_client_id: str) -> dict[str, Any]:
         """The DELETE /api/v3/order shape: the cancel request's id becomes clientOrderId."""
         out = {"symbol": self.symbol, "origClientOrderId": self.client_order_id, "orderId": self.order_id,
@@ -354,6 +379,12 @@ class _OrderList:
                 "orders": [{"symbol": leg.symbol, "orderId": leg.order_id, "clientOrderId": leg.client_order_id}
                            for leg in self.legs]}
 
+    def status(self) -> dict[str, Any]:
+        """The listStatus shape an amend answers with."""
+        summary = self.summary()
+        return {key: summary[key] for key in ("orderListId", "contingencyType", "listOrderStatus",
+                                              "listClientOrderId", "symbol", "orders")}
+
 
 @dataclass(frozen=True)
 class _Leg:
@@ -390,6 +421,7 @@ class _Exchange:
         self._order_ids = itertools.count(1)
         self._list_ids = itertools.count(1)
         self._trade_ids = itertools.count(1)
+        self._execution_ids = itertools.count(1)
 
     # --- parameters ----------------------------------------------------------------------
 
@@ -872,6 +904,121 @@ class _Exchange:
             if leg.is_open:
                 self._close(leg, "CANCELED")
 
+    # --- amending and replacing ------------------------------------------------------------
+
+    def amend_keep_priority(self, params: dict[str, str]) -> dict[str, Any]:
+        """PUT /api/v3/order/amend/keepPriority: reduce an open order's quantity in place, keeping its time priority.
+
+        The two legs of an OCO always have the same quantity, so amending either amends both; only the
+        amended order takes newClientOrderId (a random one when none is sent, as Binance does). Engine
+        refusals are -2038 ORDER_AMEND_REJECTED; a quantity that breaks a filter is -1013 and changes nothing.
+        """
+        info = self._symbol(params)
+        new_qty = self._decimal(params, "newQty", required=True)
+        if not new_qty:
+            raise _mandatory("newQty")
+        order = self._find_order(params, ApiError(-2038, UNKNOWN_ORDER))
+        if not order.is_open:
+            raise ApiError(-2038, UNKNOWN_ORDER)
+        if new_qty > order.quantity:
+            raise ApiError(-2038, "Order amend (quantity increase) is not supported.")
+        if new_qty == order.quantity:
+            raise ApiError(-2038, "The requested action would change no state; rejecting")
+        order_list = self._list_of(order)
+        legs = [leg for leg in (order_list.legs if order_list else [order]) if leg.is_open]
+        market = self.prices[info["symbol"]]
+        for leg in legs:
+            shape = _Leg(leg.type, leg.price, leg.stop_price, leg.time_in_force, leg.client_order_id)
+            self._check_filters(info, shape, new_qty, market, new_orders=0, new_algo=0)
+        new_client_id = self._client_id(params, "newClientOrderId")
+        if new_client_id != order.client_order_id:
+            self._check_not_duplicate([new_client_id], None)
+        now = self._now()
+        lock = order.lock
+        if lock is not None and lock.amount and order.quantity > order.executed_qty:
+            # What the lock still holds covers the unfilled rest; free the share of it that is no longer asked for.
+            freed = (lock.amount * (order.quantity - new_qty) / (order.quantity - order.executed_qty)).quantize(
+                EIGHT_PLACES, rounding=ROUND_DOWN)
+            self._move(lock.asset, free=freed, locked=-freed)
+            lock.amount -= freed
+        for leg in legs:
+            leg.quantity, leg.update_ms = new_qty, now
+            if leg.executed_qty >= new_qty:  # nothing left to trade: the order is done
+                leg.status = "FILLED"
+                self._activate(leg)
+        order.client_order_id = new_client_id
+        answer = {"transactTime": now, "executionId": next(self._execution_ids), "amendedOrder": order.amended(
+            params.get("origClientOrderId") or order.client_order_id)}
+        if order_list is not None:
+            answer["listStatus"] = order_list.status()
+        return answer
+
+    def cancel_replace(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST /api/v3/order/cancelReplace: cancel an order and place a new one on the same symbol, in one request.
+
+        The new order's parameters and filters are checked first (a failure there is a plain error and
+        nothing happens). Then the cancel: an unknown or closed order, or one cancelRestrictions excludes,
+        fails with -2011; cancelling a leg of an OCO cancels the whole list, as DELETE /api/v3/order does.
+        STOP_ON_FAILURE does not attempt the new order after a failed cancel (-2022, HTTP 400);
+        ALLOW_FAILURE does. One of the two failing is -2021 (HTTP 409), both failing -2022 (HTTP 400).
+        """
+        self._symbol(params)
+        mode = self._enum(params, "cancelReplaceMode", CANCEL_REPLACE_MODES, _mandatory("cancelReplaceMode"))
+        restrictions = params.get("cancelRestrictions")
+        if restrictions and restrictions not in CANCEL_RESTRICTIONS:
+            raise ApiError(-1145, "Invalid cancelRestrictions")
+        if not params.get("cancelOrderId") and not params.get("cancelOrigClientOrderId"):
+            raise _one_of("cancelOrigClientOrderId", "cancelOrderId")
+        new_params = {name: value for name, value in params.items() if name not in CANCEL_REPLACE_OWN}
+        try:
+            self.new_order(new_params, test=True)
+        except ApiError as error:
+            if error.code != -2010:  # the matching engine's refusals come after the cancel, in the answer's data
+                raise
+        cancel_response = self._cancel_for_replace(params, restrictions)
+        cancelled = "code" not in cancel_response
+        if not cancelled and mode == "STOP_ON_FAILURE":
+            raise ApiError(-2022, "Order cancel-replace failed.", 400, {
+                "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                "cancelResponse": cancel_response, "newOrderResponse": None})
+        try:
+            new_response, placed = self.new_order(new_params), True
+        except ApiError as error:
+            new_response, placed = {"code": error.code, "msg": error.msg}, False
+        data = {"cancelResult": "SUCCESS" if cancelled else "FAILURE",
+                "newOrderResult": "SUCCESS" if placed else "FAILURE",
+                "cancelResponse": cancel_response, "newOrderResponse": new_response}
+        if cancelled and placed:
+            return data
+        if cancelled or placed:
+            raise ApiError(-2021, "Order cancel-replace partially failed.", 409, data)
+        raise ApiError(-2022, "Order cancel-replace failed.", 400, data)
+
+    def _cancel_for_replace(self, params: dict[str, str], restrictions: str | None) -> dict[str, Any]:
+        """Cancel the order cancelReplace names; return its cancel report, or the error document of a failed cancel."""
+        lookup = {"symbol": params["symbol"], "orderId": params.get("cancelOrderId", ""),
+                  "origClientOrderId": params.get("cancelOrigClientOrderId", "")}
+        try:
+            order = self._find_order(lookup, ApiError(-2011, UNKNOWN_ORDER))
+        except ApiError as error:
+            return {"code": error.code, "msg": error.msg}
+        if not order.is_open:
+            return {"code": -2011, "msg": UNKNOWN_ORDER}
+        if (restrictions == "ONLY_NEW" and order.status != "NEW") or (
+                restrictions == "ONLY_PARTIALLY_FILLED" and order.status != "PARTIALLY_FILLED"):
+            return {"code": -2011, "msg": CANCEL_RESTRICTED}
+        order_list = self._list_of(order)
+        if order_list is not None:
+            self._cancel_list(order_list)
+        else:
+            self._close(order, "CANCELED")
+        return order.cancel_report(params.get("cancelNewClientOrderId") or _random_id())
+
+    def _list_of(self, order: _Order) -> _OrderList | None:
+        if order.order_list_id == -1:
+            return None
+        return next(lst for lst in self.lists if lst.order_list_id == order.order_list_id)
+
     # --- existing orders -------------------------------------------------------------------
 
     def _find_order(self, params: dict[str, str], missing: ApiError) -> _Order:
@@ -1060,6 +1207,8 @@ ROUTES = {
     ("POST", "/api/v3/order/test"): _Route("test_order", 1, signed=True),
     ("GET", "/api/v3/order"): _Route("query_order", 4, signed=True),
     ("DELETE", "/api/v3/order"): _Route("cancel_order", 1, signed=True),
+    ("PUT", "/api/v3/order/amend/keepPriority"): _Route("amend_keep_priority", 4, signed=True),
+    ("POST", "/api/v3/order/cancelReplace"): _Route("cancel_replace", 1, signed=True),
     ("GET", "/api/v3/openOrders"): _Route("open_orders", 6, signed=True, weight_without_symbol=80),
     ("POST", "/api/v3/orderList/oco"): _Route("new_oco", 1, signed=True),
     ("POST", "/api/v3/orderList/oto"): _Route("new_oto", 1, signed=True),
@@ -1127,6 +1276,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._serve("DELETE")
+
+    def do_PUT(self) -> None:
+        self._serve("PUT")
 
     def _serve(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -1530,7 +1682,7 @@ class BinanceTestServer:
             with self._lock:
                 return _Reply(200, getattr(self._exchange, route.handler)(params))
         except ApiError as error:
-            return _Reply(error.status, {"code": error.code, "msg": error.msg})
+            return _Reply(error.status, error.body())
         except Exception:  # a bug in this server: show it, answer like Binance's internal error
             traceback.print_exc()
             return _Reply(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."})

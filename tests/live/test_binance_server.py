@@ -903,3 +903,194 @@ def test_reset_forgets_orders_balances_faults_and_records(server, client):
 
     assert (server.orders(), server.balances(), server.requests, server.used_weight) == ([], {}, [], 0)
     assert client.ping() == {}
+
+
+# --- amending (keepPriority) and cancel-replace --------------------------------------------------
+
+
+def amend(client, client_id: str, new_qty: str, new_client_id: str | None = None):
+    """PUT /api/v3/order/amend/keepPriority through python-binance's own signed request (it has no method for it)."""
+    params = {"symbol": "BTCUSDT", "origClientOrderId": client_id, "newQty": new_qty}
+    if new_client_id is not None:
+        params["newClientOrderId"] = new_client_id
+    return client._put("order/amend/keepPriority", True, data=params)
+
+
+def cancel_replace(client, cancel_id: str, mode: str = "STOP_ON_FAILURE", *, client_id: str = "stop-2",
+                   quantity: str = "0.01", stop: str = "29500", limit: str = "29400", **extra):
+    return client.cancel_replace_order(symbol="BTCUSDT", side="SELL", type="STOP_LOSS_LIMIT", timeInForce="GTC",
+                                       quantity=quantity, price=limit, stopPrice=stop, newClientOrderId=client_id,
+                                       cancelReplaceMode=mode, cancelOrigClientOrderId=cancel_id, **extra)
+
+
+def error_data(error: BinanceAPIException) -> dict:
+    return json.loads(error.response.text)["data"]
+
+
+def test_amend_reduces_a_resting_order_in_place_and_frees_what_it_no_longer_asks_for(server, client):
+    placed = stop_loss_sell(client, client_id="stop-1", quantity="0.01")
+
+    answer = amend(client, "stop-1", "0.004", new_client_id="stop-1")
+
+    amended = answer["amendedOrder"]
+    assert (amended["orderId"], amended["clientOrderId"], amended["origClientOrderId"]) == (
+        placed["orderId"], "stop-1", "stop-1")
+    assert (amended["qty"], amended["status"], amended["stopPrice"]) == ("0.00400000", "NEW", "29000.00000000")
+    assert "listStatus" not in answer and isinstance(answer["executionId"], int)
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId="stop-1")["origQty"] == "0.00400000"
+    assert server.balances()["BTC"] == (Decimal("0.996"), Decimal("0.004"))
+
+
+def test_amend_without_a_new_client_id_gives_the_order_a_random_one(client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    amended = amend(client, "stop-1", "0.005")["amendedOrder"]
+
+    assert amended["clientOrderId"] != "stop-1" and len(amended["clientOrderId"]) == 22
+    assert client.get_order(symbol="BTCUSDT", origClientOrderId=amended["clientOrderId"])["origQty"] == "0.00500000"
+
+
+def test_amending_one_leg_of_an_oco_amends_both_and_answers_the_list(server, client):
+    oco_sell(client, quantity="0.01")
+
+    answer = amend(client, "oco-1-sl", "0.006", new_client_id="oco-1-sl")
+
+    assert answer["listStatus"]["listClientOrderId"] == "oco-1"
+    assert answer["listStatus"]["contingencyType"] == "OCO"
+    assert {o["clientOrderId"]: o["origQty"] for o in server.orders()} == {
+        "oco-1-sl": "0.00600000", "oco-1-tp": "0.00600000"}
+    assert server.balances()["BTC"] == (Decimal("0.994"), Decimal("0.006"))
+    server.set_price("BTCUSDT", "33000")
+    assert server.balances()["BTC"] == (Decimal("0.994"), Decimal("0"))
+
+
+@pytest.mark.parametrize(("new_qty", "code", "message"), [
+    ("0.02", -2038, "Order amend (quantity increase) is not supported."),
+    ("0.01", -2038, "The requested action would change no state; rejecting"),
+    ("0.000001", -1013, "Filter failure: LOT_SIZE"),
+])
+def test_amend_refusals_leave_the_order_unchanged(server, client, new_qty, code, message):
+    stop_loss_sell(client, client_id="stop-1", quantity="0.01")
+
+    error = refusal(amend, client, "stop-1", new_qty, new_client_id="stop-1")
+
+    assert (error.status_code, error.code, error.message) == (400, code, message)
+    assert server.open_orders()[0]["origQty"] == "0.01000000"
+
+
+def test_amending_an_order_that_is_no_longer_open_is_an_unknown_order(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+    server.set_price("BTCUSDT", "28950")
+
+    error = refusal(amend, client, "stop-1", "0.005", new_client_id="stop-1")
+
+    assert (error.code, error.message) == (-2038, "Unknown order sent.")
+
+
+def test_cancel_replace_swaps_a_stop_for_another_in_one_request(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    answer = cancel_replace(client, "stop-1", cancelRestrictions="ONLY_NEW")
+
+    assert (answer["cancelResult"], answer["newOrderResult"]) == ("SUCCESS", "SUCCESS")
+    assert (answer["cancelResponse"]["origClientOrderId"], answer["cancelResponse"]["status"]) == (
+        "stop-1", "CANCELED")
+    assert answer["newOrderResponse"]["clientOrderId"] == "stop-2"
+    assert [(o["clientOrderId"], o["stopPrice"]) for o in server.open_orders()] == [("stop-2", "29500.00000000")]
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0.01"))
+    assert [r.path for r in server.requests if r.method == "POST"] == ["/api/v3/order", "/api/v3/order/cancelReplace"]
+
+
+def test_cancel_replace_of_an_oco_leg_cancels_the_whole_list_for_the_single_new_order(server, client):
+    oco_sell(client, quantity="0.01")
+
+    answer = cancel_replace(client, "oco-1-sl")
+
+    assert answer["cancelResponse"]["orderListId"] != -1
+    assert {o["clientOrderId"]: o["status"] for o in server.orders()} == {
+        "oco-1-sl": "CANCELED", "oco-1-tp": "CANCELED", "stop-2": "NEW"}
+    assert server.order_lists()[0]["listOrderStatus"] == "ALL_DONE"
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0.01"))
+
+
+def test_stop_on_failure_does_not_attempt_the_new_order_when_the_cancel_fails(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+    server.set_price("BTCUSDT", "28950")  # the stop traded: nothing left to cancel
+
+    error = refusal(cancel_replace, client, "stop-1", stop="28000", limit="27900")
+
+    assert (error.status_code, error.code, error.message) == (400, -2022, "Order cancel-replace failed.")
+    assert error_data(error) == {"cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                                 "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+                                 "newOrderResponse": None}
+    assert server.open_orders() == []
+
+
+def test_cancel_done_but_new_order_refused_is_a_partial_failure(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    error = refusal(cancel_replace, client, "stop-1", stop="30500", limit="30400")  # above the market: triggers
+
+    assert (error.status_code, error.code, error.message) == (409, -2021, "Order cancel-replace partially failed.")
+    data = error_data(error)
+    assert (data["cancelResult"], data["newOrderResult"]) == ("SUCCESS", "FAILURE")
+    assert data["cancelResponse"]["status"] == "CANCELED"
+    assert data["newOrderResponse"] == {"code": -2010, "msg": "Order would trigger immediately."}
+    assert server.open_orders() == []
+    assert server.balances()["BTC"] == (Decimal("1"), Decimal("0"))
+
+
+def test_allow_failure_places_the_new_order_even_when_the_cancel_fails(server, client):
+    error = refusal(cancel_replace, client, "never-placed", "ALLOW_FAILURE")
+
+    assert (error.status_code, error.code) == (409, -2021)
+    data = error_data(error)
+    assert (data["cancelResult"], data["newOrderResult"]) == ("FAILURE", "SUCCESS")
+    assert data["cancelResponse"] == {"code": -2011, "msg": "Unknown order sent."}
+    assert data["newOrderResponse"]["clientOrderId"] == "stop-2"
+    assert [o["clientOrderId"] for o in server.open_orders()] == ["stop-2"]
+
+
+def test_allow_failure_with_both_failing_is_a_failure(server, client):
+    error = refusal(cancel_replace, client, "never-placed", "ALLOW_FAILURE", stop="30500", limit="30400")
+
+    assert (error.status_code, error.code, error.message) == (400, -2022, "Order cancel-replace failed.")
+    assert error_data(error) == {"cancelResult": "FAILURE", "newOrderResult": "FAILURE",
+                                 "cancelResponse": {"code": -2011, "msg": "Unknown order sent."},
+                                 "newOrderResponse": {"code": -2010, "msg": "Order would trigger immediately."}}
+
+
+def test_cancel_restrictions_keep_an_order_that_is_not_in_the_named_state(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+    server.fill_partly("stop-1", "0.004")
+
+    error = refusal(cancel_replace, client, "stop-1", cancelRestrictions="ONLY_NEW", quantity="0.006")
+
+    assert error_data(error)["cancelResponse"] == {
+        "code": -2011, "msg": "Order was not canceled due to cancel restrictions."}
+    assert [o["clientOrderId"] for o in server.open_orders()] == ["stop-1"]
+    assert refusal(cancel_replace, client, "stop-1", cancelRestrictions="ANY").code == -1145
+
+
+def test_a_new_order_that_breaks_a_filter_is_refused_before_anything_is_cancelled(server, client):
+    stop_loss_sell(client, client_id="stop-1")
+
+    error = refusal(cancel_replace, client, "stop-1", stop="29500.001")
+
+    assert (error.code, error.message) == (-1013, "Filter failure: PRICE_FILTER")
+    assert "data" not in json.loads(error.response.text)
+    assert [o["clientOrderId"] for o in server.open_orders()] == ["stop-1"]
+
+
+def test_one_oco_per_part_each_locks_its_own_share_and_fills_alone(server, client):
+    oco_sell(client, list_id="p1", quantity="0.005", target="31000")
+    oco_sell(client, list_id="p2", quantity="0.003", target="32000")
+    oco_sell(client, list_id="p3", quantity="0.002", target="33000")
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0.01"))
+
+    server.set_price("BTCUSDT", "31000")
+
+    status = {o["clientOrderId"]: o["status"] for o in server.orders()}
+    assert (status["p1-tp"], status["p1-sl"], status["p2-sl"], status["p3-sl"]) == (
+        "FILLED", "EXPIRED", "NEW", "NEW")
+    assert server.balances()["BTC"] == (Decimal("0.99"), Decimal("0.005"))

@@ -12,6 +12,16 @@ same client ids. A partial fill leaves them pending: robson cancels the list and
 filled itself. A STOP entry is a STOP_LOSS_LIMIT: a BUY triggers on a rise to its stop price and a
 SELL on a fall to it (Binance's TAKE_PROFIT types trigger the other way); nothing can be attached to
 it, so robson places the protection after the fill.
+
+A scale-out ladder covers each part with its own protective OCO (ids `rb-<intent>-P<i>S<gen>`, its
+take-profit `-P<i>T<gen>`, the list `-P<i>L<gen>`; robson.domain.orders.client_order_id), so what
+is held always equals what is protected and no order asks for more than is held. A part is reduced
+with an order amend keepPriority (reduce_order): the order stays on the book, so there is no gap, its
+take-profit keeps its place in the queue, and an amend of either OCO leg resizes both. A stop moves
+with cancelReplace (replace_stop_order) when what replaces it is a lone stop: one request, cancel and
+new order together in the matching engine. Binance offers no replace for an order list (cancelReplace
+places one order; cancelling one leg of an OCO cancels the list), so a move that keeps the part's
+target on the book is the cancel of the old OCO and then the new one, one round trip apart.
 """
 
 from __future__ import annotations
@@ -22,14 +32,27 @@ from collections.abc import Callable
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
-from robson.adapters.binance.gateway import FILTER_FAILURE, NO_SUCH_ORDER, BinanceGateway, BinanceRefusal
+from robson.adapters.binance.gateway import (
+    FILTER_FAILURE,
+    NO_SUCH_ORDER,
+    BinanceFailure,
+    BinanceGateway,
+    BinanceRefusal,
+)
 from robson.adapters.binance.market import BinanceMarket
 from robson.application.ports import Balance
 from robson.domain.intent import EntryOrder
 from robson.domain.market import Side, SymbolInfo, ms_to_datetime
 from robson.domain.money import ZERO, fmt
 from robson.domain.orders import OPEN_STATUSES, Order, OrderStatus, OrderType, Protection
-from robson.errors import AnswerLost, DuplicateOrder, ExchangeError, OrderRejected, TemporaryExchangeError
+from robson.errors import (
+    AnswerLost,
+    DuplicateOrder,
+    ExchangeError,
+    OrderRejected,
+    ReplacementRefused,
+    TemporaryExchangeError,
+)
 
 WEIGHT_ACCOUNT = 20
 WEIGHT_ORDER = 1
@@ -37,6 +60,9 @@ WEIGHT_QUERY_ORDER = 4
 WEIGHT_OPEN_ORDERS = 6
 WEIGHT_ORDER_LIST = 4
 WEIGHT_MY_TRADES = 20
+WEIGHT_AMEND = 4
+AMEND_REJECTED = -2038
+NO_CHANGE = "would change no state"  # an amend to the quantity the order already has
 LOOKUPS_AFTER_LOST_ANSWER = 3
 # A request Binance has not executed within its recvWindow is refused for good; allow this much more for clocks.
 ARRIVAL_MARGIN_MS = 5000
@@ -315,14 +341,119 @@ class BinanceExchange:
             pass  # the lookup below tells what happened
         return self.get_order(symbol, client_order_id) or current
 
+    # --- changing a protective order in place -----------------------------------------------
+
+    def reduce_order(self, symbol: str, client_order_id: str, quantity: Decimal) -> Order:
+        """Reduce an open order to quantity where it rests (both legs of an OCO), keeping its client id.
+
+        Binance's order amend keepPriority: the order never leaves the book, so what it protects is never
+        without a stop, a take-profit keeps its place in the queue, and the base asset no longer asked
+        for is freed. An amend names the quantity it leaves, so it is idempotent: an order already at
+        quantity is returned as it is, and a lost answer is settled by looking the order up (an amend
+        that arrives late changes nothing). Raise OrderRejected if the order is not open, is smaller
+        than quantity, or quantity breaks a filter; AnswerLost if Binance shows the order unchanged.
+        """
+        info = self._market.symbol_info(symbol)
+        current = self._open(symbol, client_order_id, "reduced")
+        if current.quantity == quantity:
+            return current
+        if current.quantity < quantity:
+            raise OrderRejected(f"order {client_order_id} holds {fmt(current.quantity)}: it cannot grow to "
+                                f"{fmt(quantity)} in place")
+        params = {"symbol": symbol, "origClientOrderId": client_order_id, "newClientOrderId": client_order_id,
+                  "newQty": fmt(quantity)}
+
+        def parse(answer: dict[str, Any]) -> Order:
+            amended = answer["amendedOrder"]
+            raw = {**amended, "origQty": amended["qty"], "cummulativeQuoteQty": amended["cumulativeQuoteQty"]}
+            order = self._order(raw)
+            # An OCO is amended through its stop leg; its take-profit leg is the same order list, resized with it.
+            return dataclasses.replace(order, type=current.type, target_price=current.target_price,
+                                       intent_id=current.intent_id)
+
+        try:
+            return self._gateway.call(lambda c: c._put("order/amend/keepPriority", True, data=params),
+                                      weight=WEIGHT_AMEND, signed=True, idempotent=False, parse=parse)
+        except BinanceRefusal as e:
+            if e.failure.code == AMEND_REJECTED and NO_CHANGE in e.failure.message:
+                return self._open(symbol, client_order_id, "reduced")
+            raise self._rejection(e, info, quantity, {}) from None
+        except AnswerLost as lost:
+            found = self.get_order(symbol, client_order_id)
+            if found is not None and found.quantity == quantity:
+                return found
+            raise AnswerLost(f"the reduction of {client_order_id} to {fmt(quantity)} was sent but its answer was lost "
+                             f"({lost}), and Binance shows the order unchanged",
+                             hint="run the monitor again: sending the same reduction twice changes nothing") from None
+
+    def replace_stop_order(self, symbol: str, side: Side, quantity: Decimal, stop_price: Decimal,
+                           limit_price: Decimal, cancel_client_order_id: str, client_order_id: str, *,
+                           target_price: Decimal | None = None, intent_id: str | None = None) -> Order:
+        """Replace the open protective order cancel_client_order_id with a stop (an OCO with target_price).
+
+        A lone stop replaces it in one request, Binance's cancelReplace (STOP_ON_FAILURE, ONLY_NEW): the
+        old order (a whole OCO, for one of its legs) is cancelled and the new stop placed by the matching
+        engine together, so there is no moment without a stop, and an old order that has begun to trade
+        is not cancelled at all. Binance has no such request for an order list (cancelReplace places a
+        single order), so a new OCO follows the cancel of the old one, one round trip later. Idempotent by
+        client id: a replacement Binance already shows is returned as it is. Raise OrderRejected, nothing
+        having changed, when the old order is no longer open (it traded or was cancelled) or the new one
+        breaks a filter; ReplacementRefused when the old order was cancelled and the new one refused;
+        AnswerLost when the answer was lost and Binance does not show the new order.
+        """
+        info = self._market.symbol_info(symbol)
+        existing = self.get_order(symbol, client_order_id)
+        if existing is not None:
+            return dataclasses.replace(existing, intent_id=intent_id)
+        if target_price is not None:
+            self.cancel_order(symbol, cancel_client_order_id)
+            try:
+                return self.place_stop_order(symbol, side, quantity, stop_price, limit_price, client_order_id,
+                                             target_price=target_price, intent_id=intent_id)
+            except OrderRejected as e:
+                raise _unprotected(cancel_client_order_id, client_order_id, str(e)) from None
+        prices = {"stop": stop_price, "limit": limit_price}
+        params = {"symbol": symbol, "side": side.value, "type": "STOP_LOSS_LIMIT", "timeInForce": "GTC",
+                  "quantity": fmt(quantity), "stopPrice": fmt(stop_price), "price": fmt(limit_price),
+                  "newClientOrderId": client_order_id, "newOrderRespType": "RESULT",
+                  "cancelReplaceMode": "STOP_ON_FAILURE", "cancelRestrictions": "ONLY_NEW",
+                  "cancelOrigClientOrderId": cancel_client_order_id}
+
+        def refused(failure: BinanceFailure) -> ExchangeError | None:
+            """Say which half of a cancelReplace failed (-2021 / -2022); None for a refusal of the whole request."""
+            data = failure.data
+            if not data:
+                return None
+            if data.get("cancelResult") == "SUCCESS":
+                refusal = data.get("newOrderResponse") or {}
+                return _unprotected(cancel_client_order_id, client_order_id, refusal.get("msg", ""))
+            reason = (data.get("cancelResponse") or {}).get("msg", "")
+            return OrderRejected(f"order {cancel_client_order_id} was not replaced: Binance could not cancel it "
+                                 f"({reason}); nothing was placed",
+                                 hint="it has traded or was cancelled: look it up before anything else")
+
+        return self._send(lambda c: c.cancel_replace_order(**params), symbol, client_order_id, info, quantity,
+                          prices, lambda raw: self._order(raw["newOrderResponse"], intent_id=intent_id), intent_id,
+                          refused=refused)
+
+    def _open(self, symbol: str, client_order_id: str, what: str) -> Order:
+        """Return the open order client_order_id; raise OrderRejected when Binance shows it closed or not at all."""
+        found = self.get_order(symbol, client_order_id)
+        if found is None or found.status not in OPEN_STATUSES:
+            state = found.status.value if found else "unknown to Binance"
+            raise OrderRejected(f"order {client_order_id} cannot be {what}: it is {state}")
+        return found
+
     # --- sending ---------------------------------------------------------------------------
 
     def _send(self, request: Callable[[Any], Any], symbol: str, client_order_id: str, info: SymbolInfo,
               quantity: Decimal, prices: dict[str, Decimal], parse: Callable[[dict[str, Any]], Order],
-              intent_id: str | None) -> Order:
+              intent_id: str | None, *,
+              refused: Callable[[BinanceFailure], ExchangeError | None] | None = None) -> Order:
         """Send an order once and parse Binance's answer; after a lost answer or a duplicate, return what Binance shows.
 
-        An order found by its client id is the intent's as much as one parsed from the answer.
+        An order found by its client id is the intent's as much as one parsed from the answer. refused
+        may read a refusal first (None: the usual OrderRejected, naming the filter that failed).
         """
         try:
             return self._gateway.call(request, weight=WEIGHT_ORDER, signed=True, idempotent=False, parse=parse)
@@ -332,7 +463,7 @@ class BinanceExchange:
                 raise
             return dataclasses.replace(found, intent_id=intent_id)
         except BinanceRefusal as e:
-            raise self._rejection(e, info, quantity, prices) from None
+            raise (refused and refused(e.failure)) or self._rejection(e, info, quantity, prices) from None
         except AnswerLost as lost:
             return dataclasses.replace(self._find_after_lost_answer(symbol, client_order_id, lost), intent_id=intent_id)
 
@@ -422,6 +553,12 @@ def _protective_oco(side: Side, stop_price: Decimal, limit_price: Decimal, targe
 def _prefixed(prefix: str, order: dict[str, str]) -> dict[str, str]:
     """An order list's order as parameters: `above` + `StopPrice` is `aboveStopPrice`."""
     return {prefix + name: value for name, value in order.items()}
+
+
+def _unprotected(cancelled: str, refused: str, reason: str) -> ReplacementRefused:
+    return ReplacementRefused(f"order {cancelled} was cancelled but Binance refused its replacement {refused}"
+                              f"{': ' + reason if reason else ''}: what it protected is UNPROTECTED",
+                              cancelled=cancelled, hint="run `robson monitor --once`: it places a stop again or exits")
 
 
 def _trades(trades: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -64,6 +64,7 @@ class BinanceFailure:
     code: int | None
     message: str
     status: int
+    data: dict[str, Any] | None = None  # what cancelReplace says of its two halves (-2021 / -2022)
 
 
 class BinanceRefusal(ExchangeError):
@@ -340,7 +341,9 @@ def _from_api_error(status: int, code: int | None, message: str, response: Any) 
         return _rate_limited(retry_after, banned=status == 418)
     if status >= 500 or code == UNKNOWN_SEND_STATUS:
         return AnswerLost(f"Binance answered HTTP {status}: the request's outcome is unknown ({message})")
-    failure = BinanceFailure(code, message, status)
+    document = _error_document(response) or {}
+    data = document.get("data") if isinstance(document.get("data"), dict) else None
+    failure = BinanceFailure(code, message, status, data)
     if code == NEW_ORDER_REJECTED:
         lowered = message.lower()
         if "insufficient balance" in lowered:
