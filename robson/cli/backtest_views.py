@@ -295,6 +295,8 @@ def export(result, path: Path) -> None:
     """Write the trade list as CSV or JSON (by the file's extension), every number as full-precision text."""
     suffix = path.suffix.lower()
     rows = [trade_row(t) for t in result.trades]
+    if suffix != ".csv":  # JSON is --json's trade list, each with its parts; CSV has partial_exits as one cell
+        rows = [row | {"parts": part_rows(t)} for row, t in zip(rows, result.trades, strict=True)]
     if suffix == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
