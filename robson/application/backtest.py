@@ -61,7 +61,7 @@ from robson.domain.lifecycle import (
 )
 from robson.domain.market import Candle, Side, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import ZERO, fmt
-from robson.domain.ladder import Ladder, book_walk, fill_exit, walk_operation
+from robson.domain.ladder import Ladder, book_walk, fill_exit, next_target, walk_operation
 from robson.domain.monitoring import Exit, WalkResult, walk_candles
 from robson.domain.operation import CloseReason, Operation
 from robson.domain.strategy import Strategy
@@ -638,9 +638,7 @@ def _triggers(operation: Operation, trailing: bool) -> dict[str, float | None]:
     so the walk skips it; the exact walk decides on every candle found.
     """
     long = operation.side is Side.BUY
-    stop, target = operation.stop, operation.target
-    if operation.ladder is not None:  # the next target with a part to take
-        target = next((p.target for p in operation.ladder.parts[operation.reached:] if p.quantity > 0), None)
+    stop, target = operation.stop, next_target(operation)  # with a ladder, the next target with a part to take
     favourable = [target] if target is not None else []
     if trailing:
         span = abs(operation.entry_price - operation.initial_stop)
@@ -654,13 +652,18 @@ def _triggers(operation: Operation, trailing: bool) -> dict[str, float | None]:
 
 
 def _ambiguous(closed: Operation, exit_: Exit | None, walk: CandleHistory) -> bool:
-    """Tell whether the exit candle touched both the stop and the target (the stop-first rule decided)."""
-    if exit_ is None or closed.target is None or exit_.reason not in (CloseReason.STOP, CloseReason.TRAILING):
+    """Tell whether the exit candle touched both the stop and the target it waited for (the stop-first rule decided).
+
+    With a ladder, that target is the next one with a part to take: the stop candle takes no target, so
+    the closed operation's reached still points at it.
+    """
+    target = next_target(closed)
+    if exit_ is None or target is None or exit_.reason not in (CloseReason.STOP, CloseReason.TRAILING):
         return False
     index = walk.index_at_or_after(exit_.candle_open_time)
     candle = walk.candle(index)
     best = candle.high if closed.side is Side.BUY else candle.low
-    return (best - closed.target) * closed.side.sign >= 0
+    return (best - target) * closed.side.sign >= 0
 
 
 def _last_closed(series: CandleHistory, length: int, now_ms: int) -> int | None:

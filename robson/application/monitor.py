@@ -35,8 +35,9 @@ from robson.application.watching import (
     new_levels,
     still_active,
     stop_moved_event,
+    targets_replaced_event,
 )
-from robson.domain.ladder import book_walk, fill_exit, walk_operation
+from robson.domain.ladder import LadderStep, book_walk, fill_exit, replace_ladder, walk_operation
 from robson.domain.lifecycle import stop_limit_price, walk_settings
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms
 from robson.domain.money import fmt, fmt_amount
@@ -306,8 +307,13 @@ def _settle_exit(tx: StoreSession, book: PaperBook, op: Operation, closed: Opera
 
 def modify_paper(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,
                  store: Store, market: MarketData, book: PaperBook, account: Account, clock: Clock,
-                 strategy: Strategy | None) -> Modification:
-    """Move a paper operation's stop or target after catching up on the candles since its last check.
+                 strategy: Strategy | None, targets: Sequence[LadderStep] | None = None) -> Modification:
+    """Move a paper operation's stop or target, or replace its coming targets, after catching up on the candles
+    since its last check.
+
+    targets replace the ladder's targets still to come (replace_ladder: priced from the entry and the
+    initial stop, sized over what is held, beyond the price now); the operation's target becomes the
+    last of them and the paper protective order is repriced to it.
 
     The catch-up is judged first, so a wick since the last check meets the stop as it stood then: if
     it closed the operation, that close is written and the change refused. Otherwise the catch-up
@@ -331,6 +337,9 @@ def modify_paper(operation_id: str, *, stop: Decimal | None, target: Decimal | N
     change = new_levels(walked, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
                         account=account, strategy=strategy, now=now)
     updated, price, risk, risk_percent, info = change
+    if targets is not None:
+        ladder = replace_ladder(updated, targets, info=info, fee_rate=book.fee_rate, price=price)
+        updated = dataclasses.replace(updated, ladder=ladder, target=ladder.final.target)
     if updated == dataclasses.replace(walked, updated_at=now) and not walk.changed:
         return Modification(op, op, price, risk, risk_percent, None, caught)
     stop_id = client_order_id(op.intent_id, OrderRole.STOP)
@@ -349,7 +358,12 @@ def modify_paper(operation_id: str, *, stop: Decimal | None, target: Decimal | N
                                       limit_price=stop_limit_price(op.side, updated.stop, info.round_price,
                                                                    account.stop_limit_offset_percent))
         tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
-        for event in manual_moves(walked, updated, price, stop_id, now):
+        if targets is None:
+            events = manual_moves(walked, updated, price, stop_id, now)
+        else:  # the stop as any modify records it; the targets in one record
+            events = manual_moves(walked, dataclasses.replace(updated, target=walked.target), price, stop_id, now)
+            events.append(targets_replaced_event(walked, updated, price, stop_id, now))
+        for event in events:
             tx.record(event)
     return Modification(walked, updated, price, risk, risk_percent, order, caught)
 

@@ -16,7 +16,10 @@ from robson.domain.orders import AuditEvent, AuditKind, OrderRole, OrderStatus, 
 from robson.errors import IllegalTransition, InvalidInput, MarketDataError
 
 if TYPE_CHECKING:  # execution and the monitor (strategies, guards) load only when an operation is closed
+    from collections.abc import Sequence
+
     from robson.application.plan import Account
+    from robson.domain.ladder import LadderStep
     from robson.application.watching import Modification, StrategyFor
 
 
@@ -204,23 +207,32 @@ def close_part(operation_id: str, part: str, *, store: Store, exchange: Exchange
 
 def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal | None, allow_loosen: bool,
                      store: Store, market: MarketData, book: PaperBook | None, account: Account, clock: Clock,
-                     strategy_for: StrategyFor, exchange: Exchange | None = None) -> Modification:
-    """Move an ACTIVE operation's stop and/or target and amend (paper) or replace (live) its protective order.
+                     strategy_for: StrategyFor, exchange: Exchange | None = None,
+                     targets: Sequence[LadderStep] | None = None) -> Modification:
+    """Move an ACTIVE operation's stop and/or target, or replace its coming targets (paper only), and amend
+    (paper) or replace (live) its protective order.
 
     A live operation needs exchange (and market) to be Binance's; paper needs book. Waits up to
     OPERATION_LOCK_WAIT_SECONDS for a monitor check of the same operation (AlreadyRunning past it).
-    Raise InvalidInput (bad price or side, nothing asked), IllegalTransition (not ACTIVE, closed
+    Raise InvalidInput (bad price or side, nothing asked, --target with targets, targets on a live
+    operation or not beyond the price), IllegalTransition (not ACTIVE, closed
     while catching up, changed meanwhile) or Refused (loosening without allow_loosen, or a
     loosened stop risking more than the strategy's max).
     """
     from robson.application.watching import OPERATION_LOCK_WAIT_SECONDS, operation_lock
 
-    if stop is None and target is None:
-        raise InvalidInput("nothing to modify: give --stop P, --target P or both")
+    if stop is None and target is None and targets is None:
+        raise InvalidInput("nothing to modify: give --stop P, --target P or --targets SPEC")
+    if target is not None and targets is not None:
+        raise InvalidInput("give --target P (one target for all of it) or --targets SPEC (a ladder), not both")
     with store.read() as session:
         op = session.get_operation(session.resolve_operation_id(operation_id))
     if op.status is not OperationStatus.ACTIVE:
         raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be modified")
+    if targets is not None and op.mode != "paper":
+        raise InvalidInput(f"operation {op.id} is live: --targets replaces the targets of paper operations only in "
+                           "this release", hint="move its single target with --target P, or close a part with "
+                                                "robson operation close")
     check_not_before(clock.now(), last_change(op), f"the last change of {op.id}")
     with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
         if op.mode != "paper":
@@ -236,6 +248,7 @@ def modify_operation(operation_id: str, *, stop: Decimal | None, target: Decimal
         from robson.application.monitor import modify_paper
 
         return modify_paper(op.id, stop=stop, target=target, allow_loosen=allow_loosen, store=store, market=market,
-                             book=book, account=account, clock=clock, strategy=strategy_for(op.strategy))
+                             book=book, account=account, clock=clock, strategy=strategy_for(op.strategy),
+                             targets=targets)
 
 

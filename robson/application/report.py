@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from robson.application.ports import Store
-from robson.domain.operation import OperationStatus
+from robson.domain.operation import Operation, OperationStatus
 from robson.domain.performance import ALL_STRATEGIES, Performance, performance, performance_by_strategy
 
 
@@ -19,6 +19,7 @@ class StrategyReport:
     capital: Decimal  # drawdown percentages are of this
     overall: Performance
     strategies: list[Performance]
+    trades: list[Operation]  # the closed operations counted, by closing time: one trade each, parts and all
 
 
 def strategy_report(*, store: Store, capital: Decimal, strategy: str | None = None, since: datetime | None = None,
@@ -31,5 +32,6 @@ def strategy_report(*, store: Store, capital: Decimal, strategy: str | None = No
     if since is not None:
         operations = [op for op in operations if op.closed_at is not None and op.closed_at >= since]
     overall = performance(operations, strategy=strategy or ALL_STRATEGIES, capital=capital, period=period)
+    trades = sorted(operations, key=lambda op: (op.closed_at, op.id))
     return StrategyReport(strategy, since, period, capital, overall,
-                          performance_by_strategy(operations, capital=capital, period=period))
+                          performance_by_strategy(operations, capital=capital, period=period), trades)

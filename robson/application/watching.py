@@ -320,3 +320,26 @@ def manual_moves(before: Operation, after: Operation, price: Decimal, stop_id: s
         ))
     return events
 
+
+
+def targets_replaced_event(before: Operation, after: Operation, price: Decimal, stop_id: str,
+                           at: datetime) -> AuditEvent:
+    """Return the TARGET_MOVED record of a ladder whose coming targets were replaced by hand."""
+    from robson.domain.ladder import ladder_doc
+
+    def coming(op: Operation) -> list[dict[str, Any]]:
+        if op.ladder is None:
+            return [] if op.target is None else [{"target": fmt(op.target), "quantity": fmt(op.held)}]
+        return [{"number": p["number"], "at": p["at"], "close": p["close"], "then_stop": p["then_stop"],
+                 "target": p["target"], "quantity": p["quantity"]}
+                for p in ladder_doc(op.ladder)["parts"][op.reached:]]
+
+    new = coming(after)
+    listed = "; ".join(f"#{p['number']} {p['at']} {p['target']} closes {p['quantity']}"
+                       + (f" then stop {p['then_stop']}" if p["then_stop"] != "keep" else "") for p in new)
+    return AuditEvent(
+        at=at, kind=AuditKind.TARGET_MOVED, intent_id=before.intent_id, operation_id=before.id,
+        message=f"targets replaced by hand (price {fmt(price)}; {fmt(after.held)} held): {listed}",
+        data={"old_targets": coming(before), "new_targets": new, "old_target": fmt(before.target),
+              "new_target": fmt(after.target), "reason": "manual", "price": fmt(price), "client_order_id": stop_id},
+    )

@@ -57,6 +57,12 @@ def trade_row(trade) -> dict[str, Any]:
     }
 
 
+def part_rows(trade) -> list[dict[str, Any]]:
+    """The parts a trade's ladder (or nothing else, in a backtest) took before its exit, each a fill with its fee."""
+    return [{"number": p.number, "target": p.target, "quantity": fmt(p.quantity), "price": fmt(p.price),
+             "fee": fmt(p.fee), "reason": p.reason.value, "at": iso(p.at)} for p in trade.operation.parts]
+
+
 def _duration(delta: timedelta | None) -> str | None:
     if delta is None:
         return None
@@ -137,7 +143,7 @@ def document(result, stats: BacktestStats, *, saved_id: str | None = None) -> di
         "by_symbol": _breakdown_doc(stats.by_symbol),
         "by_month": _breakdown_doc(stats.by_month),
         "equity": [{"at": iso(p.at), "equity": p.equity, "drawdown": p.drawdown} for p in stats.equity],
-        "trades": [trade_row(t) for t in result.trades],
+        "trades": [trade_row(t) | {"parts": part_rows(t)} for t in result.trades],
         "signals": [{"symbol": s.symbol, "setup": s.setup, "candle_time": iso(s.candle_time), "status": s.status,
                      "decided_time": iso(s.decided_time), "confidence": s.confidence} for s in result.signal_list],
         "refusals": [{"time": iso(r.time), "symbol": r.symbol, "setup": r.setup, "guards": list(r.guards),
@@ -289,6 +295,8 @@ def export(result, path: Path) -> None:
     """Write the trade list as CSV or JSON (by the file's extension), every number as full-precision text."""
     suffix = path.suffix.lower()
     rows = [trade_row(t) for t in result.trades]
+    if suffix != ".csv":  # JSON is --json's trade list, each with its parts; CSV has partial_exits as one cell
+        rows = [row | {"parts": part_rows(t)} for row, t in zip(rows, result.trades, strict=True)]
     if suffix == ".csv":
         with path.open("w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)

@@ -10,13 +10,16 @@ import typer
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, key_values, table
 from robson.cli.views import (
+    LADDER_COLUMNS,
     audit_event_doc,
+    ladder_rows,
     operation_doc,
     operation_view_doc,
     order_doc,
     parts_text,
     unresolved_doc,
 )
+from robson.domain.ladder import ladder_doc
 from robson.domain.money import fmt, parse_decimal
 from robson.domain.operation import CloseReason, OperationStatus, r_multiple
 from robson.errors import InvalidInput
@@ -245,25 +248,40 @@ def modify(
     operation_id: Annotated[str, typer.Argument(help="Operation ID or a unique prefix.")],
     stop: Annotated[str | None, typer.Option("--stop", help="New stop price; it only moves toward profit unless --allow-loosen.")] = None,
     target: Annotated[str | None, typer.Option("--target", help="New target price, beyond the current price.")] = None,
+    targets: Annotated[str | None, typer.Option(
+        "--targets", help="Replace the targets still to come with a ladder (paper): AT:CLOSE[:THEN_STOP] per target, "
+                          "comma-separated, e.g. \"1R:50%:breakeven_plus_fees,2R:rest\" or \"2%:50%,4%:rest\"; "
+                          "shares are of what is held, R from the entry and initial stop.")] = None,
     allow_loosen: Annotated[bool, typer.Option("--allow-loosen", help="Allow moving the stop away from profit (risk is re-checked).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Move the stop and/or target of an ACTIVE operation and amend its protective order.
+    """Move the stop and/or target of an ACTIVE operation, or replace its ladder of targets, and amend its
+    protective order.
 
     The monitor first catches up (paper: the candles since the last check; live: the order on
     Binance). A stop only moves toward profit unless --allow-loosen; a loosened stop must still pass
     the risk-per-trade guard (exit 3). A live stop is replaced on Binance by cancel-and-replace; if
     that fails, the change is kept and the next `robson monitor` tick finishes it (exit 1).
 
+    --targets (paper only) replaces the targets still to come: each AT:CLOSE[:THEN_STOP] as in a
+    strategy's `targets:` (AT 1R or 2%, from the entry and the initial stop; CLOSE a share of what
+    is held, or rest for the last; THEN_STOP keep, breakeven, breakeven_plus_fees or
+    previous_target). The parts already taken stay as they are.
+
     Example: robson operation modify op-1c2d --stop 35250
+    Example: robson operation modify op-1c2d --targets "1R:50%:breakeven_plus_fees,2R:rest"
     """
     from robson.application.operations import modify_operation
     from robson.cli.reconcile_cmd import settle_pending
+    from robson.domain.ladder import parse_targets_text
 
     new_stop = None if stop is None else parse_decimal(stop, "stop")
     new_target = None if target is None else parse_decimal(target, "target")
-    if new_stop is None and new_target is None:
-        raise InvalidInput("nothing to modify: give --stop P, --target P or both")
+    ladder = None if targets is None else parse_targets_text(targets)
+    if new_stop is None and new_target is None and ladder is None:
+        raise InvalidInput("nothing to modify: give --stop P, --target P or --targets SPEC")
+    if new_target is not None and ladder is not None:
+        raise InvalidInput("give --target P (one target for all of it) or --targets SPEC (a ladder), not both")
     c = container(ctx)
     settle_pending(c)
     with c.store.read() as session:
@@ -277,7 +295,7 @@ def modify(
         market, book, exchange, clock = c.binance_market, None, c.binance, c.binance_market
     result = modify_operation(operation_id, stop=new_stop, target=new_target, allow_loosen=allow_loosen,
                               store=c.store, market=market, book=book, account=c.account, clock=clock,
-                              strategy_for=c.strategy_or_none, exchange=exchange)
+                              strategy_for=c.strategy_or_none, exchange=exchange, targets=ladder)
     from robson.application.notify import events_from_modification
 
     c.notify(lambda: events_from_modification(result), ctx)
@@ -288,7 +306,10 @@ def modify(
         "old_stop": before.stop, "old_target": before.target,
         "price": result.price, "risk": result.risk, "risk_percent": result.risk_percent.quantize(Decimal("0.0001")),
         "order": order_doc(result.order) if result.order else None,
+        "ladder": ladder_doc(op.ladder) if op.ladder is not None else None,
     }
+
+    base = op.symbol.removesuffix(op.quote_asset)
 
     def render() -> None:
         out = console()
@@ -299,7 +320,10 @@ def modify(
             out.print(f"Stop of {op.id} moved {fmt(before.stop)} → {fmt(op.stop)} (price {fmt(result.price)}); "
                       f"it now risks {fmt(result.risk, 2)} {op.quote_asset} = {fmt(result.risk_percent, 2)}% of capital "
                       "from entry.")
-        if op.target != before.target:
+        if ladder is not None:
+            out.print(f"Targets of {op.id} replaced (price {fmt(result.price)}); {fmt(op.held)} {base} held:")
+            out.print(table("Targets", LADDER_COLUMNS, ladder_rows(ladder_doc(op.ladder), base)))
+        elif op.target != before.target:
             out.print(f"Target of {op.id} moved {fmt(before.target)} → {fmt(op.target)}.")
         if result.order is not None:
             done = "amended" if result.order.exchange == "paper" else "placed on Binance (the old one cancelled)"

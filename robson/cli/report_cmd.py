@@ -8,8 +8,9 @@ import typer
 
 from robson.cli.app import container
 from robson.cli.output import JsonOption, console, emit, table, time_option
-from robson.cli.views import performance_doc
+from robson.cli.views import operation_doc, performance_doc
 from robson.domain.money import fmt
+from robson.domain.operation import r_multiple
 
 
 def _row(p) -> tuple:
@@ -59,6 +60,7 @@ def report_command(
         "strategy": name, "since": start, "period": report.period, "capital": report.capital,
         "overall": performance_doc(report.overall),
         "strategies": [performance_doc(p) for p in report.strategies],
+        "trades": [operation_doc(op) for op in report.trades],  # each with its partial_exits
     }
 
     def render() -> None:
@@ -75,6 +77,15 @@ def report_command(
         out.print(table(f"By {report.period} (UTC, by closing time)", ["period", "trades", "wins", "losses", "P&L", "R"],
                         [(x.period, x.trades, x.wins, x.losses, fmt(x.pnl, 2), fmt(x.r, 2))
                          for x in report.overall.periods]))
+        parts = [(op.id if p.number == 1 else "", op.strategy if p.number == 1 else "", str(p.number),
+                  f"target {p.target}" if p.target else p.reason.value, p.at.strftime("%Y-%m-%d %H:%M"),
+                  fmt(p.quantity), fmt(p.price), fmt(p.fee, 8),
+                  f"{fmt(op.realized_pnl, 2)} ({fmt(r_multiple(op), 2)} R)" if p.number == 1 else "")
+                 for op in report.trades for p in op.parts]
+        if parts:  # one trade each (its P&L and R above add up its parts); here the parts it took before its exit
+            out.print(table("Partial exits (each trade counted once, P&L and R over all its exits)",
+                            ["operation", "strategy", "part", "reason", "at (UTC)", "quantity", "price", "fee",
+                             "trade P&L"], parts))
 
     emit(as_json, doc, render)
 

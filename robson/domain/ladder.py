@@ -182,30 +182,50 @@ def parse_ladder(raw: Any, field: str = "targets") -> tuple[LadderStep, ...]:
     steps: list[LadderStep] = []
     for index, item in enumerate(raw):
         path = f"{field}[{index}]"
-        if not isinstance(item, dict):
-            raise _fail(path, f"must be a mapping like {{at: 1R, close: 50%}}, got {item!r}")
-        for key in item:
-            if key not in STEP_FIELDS:
-                raise _fail(f"{path}.{key}", f"unknown field (allowed: {', '.join(STEP_FIELDS)})")
-        for key in ("at", "close"):
-            if key not in item:
-                raise _fail(f"{path}.{key}", "is required")
-        at = _parse_at(f"{path}.at", item["at"])
-        close = _parse_close(f"{path}.close", item["close"])
-        rule = _parse_stop_rule(f"{path}.then_stop", item.get("then_stop", StopRule.KEEP.value))
+        step = _parse_rung(path, item)
         last = index == len(raw) - 1
-        if close is None and not last:
+        if step.close_percent is None and not last:
             raise _fail(f"{path}.close", "rest closes what is left, so it belongs to the last target only")
-        if last and "then_stop" in item and rule is not StopRule.KEEP:
+        if last and "then_stop" in item and step.then_stop is not StopRule.KEEP:
             raise _fail(f"{path}.then_stop", "the last target closes the position: no stop is left to move")
-        if index == 0 and rule is StopRule.PREVIOUS_TARGET:
+        if index == 0 and step.then_stop is StopRule.PREVIOUS_TARGET:
             raise _fail(f"{path}.then_stop", "the first target has no previous target (use breakeven_plus_fees)")
-        step = LadderStep(at=at, close_percent=close, then_stop=rule)
         if steps:
             _check_order(f"{path}.at", steps[-1], step)
         steps.append(step)
     _check_shares(field, steps)
     return tuple(steps)
+
+
+def _parse_rung(path: str, item: Any) -> LadderStep:
+    """Parse one rung on its own (its fields, not its place in the ladder); raise StrategyError."""
+    if not isinstance(item, dict):
+        raise _fail(path, f"must be a mapping like {{at: 1R, close: 50%}}, got {item!r}")
+    for key in item:
+        if key not in STEP_FIELDS:
+            raise _fail(f"{path}.{key}", f"unknown field (allowed: {', '.join(STEP_FIELDS)})")
+    for key in ("at", "close"):
+        if key not in item:
+            raise _fail(f"{path}.{key}", "is required")
+    return LadderStep(at=_parse_at(f"{path}.at", item["at"]), close_percent=_parse_close(f"{path}.close", item["close"]),
+                      then_stop=_parse_stop_rule(f"{path}.then_stop", item.get("then_stop", StopRule.KEEP.value)))
+
+
+def parse_targets_text(text: str, option: str = "--targets") -> tuple[LadderStep, ...]:
+    """Parse a ladder written on one line, AT:CLOSE[:THEN_STOP] per target, comma-separated
+    ("1R:50%:breakeven_plus_fees,2R:rest"); raise InvalidInput naming the option and the problem."""
+    raw: list[dict[str, str]] = []
+    for index, rung in enumerate(str(text).split(",")):
+        fields = [f.strip() for f in rung.split(":")]
+        if not rung.strip() or not 2 <= len(fields) <= 3 or not all(fields):
+            raise InvalidInput(f"{option} {text!r}: target {index + 1} {rung.strip()!r} must be AT:CLOSE or "
+                               "AT:CLOSE:THEN_STOP, like 1R:50%:breakeven_plus_fees", hint="for example "
+                               f"{option} \"1R:50%:breakeven_plus_fees,2R:rest\"")
+        raw.append(dict(zip(STEP_FIELDS, fields, strict=False)))
+    try:
+        return parse_ladder(raw, field="targets")
+    except StrategyError as e:
+        raise InvalidInput(f"{option} {text!r}: {e.message}") from None
 
 
 def _check_order(path: str, before: LadderStep, step: LadderStep) -> None:
@@ -659,7 +679,8 @@ def ladder_from_doc(doc: dict[str, Any]) -> Ladder:
         return None if value is None else Decimal(value)
 
     try:
-        steps = parse_ladder(doc["rungs"])
+        # Rung by rung: an operation's ladder whose coming targets were replaced is not one strategy's list.
+        steps = [_parse_rung(f"rungs[{index}]", rung) for index, rung in enumerate(doc["rungs"])]
         side, entry, stop = Side(doc["side"]), Decimal(doc["entry"]), Decimal(doc["stop"])
         parts = tuple(
             LadderPart(number=p["number"], step=step, target=Decimal(p["target"]),
@@ -672,3 +693,46 @@ def ladder_from_doc(doc: dict[str, Any]) -> Ladder:
         return Ladder(side, entry, stop, Decimal(doc["quantity"]), Decimal(doc["fee_rate"]), parts)
     except (KeyError, TypeError, ValueError, ArithmeticError, StrategyError) as e:
         raise InvalidInput(f"a recorded ladder cannot be read ({e})") from None
+
+
+# --- an operation's ladder replaced by hand, and the next target it waits for ----------------
+
+
+def replace_ladder(operation: Operation, steps: Sequence[LadderStep], *, info: SymbolInfo, fee_rate: Decimal,
+                   price: Decimal) -> Ladder:
+    """Return operation's ladder with the targets still to come replaced by steps; raise InvalidInput.
+
+    The new targets are priced as a strategy's are, from the operation's entry and initial stop (1 R),
+    and sized over what it still holds (resolve_ladder: down to the step, small parts merged); the
+    parts already passed are kept, so the parts taken keep their numbers and the rules' stop after
+    them. Refused (InvalidInput): a target that rounds onto or behind the entry or the one before
+    it, a stop rule that would fire at once, and a target not beyond price on the profit side (it
+    would fill at once).
+    """
+    side, held = operation.side, operation.held
+    coming = resolve_ladder(steps, side, entry=operation.entry_price, stop=operation.initial_stop, quantity=held,
+                            info=info, fee_rate=fee_rate)
+    for part in coming.parts:
+        if (part.target - price) * side.sign <= 0:
+            raise InvalidInput(f"--targets: target {part.number} ({part.step.at_text}) at {fmt(part.target)} is not "
+                               f"{'above' if side is Side.BUY else 'below'} the price now {fmt(price)}: it would fill "
+                               "at once", hint="choose targets further from the entry, or close a part by hand "
+                                               "with robson operation close ID --part")
+    old = operation.ladder
+    passed = old.parts[:operation.reached] if old is not None else ()
+    shift = len(passed)
+    parts = passed + tuple(
+        dataclasses.replace(p, number=p.number + shift,
+                            merged_into=None if p.merged_into is None else p.merged_into + shift)
+        for p in coming.parts)
+    ladder = Ladder(side, old.entry if old is not None else operation.entry_price,
+                    old.stop if old is not None else operation.initial_stop,
+                    sum((p.quantity for p in passed), ZERO) + held, fee_rate, parts)
+    return ladder_for_held(ladder, operation.reached, held, info)
+
+
+def next_target(operation: Operation) -> Decimal | None:
+    """The price the position waits for on the profit side: its ladder's next target with a part to take, or its target."""
+    if operation.ladder is None:
+        return operation.target
+    return next((p.target for p in operation.ladder.parts[operation.reached:] if p.quantity > 0), None)

@@ -73,7 +73,8 @@ def test_export_writes_every_trade_at_full_precision_as_csv_or_json(robson, tmp_
         rows = list(csv.DictReader(handle))
     assert list(rows[0])[:9] == ["entry_time", "exit_time", "entry_price", "exit_price", "quantity", "fees", "pnl",
                                  "r", "exit_reason"]
-    assert rows == doc["trades"]
+    assert rows == [{k: v for k, v in trade.items() if k != "parts"} for trade in doc["trades"]]
+    assert all(trade["parts"] == [] for trade in doc["trades"])  # one target: no partial exits
     assert json.loads((tmp_path / "t.json").read_text()) == doc["trades"]
     assert rows[0]["entry_time"].endswith("Z") and "T" in rows[0]["entry_time"]
 

@@ -122,3 +122,54 @@ def test_rescue_forces_auto_entries_with_trailing_stops_are_the_backtests_trades
     assert_same_trades(journey_trades(robson), result)
     assert_same_signals(robson, "rescue-forces", result, start, end)
     assert [(t["exit_reason"], t["stop_moves"]) for t in result["trades"]] == [(exit_reason, "1")]
+
+
+LADDER_CROSS = """\
+name: ladder-cross
+title: Ladder Cross (tests)
+entry: manual
+timeframe: 5m
+risk_percent: 1
+stop: {method: fixed_percent, percent: 0.5}
+targets:
+  - {at: 1R, close: 50%, then_stop: breakeven_plus_fees}
+  - {at: 2R, close: 25%, then_stop: previous_target}
+  - {at: 3R, close: rest}
+scan:
+  indicators:
+    ma4: {kind: sma, length: 4}
+    ma9: {kind: sma, length: 9}
+  setups:
+    - name: sma4-crosses-above-sma9
+      side: buy
+      when:
+        crosses_above: [ma4, ma9]
+      confirm: none
+"""
+
+
+@pytest.mark.slow
+def test_a_ladder_strategy_journey_at_every_candle_makes_the_backtests_trades_and_parts(robson, tmp_path,
+                                                                                         monkeypatch):
+    # 2021-07-02 on BTCUSDT 5m: the SMA4 × SMA9 crosses of 04:05, 04:45 and 06:10 enter at the next open
+    # with a 0.5 % stop and a three-target ladder: the first takes target 1 then stops at break-even plus
+    # fees, the second stops out, the third takes targets 1 and 2 and closes at target 3.
+    folder = tmp_path / "strategies"
+    folder.mkdir()
+    (folder / "ladder-cross.yaml").write_text(LADDER_CROSS)
+    monkeypatch.setenv("ROBSON_STRATEGIES_DIR", str(folder))
+    start, end = at("2021-07-02T04:00"), at("2021-07-02T08:00")
+
+    replay(robson, "ladder-cross", start, end, scan_every=STEP)
+    result = backtest(robson, "ladder-cross", start, end)
+
+    journey = journey_trades(robson)
+    assert_same_trades(journey, result)
+    assert_same_signals(robson, "ladder-cross", result, start, end)
+    for op, trade in zip(journey, result["trades"], strict=True):
+        assert [(p["target"], Decimal(p["quantity"]), Decimal(p["price"]), Decimal(p["fee"]), p["reason"],
+                 datetime.fromisoformat(p["at"])) for p in op["partial_exits"]] == \
+            [(p["target"], Decimal(p["quantity"]), Decimal(p["price"]), Decimal(p["fee"]), p["reason"],
+              datetime.fromisoformat(p["at"])) for p in trade["parts"]]
+    assert [(t["exit_reason"], [p["target"] for p in t["parts"]]) for t in result["trades"]] == [
+        ("stop", [1]), ("stop", []), ("target", [1, 2])]

@@ -285,3 +285,16 @@ def test_a_time_exit_after_a_partial_fill_sells_only_what_is_held(live: Live) ->
     average = (part * Decimal("28990") + (quantity - part) * Decimal("30000")) / quantity
     assert Decimal(check["exit"]["price"]) == average
     assert live.server.open_orders() == []
+
+
+def test_replacing_the_targets_of_a_live_operation_is_refused_and_changes_nothing(live: Live) -> None:
+    from tests.cli.conftest import assert_user_error, dump_database
+    from tests.live.test_live_monitor import executed
+
+    op = executed(live)
+    before, orders = dump_database(live.db), live.server.orders()
+
+    result = live.run("operation", "modify", op["id"], "--targets", "1R:50%,2R:rest")
+
+    assert_user_error(result, 2, f"operation {op['id']} is live: --targets replaces the targets of paper operations only")
+    assert dump_database(live.db) == before and live.server.orders() == orders
