@@ -62,7 +62,7 @@ from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.intent import TradingIntent
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import fmt, fmt_amount
-from robson.domain.ladder import ladder_view, stop_after_part
+from robson.domain.ladder import ladder_for_held, ladder_view, part_order_id, part_quantity, stop_after_part
 from robson.domain.lifecycle import stop_limit_price
 from robson.domain.monitoring import Exit, MonitorSettings, StopMove, WalkResult, time_exit_deadline, walk_candles
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
@@ -86,6 +86,7 @@ from robson.errors import (
     ExchangeError,
     IllegalTransition,
     InsufficientBalance,
+    InvalidInput,
     MarketDataError,
     OrderRejected,
     RobsonError,
@@ -265,6 +266,36 @@ def close_live_by_hand(op: Operation, *, store: Store, exchange: Exchange, marke
     raise AssertionError("close_by_hand always closes")  # pragma: no cover
 
 
+def close_live_part(op: Operation, part: str, *, store: Store, exchange: Exchange, market: MarketData,
+                    account: Account, strategy: Strategy | None, clock: Clock | None = None) -> Operation:
+    """Close a part of a live operation protected part by part at market ('50%' of what is held, or a quantity).
+
+    The check runs first (a fill meanwhile is booked). The ladder's coming parts are re-sized to what
+    will be held (ladder_for_held) and their OCOs reduced in place to it (keepPriority: never off the
+    book), a part merged away is cancelled; that frees the base the MARKET sell (`-P<n>`, looked up
+    before it is sent) needs; its fill is booked as a part with the re-sized ladder. The caller holds
+    the operation_lock. Raise InvalidInput for a bad part or an operation not protected part by part,
+    IllegalTransition if it closed meanwhile, ExchangeError if the sell failed (the next check gives each
+    part its OCO back for what it holds).
+    """
+    clock = clock or ExchangeClock(exchange)
+    watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                   strategy=strategy, candles=None, now=clock.now(), closer="by hand")
+    if not watch.by_parts:
+        raise InvalidInput(f"operation {op.id} is live with one protective order: --part closes a live operation "
+                           "protected part by part (a ladder of targets) only in this release",
+                           hint="close all of it with robson operation close, without --part")
+    try:
+        watch.close_part_by_hand(part)
+    except _Closed as closed:
+        done = closed.check.operation
+        raise IllegalTransition(f"operation {done.id} closed meanwhile ({done.close_reason.value if done.close_reason else done.status.value}); nothing more was sold",
+                                hint=f"look at it with robson operation show {done.id}") from None
+    except _Changed:
+        raise RobsonError(f"operation {op.id} changed while a part was being closed", hint="try again") from None
+    return watch.op
+
+
 def exit_live_at_market(op: Operation, reason: CloseReason, why: str, *, store: Store, exchange: Exchange,
                         market: MarketData, account: Account, strategy: Strategy | None, closer: str,
                         clock: Clock | None = None) -> Operation:
@@ -424,6 +455,8 @@ class _Watch:
 
     def _finish_exit(self) -> None:
         """Finish an exit at market begun before: a crash, a lost answer, or a rest the book did not take."""
+        if self.by_parts:
+            self._finish_part_close()
         exit_id = latest_order_id(self.store, self.op.intent_id, OrderRole.EXIT)
         exit_sent = self._last_send(exit_id)
         if exit_sent is None:
@@ -496,8 +529,96 @@ class _Watch:
                 self.notes.append(f"{order.client_order_id} is partially filled ({fmt(order.filled_quantity)} of "
                                   f"{fmt(order.quantity)}): watching it")
                 continue
-            if order.stop_price != self.op.stop or order.target_price != self._part_target(number):
+            left = self._part_left(number)
+            if order.stop_price != self.op.stop or order.target_price != self._part_target(number) \
+                    or order.quantity < left:  # a part re-sized by an interrupted `close --part`: protect it all
                 self._move_part(number, order)
+            elif order.quantity > left:  # its share of a part closed by hand: reduce it where it rests
+                self.store.ensure_locks()
+                self._mirror(self.exchange.reduce_order(self.op.symbol, order.client_order_id, left))
+
+    def close_part_by_hand(self, text: str) -> None:
+        """Reduce the coming parts' OCOs to what will be held, sell the part at market and book it (see close_live_part)."""
+        self._check()
+        op, info = self.op, self.info
+        held = self._held()
+        quantity = part_quantity(text, held, info, self.prices.of(op.symbol))
+        ids = part_order_ids(self.store, op)
+        if any(self._part_left(n) != op.ladder.parts[n - 1].quantity for n in ids if self._part_left(n) > 0):
+            raise InvalidInput(f"a part of {op.id} filled only in part: --part cannot re-size its ladder now",
+                               hint="close all of it with robson operation close, without --part")
+        sizes = ladder_for_held(op.ladder, op.reached, held - quantity, info).parts
+        for number, order_id in ids.items():
+            if self._part_left(number) <= 0:
+                continue
+            order = self._settle_part(number, self._look_up(order_id))
+            if order is None or order.status not in OPEN_STATUSES or order.filled_quantity > 0 or self.op != op:
+                raise ExchangeError(f"{order_id} changed on {self.exchange.name.capitalize()} meanwhile: nothing "
+                                    "was sold; the next check protects each part again", hint="try again")
+            size = sizes[number - 1].quantity
+            if size == 0:
+                self._cancel(order)
+            elif size < order.quantity:
+                self.store.ensure_locks()
+                self._mirror(self.exchange.reduce_order(op.symbol, order_id, size))
+        order_id = part_order_id(op)
+        sold = self.exchange.get_order(op.symbol, order_id)
+        if sold is None:
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold by hand")
+            try:
+                sold = self._send_once(order_id, f"part MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
+                                       f"({order_id}): closed by hand", lambda: self.exchange.place_market_order(
+                                           op.symbol, op.side.opposite, quantity, order_id, intent_id=op.intent_id),
+                                       part_close=fmt(quantity))
+            except (OrderRejected, InsufficientBalance) as e:
+                self._check_parts()  # each part gets its OCO back for what it holds
+                raise ExchangeError(f"the part {order_id} was refused: {e}; nothing was sold, every part is "
+                                    "protected as before") from None
+        self._book_hand_part(sold)
+        self._check_parts()  # a part the book filled only in part: the OCOs follow what is held
+
+    def _finish_part_close(self) -> None:
+        """Book a part sold by hand that an interrupted `close --part` did not (it sent its MARKET order last)."""
+        order_id = part_order_id(self.op)
+        if self._last_send(order_id) is None:
+            return
+        sold = self.exchange.get_order(self.op.symbol, order_id)
+        if sold is None:
+            # Raise AnswerLost while it could still arrive; once it cannot, it never sold: the OCOs protect it all.
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold by hand")
+            return
+        self._book_hand_part(sold)
+
+    def _book_hand_part(self, sold: Order) -> None:
+        """Book a MARKET part sold by hand at its fill and fee, re-sizing the ladder's coming parts to what is held."""
+        op, info = self.op, self.info
+        if sold.status in OPEN_STATUSES:
+            self._mirror(sold)
+            raise ExchangeError(f"the part {sold.client_order_id} is still {sold.status.value}; the next check "
+                                "looks at it again")
+        if not sold.filled_quantity:
+            self._mirror(sold)
+            return
+        if sold.filled_quantity >= self._held():
+            self._close(sold, CloseReason.MANUAL, None, "part MARKET", "")
+        fee = fee_in_quote(sold, info)
+        updated = op.take_part(quantity=sold.filled_quantity, price=sold.average_price, fee=fee,
+                               reason=CloseReason.MANUAL, at=sold.updated_at, client_order_id=sold.client_order_id)
+        updated = dataclasses.replace(updated, ladder=ladder_for_held(op.ladder, op.reached, updated.held, info))
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            self._mirror_in(tx, sold)
+            tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+            tx.record(AuditEvent(
+                at=sold.updated_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+                message=f"part closed by hand: MARKET {sold.side.value} {fmt(sold.filled_quantity)} filled @ "
+                        f"{fmt(sold.average_price)} fee {fmt_amount(fee)} {op.quote_asset} ({sold.client_order_id}); "
+                        f"{fmt(updated.held)} still held, each coming part's OCO resized to its share",
+                data={"client_order_id": sold.client_order_id, "part": len(updated.parts),
+                      "quantity": fmt(sold.filled_quantity), "price": fmt(sold.average_price), "fee": fmt(fee),
+                      "reason": "manual", "held": fmt(updated.held)}))
+        self.op = updated
 
     def _part_of(self, order_id: str) -> int | None:
         """The ladder part whose OCO order_id is, None for a whole-position order."""

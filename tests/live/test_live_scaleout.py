@@ -109,3 +109,123 @@ def test_a_three_part_ladder_is_protected_part_by_part_and_each_target_moves_the
                    Decimal(0)) - entry_fee
     assert Decimal(closed["realized_pnl"]) == expected
     assert live.server.open_orders() == []
+
+
+# --- a monitor killed between a target's fill and the move of the other parts ------------------------
+
+# (step, where the process dies, whether Binance could still receive the OCO it was about to send)
+MOVE_STEPS = [
+    ("after target 1 is booked, before any OCO is moved", f"{EXCHANGE}.cancel_order:before", False),
+    ("after part 2's OCO is cancelled, before its next one is sent", f"{EXCHANGE}.cancel_order:after", False),
+    ("after part 2's next OCO is recorded as sent, before it goes out", f"{EXCHANGE}.place_stop_order:before", True),
+    ("after part 2's next OCO is placed, before the store knows it", f"{EXCHANGE}.place_stop_order:after", False),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "kill_at", "send_pending"), MOVE_STEPS, ids=[s[0] for s in MOVE_STEPS])
+def test_a_monitor_killed_while_following_a_target_fill_leaves_each_part_protected_once(
+        ladder: Live, tmp_path: Path, step: str, kill_at: str, send_pending: bool) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "31000")
+
+    killed = killed_monitor(live, tmp_path, kill_at)
+    assert killed.returncode == -signal.SIGKILL
+    if send_pending:  # until Binance's recvWindow has passed, the recorded send is never sent again
+        waiting = live.run_process("monitor", "--once", "--json")
+        assert waiting.returncode == 1, waiting.stderr
+        assert "could still be executed" in json.loads(waiting.stdout)["errors"][0]["message"]
+        live.server.clock_offset_ms += PAST_RECV_WINDOW_MS
+    again = live.run_process("monitor", "--once", "--json")
+
+    assert again.returncode == 0, again.stderr
+    stored = show(live, op["id"])
+    [first] = stored["partial_exits"]
+    assert (Decimal(first["quantity"]), Decimal(first["price"])) == (PARTS[0], TARGETS[1])
+    assert Decimal(stored["stop"]) == BREAK_EVEN_PLUS_FEES
+    assert part_ocos(live) == {f"P{i}S1": (PARTS[i - 1], BREAK_EVEN_PLUS_FEES, TARGETS[i]) for i in (2, 3)}
+    assert_protected(live, op["id"])
+    # No duplicate: the three first OCOs, then one next generation for each part still held.
+    stops = sorted(o["clientOrderId"].split("-", 3)[3] for o in live.orders("STOP_LOSS_LIMIT"))
+    assert stops == ["P1S", "P2S", "P2S1", "P3S", "P3S1"]
+    assert [e["data"]["new_stop"] for e in stored["audit"] if e["kind"] == "stop_moved"] == ["30060.1"]
+    again_ = monitor(live)  # a further check changes nothing
+    assert again_["errors"] == [] and sorted(part_ocos(live)) == ["P2S1", "P3S1"]
+
+
+# --- closing by hand ------------------------------------------------------------------------------------
+
+
+def test_closing_all_of_a_laddered_operation_cancels_every_part_oco_then_sells_what_is_held(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "31000")
+    monitor(live)  # target 1 taken: parts 2 and 3 rest under their next OCOs
+
+    closed = live.ok("operation", "close", op["id"])
+
+    assert (closed["status"], closed["close_reason"]) == ("CLOSED", "manual")
+    assert live.server.open_orders() == []
+    sells = [t for t in live.server.trades() if not t["isBuyer"]]
+    assert [(Decimal(t["qty"]), Decimal(t["price"])) for t in sells] == [
+        (PARTS[0], TARGETS[1]), (PARTS[1] + PARTS[2], Decimal("31000"))]
+
+
+def hand_part_sizes() -> list[Decimal]:
+    """50 % of the 0.03326 held sold by hand: the three coming parts re-sized pro rata to the 0.01663 left."""
+    return [Decimal("0.00831"), Decimal("0.00415"), Decimal("0.00417")]  # 0.008315 ↓, 0.004155 ↓, the rest
+
+
+def test_closing_a_part_by_hand_reduces_each_part_oco_in_place_then_sells_it_at_market(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "30500")
+
+    after = live.ok("operation", "close", op["id"], "--part", "50%")
+
+    assert after["status"] == "ACTIVE" and Decimal(after["held"]) == Decimal("0.01663")
+    [part] = after["partial_exits"]
+    sell = [t for t in live.server.trades() if not t["isBuyer"]][-1]
+    assert (Decimal(part["quantity"]), Decimal(part["price"]), Decimal(part["fee"])) == (
+        Decimal("0.01663"), Decimal("30500"), Decimal(sell["commission"]))
+    # Reduced where they rest (keepPriority): the same ids, the same stop and targets, smaller.
+    assert part_ocos(live) == {f"P{i}S": (size, Decimal("29000"), TARGETS[i])
+                               for i, size in zip((1, 2, 3), hand_part_sizes(), strict=True)}
+    assert_protected(live, op["id"])
+    assert monitor(live)["errors"] == [] and sorted(part_ocos(live)) == ["P1S", "P2S", "P3S"]
+
+    live.server.set_price("BTCUSDT", "31000")  # target 1 takes its re-sized part
+    monitor(live)
+    assert Decimal(show(live, op["id"])["held"]) == Decimal("0.00832")
+    assert_protected(live, op["id"])
+
+
+HAND_STEPS = [
+    ("after part 1's OCO is reduced, before the others", f"{EXCHANGE}.reduce_order:after"),
+    ("after the part is sold, before it is booked", f"{EXCHANGE}.place_market_order:after"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("step", "kill_at"), HAND_STEPS, ids=[s[0] for s in HAND_STEPS])
+def test_a_close_part_killed_half_way_leaves_every_part_protected_after_the_next_check(
+        ladder: Live, tmp_path: Path, step: str, kill_at: str) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "30500")
+    hook = tmp_path / "hook"
+    hook.mkdir(exist_ok=True)
+    from tests.reliability.test_crash_during_execute import KILL_HOOK
+
+    (hook / "sitecustomize.py").write_text(KILL_HOOK, encoding="utf-8")
+    killed = live.run_process("operation", "close", op["id"], "--part", "50%", PYTHONPATH=str(hook), KILL_AT=kill_at)
+    again = live.run_process("monitor", "--once", "--json")
+
+    assert killed.returncode == -signal.SIGKILL
+    assert again.returncode == 0, again.stderr
+    assert_protected(live, op["id"])
+    sold = [t for t in live.server.trades() if not t["isBuyer"]]
+    stored = show(live, op["id"])
+    assert [Decimal(p["quantity"]) for p in stored["partial_exits"]] == [Decimal(t["qty"]) for t in sold]
+    assert len(live.orders("MARKET")) == 1 + len(sold)  # the entry, and the part sold once if it was sent
