@@ -70,7 +70,7 @@ def status(ctx: typer.Context,
                                     fmt(u.quantity) if u.entry is not None else f"up to {fmt(u.quantity)}",
                                     fmt(u.entry.average_price) if u.entry is not None else "unknown", fmt(u.price),
                                     f"{fmt(u.exposure, 2)} {u.intent.quote_asset}",
-                                    f"stop {u.stop.client_order_id}" if u.protected else "UNPROTECTED")
+                                    f"stop {u.protecting[0].client_order_id}" if u.protected else "UNPROTECTED")
                                    for u in unresolved]))
 
     doc = {"operations": [operation_view_doc(v) for v in views]}
