@@ -457,6 +457,7 @@ class _Watch:
         """Finish an exit at market begun before: a crash, a lost answer, or a rest the book did not take."""
         if self.by_parts:
             self._finish_part_close()
+            self._finish_part_sells()
         exit_id = latest_order_id(self.store, self.op.intent_id, OrderRole.EXIT)
         exit_sent = self._last_send(exit_id)
         if exit_sent is None:
@@ -621,9 +622,54 @@ class _Watch:
         self.op = updated
 
     def _part_of(self, order_id: str) -> int | None:
-        """The ladder part whose OCO order_id is, None for a whole-position order."""
+        """The ladder part whose order order_id is (its OCO, or its sell at market), None for a whole-position order."""
         parsed = parse_part_order_id(self.op.intent_id, order_id) if self.by_parts else None
-        return parsed[0] if parsed is not None and parsed[1] is OrderRole.STOP else None
+        return parsed[0] if parsed is not None and parsed[1] in (OrderRole.STOP, OrderRole.EXIT) else None
+
+    def _part_sell_id(self, number: int) -> str:
+        """The id of the part's next sell at market (`-P<i>X`, `-P<i>X1` …): the latest sent, unless it was booked."""
+        op = self.op
+        with self.store.read() as session:
+            sent = [e.data.get("client_order_id") or "" for e in session.audit_trail(intent_id=op.intent_id)
+                    if e.kind is AuditKind.ORDER_SENT]
+        generations = [parsed[2] for parsed in (parse_part_order_id(op.intent_id, i) for i in sent)
+                       if parsed is not None and parsed[:2] == (number, OrderRole.EXIT)]
+        order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations, default=0), part=number)
+        if any(p.client_order_id == order_id for p in op.parts):
+            order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations) + 1, part=number)
+        return order_id
+
+    def _finish_part_sells(self) -> None:
+        """Book a part's sell at market that an interrupted check sent but did not book."""
+        for number in part_order_ids(self.store, self.op):
+            order_id = self._part_sell_id(number)
+            if self._part_left(number) > 0 and self._last_send(order_id) is not None:
+                sold = self.exchange.get_order(self.op.symbol, order_id)
+                if sold is None:
+                    safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold at market")
+                elif sold.status not in OPEN_STATUSES:
+                    self._settle_part(number, sold)
+
+    def _sell_part(self, number: int, why: str) -> Order:
+        """Sell what a part holds at market where its target is already reached (its OCO cannot rest there), as
+        that target's fill; return the sell. Raise ExchangeError if Binance shows it still open."""
+        op = self.op
+        order_id = self._part_sell_id(number)
+        sold = self.exchange.get_order(op.symbol, order_id)
+        if sold is None:
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold at market")
+            quantity = self._part_left(number)
+            try:
+                sold = self._send_once(order_id, f"part {number}: MARKET {op.side.opposite.value} {fmt(quantity)} "
+                                       f"{op.symbol} ({order_id}): {why}", lambda: self.exchange.place_market_order(
+                                           op.symbol, op.side.opposite, quantity, order_id, intent_id=op.intent_id))
+            except (OrderRejected, InsufficientBalance) as e:  # that part has no OCO: exit all of it at market
+                self._exit_instead(CloseReason.STOP_PLACEMENT_FAILED, f"{why}; its sell {order_id} was refused: {e}")
+        if sold.status in OPEN_STATUSES:
+            self._mirror(sold)
+            raise ExchangeError(f"the part's sell {order_id} is still {sold.status.value}; the next check looks again")
+        self._settle_part(number, sold)
+        return sold
 
     def _part_target(self, number: int) -> Decimal:
         return self.op.ladder.parts[number - 1].target
@@ -661,9 +707,10 @@ class _Watch:
         The fill that sells the last of the position closes the operation instead (raises _Closed).
         """
         op, info = self.op, self.info
-        at_target = self._at_target(order)
+        sold = parse_part_order_id(op.intent_id, order.client_order_id)[1] is OrderRole.EXIT  # its target was reached
+        at_target = sold or self._at_target(order)
         reason = CloseReason.TARGET if at_target else self._stop_reason(order.stop_price)
-        what = f"part {number}: " + ("target leg" if at_target else "stop")
+        what = f"part {number}: " + ("MARKET at its target" if sold else "target leg" if at_target else "stop")
         if order.filled_quantity >= self._held():
             self._close(order, reason, order.target_price if at_target else order.stop_price, what, "")
         fee = fee_in_quote(order, info)
@@ -847,6 +894,9 @@ class _Watch:
             if (price - op.stop) * op.side.sign <= 0:
                 self._exit_instead(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
                                    f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
+            if part is not None and (price - target) * op.side.sign >= 0 and not self.exiting:
+                return self._sell_part(part, f"{why}; the price {fmt(price)} is already at or beyond its target "
+                                             f"{fmt(target)}")
             if target is not None and (price - target) * op.side.sign >= 0:
                 self._exit_instead(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
                                    f"target {fmt(target)}")

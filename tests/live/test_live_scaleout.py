@@ -229,3 +229,105 @@ def test_a_close_part_killed_half_way_leaves_every_part_protected_after_the_next
     stored = show(live, op["id"])
     assert [Decimal(p["quantity"]) for p in stored["partial_exits"]] == [Decimal(t["qty"]) for t in sold]
     assert len(live.orders("MARKET")) == 1 + len(sold)  # the entry, and the part sold once if it was sent
+
+
+# --- stops, vanished OCOs, refusals -----------------------------------------------------------------
+
+
+def test_the_stop_taking_every_part_closes_the_operation_as_stop_summing_the_parts(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "28990")  # every part's stop leg triggers and fills at its limit or better
+
+    monitor(live)
+
+    closed = show(live, op["id"])
+    sells = [t for t in live.server.trades() if not t["isBuyer"]]
+    assert (closed["status"], closed["close_reason"]) == ("CLOSED", "stop")
+    assert sum((Decimal(t["qty"]) for t in sells), Decimal(0)) == Decimal(op["quantity"])
+    expected = sum(((Decimal(t["price"]) - Decimal(op["entry_price"])) * Decimal(t["qty"]) - Decimal(t["commission"])
+                    for t in sells), Decimal(0)) - Decimal(op["entry_fee"])
+    assert Decimal(closed["realized_pnl"]) == expected
+    assert live.server.open_orders() == []
+
+
+def test_a_part_oco_cancelled_by_hand_is_placed_again_under_its_next_id(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.cancel_by_hand(f"rb-{op['intent_id']}-P2S")
+
+    report = monitor(live)
+
+    assert report["errors"] == []
+    assert part_ocos(live) == {"P1S": (PARTS[0], Decimal("29000"), TARGETS[1]),
+                               "P2S1": (PARTS[1], Decimal("29000"), TARGETS[2]),
+                               "P3S": (PARTS[2], Decimal("29000"), TARGETS[3])}
+    assert_protected(live, op["id"])
+
+
+def test_a_part_oco_refused_at_execute_cancels_the_parts_placed_and_exits_at_market(ladder: Live) -> None:
+    from tests.live.binance_server import Fault
+
+    live = ladder
+    planned = live.ok("plan", "buy", "BTCUSDT", "--strategy", "scale-out", "--stop", "29000")
+    live.ok("validate", planned["id"])
+    oco = "/api/v3/orderList/oco"
+    refuse = Fault.error(-2010, "Order would trigger immediately.")
+    live.server.inject(Fault.first(lambda: live.server.inject(refuse, "POST", oco)), "POST", oco)
+
+    result = live.run("execute", planned["id"], "--live", "--acknowledge-risk")
+
+    assert result.exit_code == 1 and "closed at market" in result.stderr, result.stderr
+    assert live.server.open_orders() == []
+    [operation] = live.ok("operation", "list")["operations"]
+    closed = show(live, operation["id"])
+    assert (closed["status"], closed["close_reason"]) == ("CLOSED", "stop_placement_failed")
+    [sell] = [t for t in live.server.trades() if not t["isBuyer"]]
+    assert Decimal(sell["qty"]) == Decimal(closed["quantity"])
+
+
+def test_moving_the_stop_of_a_laddered_live_operation_by_hand_is_refused(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+
+    result = live.run("operation", "modify", op["id"], "--stop", "29500")
+
+    assert result.exit_code != 0 and "part by part" in result.stderr
+    assert sorted(part_ocos(live)) == ["P1S", "P2S", "P3S"]
+
+
+def test_a_part_target_filled_in_part_books_it_and_gives_the_rest_of_that_part_an_oco_of_its_own(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    # Binance expires the OCO's stop leg at the take-profit's first fill: the rest of part 1 has no stop under it.
+    live.server.fill_partly(f"rb-{op['intent_id']}-P1T", Decimal("0.01"), "31000")
+    live.server.set_price("BTCUSDT", "30000")
+
+    assert monitor(live)["errors"] == []
+
+    stored = show(live, op["id"])
+    assert [(Decimal(p["quantity"]), Decimal(p["price"])) for p in stored["partial_exits"]] == [
+        (Decimal("0.01"), TARGETS[1])]
+    assert Decimal(stored["stop"]) == Decimal("29000")  # target 1 is not done until all its part is taken
+    assert part_ocos(live) == {"P1S1": (PARTS[0] - Decimal("0.01"), Decimal("29000"), TARGETS[1]),
+                               "P2S": (PARTS[1], Decimal("29000"), TARGETS[2]),
+                               "P3S": (PARTS[2], Decimal("29000"), TARGETS[3])}
+    assert_protected(live, op["id"])
+
+
+def test_the_rest_of_a_part_whose_oco_vanished_beyond_its_target_is_sold_as_that_targets_fill(ladder: Live) -> None:
+    live = ladder
+    op = executed(live)
+    live.server.fill_partly(f"rb-{op['intent_id']}-P1T", Decimal("0.01"), "31000")
+    live.server.cancel_by_hand(f"rb-{op['intent_id']}-P1T")  # the rest of part 1 is left without its OCO
+    live.server.set_price("BTCUSDT", "31050")  # an OCO for the rest could not rest its take-profit there
+
+    assert monitor(live)["errors"] == []
+
+    stored = show(live, op["id"])
+    assert [(Decimal(p["quantity"]), p["reason"]) for p in stored["partial_exits"]] == [
+        (Decimal("0.01"), "target"), (PARTS[0] - Decimal("0.01"), "target")]
+    assert stored["partial_exits"][1]["client_order_id"] == f"rb-{op['intent_id']}-P1X"
+    assert Decimal(stored["stop"]) == BREAK_EVEN_PLUS_FEES
+    assert part_ocos(live) == {f"P{i}S1": (PARTS[i - 1], BREAK_EVEN_PLUS_FEES, TARGETS[i]) for i in (2, 3)}
+    assert_protected(live, op["id"])
