@@ -445,7 +445,8 @@ class _Watch:
                 order = self._settle_part(number, self._look_up(order_id))
                 if order is not None and order.status in OPEN_STATUSES:
                     self._cancel(order)
-            if not self._stored(protective_order_id(self.store, self.op.intent_id)):
+            rest_id = protective_order_id(self.store, self.op.intent_id)
+            if not self._stored(rest_id) and self._last_send(rest_id) is None:
                 return  # no stop for a rest an exit left: nothing more to end
         order = self._look_up(protective_order_id(self.store, self.op.intent_id))
         if order is not None and order.status is OrderStatus.FILLED:
@@ -517,11 +518,15 @@ class _Watch:
         for order in orders.values():
             if order is not None and order.status in OPEN_STATUSES and not self._at_target(order):
                 self._exit_if_stranded(order)
-        ids = part_order_ids(self.store, self.op)
         for number in orders:
-            order = orders[number]
-            if self._part_left(number) > 0 and (order is None or order.status not in OPEN_STATUSES):
-                orders[number] = self._replace_vanished_part(number, ids[number], order)
+            order, sends = orders[number], 0
+            while self._part_left(number) > 0 and (order is None or order.status not in OPEN_STATUSES):
+                if sends == MAX_EXIT_SENDS:  # a thin book sold only some of the part, each time
+                    raise ExchangeError(f"part {number} of {self.op.id} still holds {fmt(self._part_left(number))} "
+                                        "after its sells at market; the next check tries again")
+                order = self._replace_vanished_part(number, part_order_ids(self.store, self.op)[number], order)
+                sends += 1
+            orders[number] = order
         self._trail(None)
         for number, order in orders.items():
             if self._part_left(number) <= 0 or order is None:
@@ -635,7 +640,9 @@ class _Watch:
         generations = [parsed[2] for parsed in (parse_part_order_id(op.intent_id, i) for i in sent)
                        if parsed is not None and parsed[:2] == (number, OrderRole.EXIT)]
         order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations, default=0), part=number)
-        if any(p.client_order_id == order_id for p in op.parts):
+        with self.store.read() as session:
+            done = session.get_order(order_id)
+        if done is not None and done.status not in OPEN_STATUSES:  # it sold what it could (booked if anything)
             order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations) + 1, part=number)
         return order_id
 
@@ -649,6 +656,7 @@ class _Watch:
                     safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold at market")
                 elif sold.status not in OPEN_STATUSES:
                     self._settle_part(number, sold)
+                    self._mirror(sold)
 
     def _sell_part(self, number: int, why: str) -> Order:
         """Sell what a part holds at market where its target is already reached (its OCO cannot rest there), as
@@ -665,8 +673,8 @@ class _Watch:
                                            op.symbol, op.side.opposite, quantity, order_id, intent_id=op.intent_id))
             except (OrderRejected, InsufficientBalance) as e:  # that part has no OCO: exit all of it at market
                 self._exit_instead(CloseReason.STOP_PLACEMENT_FAILED, f"{why}; its sell {order_id} was refused: {e}")
+        self._mirror(sold)
         if sold.status in OPEN_STATUSES:
-            self._mirror(sold)
             raise ExchangeError(f"the part's sell {order_id} is still {sold.status.value}; the next check looks again")
         self._settle_part(number, sold)
         return sold
@@ -778,7 +786,7 @@ class _Watch:
         after = self._cancel(order)
         if self._part_left(number) <= 0:
             return  # it filled meanwhile and was booked
-        generation = parse_part_order_id(self.op.intent_id, old_id)[2] + 1
+        generation = parse_part_order_id(self.op.intent_id, part_order_ids(self.store, self.op)[number])[2] + 1
         moved = (f"stop moved {fmt(order.stop_price)} → {fmt(self.op.stop)}: {old_id} cancelled"
                  if after is not None else f"{old_id} vanished")
         self._place(generation, moved, self._part_left(number), previous=old_id, part=number)
