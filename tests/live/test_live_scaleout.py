@@ -331,3 +331,47 @@ def test_the_rest_of_a_part_whose_oco_vanished_beyond_its_target_is_sold_as_that
     assert Decimal(stored["stop"]) == BREAK_EVEN_PLUS_FEES
     assert part_ocos(live) == {f"P{i}S1": (PARTS[i - 1], BREAK_EVEN_PLUS_FEES, TARGETS[i]) for i in (2, 3)}
     assert_protected(live, op["id"])
+
+
+# --- trailing and time exits apply to every part -----------------------------------------------------------
+
+
+def with_rule(live: Live, rule: str) -> None:
+    folder = Path(live.settings["ROBSON_STRATEGIES_DIR"])
+    (folder / "scale-out.yaml").write_text(SCALE_OUT + rule, encoding="utf-8")
+
+
+def test_a_trailed_stop_moves_every_parts_oco(ladder: Live) -> None:
+    from tests.live.test_live_monitor import opened_ms, trailing_candles
+
+    live = ladder
+    with_rule(live, "trailing: hand_span\n")
+    op = executed(live)
+    trailing_candles(live, opened_ms(op), Decimal("31100"))  # one span (1000) of profit: break-even plus fees
+    # (the candle's high passes target 1 on the chart, but only Binance's fill takes a part live)
+    live.server.set_price("BTCUSDT", "30500")
+    monitor(live)
+
+    stop = Decimal(show(live, op["id"])["stop"])
+    assert Decimal("30000") < stop < Decimal("30500")
+    assert part_ocos(live) == {f"P{i}S1": (PARTS[i - 1], stop, TARGETS[i]) for i in (1, 2, 3)}
+    assert_protected(live, op["id"])
+
+
+def test_a_time_exit_cancels_every_parts_oco_and_sells_what_is_held(ladder: Live) -> None:
+    live = ladder
+    with_rule(live, "time_exit: {candles: 2}\n")
+    op = executed(live)
+    live.server.set_price("BTCUSDT", "31000")
+    monitor(live)  # target 1 taken
+    live.server.clock_offset_ms += 3_600_000  # four 15m candles later
+    live.server.set_price("BTCUSDT", "30700")
+
+    monitor(live)
+
+    closed = show(live, op["id"])
+    assert (closed["status"], closed["close_reason"]) == ("CLOSED", "time_exit")
+    assert live.server.open_orders() == []
+    sells = [t for t in live.server.trades() if not t["isBuyer"]]
+    assert [(Decimal(t["qty"]), Decimal(t["price"])) for t in sells] == [
+        (PARTS[0], TARGETS[1]), (PARTS[1] + PARTS[2], Decimal("30700"))]
