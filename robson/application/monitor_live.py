@@ -740,6 +740,9 @@ class _Watch:
                                    tick_size=info.tick_size)
             if stop != op.stop:
                 updated = dataclasses.replace(updated, stop=stop)
+                length = timeframe_ms(REPORT_TIMEFRAME)
+                self.moves += (StopMove(order.updated_at, op.stop, stop, part.step.then_stop.value,
+                                        datetime_to_ms(order.updated_at) // length * length, order.average_price),)
                 events.append(AuditEvent(
                     at=order.updated_at, kind=AuditKind.STOP_MOVED, intent_id=op.intent_id, operation_id=op.id,
                     message=f"stop moved {fmt(op.stop)} → {fmt(stop)} ({part.step.then_stop.describe()} after "
@@ -986,8 +989,8 @@ class _Watch:
             walked = dataclasses.replace(walked, stop=result.stop, last_checked_at=result.last_checked_at)
             if result.exit is None:
                 break
-        self.moves = tuple(moves)
-        self.examined = candles_examined(op, candles, self.timeframe, WalkResult(self.moves, None, walked.stop,
+        self.moves += tuple(moves)  # after the moves a target's fill made this check, if any
+        self.examined = candles_examined(op, candles, self.timeframe, WalkResult(tuple(moves), None, walked.stop,
                                                                           walked.last_checked_at))
         updated = dataclasses.replace(op, stop=walked.stop, last_checked_at=walked.last_checked_at)
         if moves:
