@@ -27,7 +27,7 @@ from robson.domain.intent import (
     TradingIntent,
     entry_side_problem,
 )
-from robson.domain.ladder import ladder_from_doc
+from robson.domain.ladder import Ladder, ladder_from_doc
 from robson.domain.lifecycle import anchor_to_fill, execution_risk, open_operation, operation_ladder, stop_limit_price
 from robson.domain.market import SymbolInfo, check_not_before
 from robson.domain.sizing import reward_to_risk
@@ -341,19 +341,20 @@ def _carry_out(intent: TradingIntent, *, strategy: Strategy | None, store: Store
     if info.below_minimum(quantity, entry.average_price):
         _leave_as_dust(intent, entry, info, quantity, store=store, exchange=exchange, clock=clock, account=account)
     stop_id = protection_id(intent, exchange)
+    ladder = live_ladder(intent, entry, info, quantity, exchange=exchange, account=account)
     try:
-        stop_order, stop_error = _protect(intent, entry, info, quantity, stop_id, store=store, exchange=exchange,
-                                          clock=clock, account=account)
+        if ladder is not None:
+            stop_order, stop_error = _protect_parts(intent, entry, info, ladder, store=store, exchange=exchange,
+                                                    clock=clock, account=account)
+        else:
+            stop_order, stop_error = _protect(intent, entry, info, quantity, stop_id, store=store, exchange=exchange,
+                                              clock=clock, account=account)
     except RobsonError as e:  # the entry filled and no stop is known on the exchange: say so, never exit on a guess
         raise Unprotected(
             f"UNPROTECTED: {fmt(quantity)} {info.base_asset} held ({entry_id} filled @ {fmt(entry.average_price)}) "
             f"and no protective stop on {exchange.name.capitalize()} yet: {e}", hint=SETTLE_HINT, cause=e) from None
-    if stop_order is not None:
-        _record_once(store, AuditEvent(
-            at=clock.now(), kind=AuditKind.STOP_PLACED, intent_id=intent.id,
-            message=f"stop {stop_order.type.value} {fmt(stop_order.quantity)} @ {fmt(stop_order.stop_price)}"
-                    + (f", target {fmt(stop_order.target_price)}" if stop_order.target_price else ""),
-        ), stop_id)
+    if stop_order is not None and ladder is None:
+        _record_placed(store, clock, intent, stop_order)
     return _finish(intent, entry, info, stop_order, stop_error, store=store, exchange=exchange, clock=clock,
                    strategy=strategy, market=market, account=account)
 
@@ -475,6 +476,76 @@ def _protect(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: De
     return stop_order, None
 
 
+def _record_placed(store: Store, clock: Clock, intent: TradingIntent, order: Order, what: str = "stop") -> None:
+    _record_once(store, AuditEvent(
+        at=clock.now(), kind=AuditKind.STOP_PLACED, intent_id=intent.id,
+        message=f"{what} {order.type.value} {fmt(order.quantity)} @ {fmt(order.stop_price)}"
+                + (f", target {fmt(order.target_price)}" if order.target_price else ""),
+    ), order.client_order_id)
+
+
+def live_ladder(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: Decimal, *, exchange: Exchange,
+                account: Account) -> Ladder | None:
+    """The ladder a filled entry's operation walks (operation_ladder), None without one.
+
+    The same for every run of the same fill: execute protects a live market or stop entry with one
+    OCO per part of it, and the operation keeps it for the live monitor. A limit entry's protection
+    was attached to it before the fill (one OCO, Binance's OTOCO): its ladder is walked on paper only.
+    """
+    if not exchange.live or intent.entry_order is EntryOrder.LIMIT:
+        return None
+    stop, _ = protective_levels(intent, entry, info, account)
+    return fill_ladder(intent, entry.average_price or intent.entry, stop, quantity, info, account)
+
+
+def fill_ladder(intent: TradingIntent, fill: Decimal, stop: Decimal, quantity: Decimal, info: SymbolInfo,
+                account: Account) -> Ladder | None:
+    """The intent's ladder fitted to the position opened at fill (operation_ladder), None without one."""
+    if not intent.details.get("ladder"):
+        return None
+    return operation_ladder(ladder_from_doc(intent.details["ladder"]), anchor_of(intent), fill=fill, stop=stop,
+                            quantity=quantity, info=info, fee_rate=account.fee_rate)
+
+
+def _protect_parts(intent: TradingIntent, entry: Order, info: SymbolInfo, ladder: Ladder, *, store: Store,
+                   exchange: Exchange, clock: Clock, account: Account) -> tuple[Order | None, RobsonError | None]:
+    """Protect each part of a live ladder with its own OCO (its target, the position's stop, its quantity).
+
+    Binance locks the base asset a resting order would sell, so the parts' OCOs together ask for
+    exactly what is held: held == protected, and no order asks for more. Each is looked up before it
+    is sent (`-P<i>S`), so a re-run places only the missing ones. Return the first part's OCO; a
+    refusal is returned as the error (the position is then exited at market: the exit cancels the
+    parts already placed first, freeing their base). Raise what leaves an OCO unknown, as _protect does.
+    """
+    if not exchange.live:
+        raise ExecutionRefused("per-part protective orders are for a live exchange")
+    symbol, side = intent.symbol, intent.side
+    stop, _ = protective_levels(intent, entry, info, account)
+    limit = stop_limit_price(side, stop, info.round_price, account.stop_limit_offset_percent)
+    placed: list[Order] = []
+    for part in ladder.parts:
+        if part.quantity <= 0:
+            continue  # merged into another part: its quantity rests under that part's OCO
+        order_id = client_order_id(intent.id, OrderRole.STOP, part=part.number)
+        order = exchange.get_order(symbol, order_id)
+        if order is None:
+            safe_to_send(store, exchange, intent, order_id, f"protective OCO of part {part.number}")
+            try:
+                order = send_once(
+                    store, exchange, clock, intent, order_id,
+                    f"part {part.number}: OCO {side.opposite.value} {fmt(part.quantity)} stop {fmt(stop)} limit "
+                    f"{fmt(limit)}, target {fmt(part.target)} ({order_id})",
+                    lambda part=part, order_id=order_id: exchange.place_stop_order(
+                        symbol, side.opposite, part.quantity, stop, limit, order_id, target_price=part.target,
+                        intent_id=intent.id))
+            except (OrderRejected, InsufficientBalance) as e:
+                return None, e
+        _mirror(store, [order], intent)
+        _record_placed(store, clock, intent, order, f"part {part.number}: stop")
+        placed.append(order)
+    return placed[0], None
+
+
 def _leave_as_dust(intent: TradingIntent, entry: Order, info: SymbolInfo, quantity: Decimal, *, store: Store,
                    exchange: Exchange, clock: Clock, account: Account) -> NoReturn:
     """Record an entry filled below any order the exchange takes as a DUST operation, and raise saying so.
@@ -546,10 +617,8 @@ def _finish(intent: TradingIntent, entry: Order, info: SymbolInfo, stop_order: O
         entry_price=entry.average_price or intent.entry, entry_fee=fee_in_quote(entry, info), stop=stop,
         target=target, at=opened, quote_asset=intent.quote_asset,
     )
-    if operation.ladder is None and intent.details.get("ladder") and operation.status is OperationStatus.ACTIVE:
-        ladder = operation_ladder(ladder_from_doc(intent.details["ladder"]), anchor_of(intent),
-                                  fill=operation.entry_price, stop=stop, quantity=quantity, info=info,
-                                  fee_rate=account.fee_rate)
+    if operation.ladder is None and operation.status is OperationStatus.ACTIVE:
+        ladder = fill_ladder(intent, operation.entry_price, stop, quantity, info, account)
         if ladder is not None:
             operation = dataclasses.replace(operation, ladder=ladder)
     if stop_order is None and exchange.live:

@@ -62,6 +62,7 @@ from robson.application.ports import Clock, Exchange, MarketData, Store
 from robson.domain.intent import TradingIntent
 from robson.domain.market import Candle, SymbolInfo, datetime_to_ms, ms_to_datetime, timeframe_ms
 from robson.domain.money import fmt, fmt_amount
+from robson.domain.ladder import ladder_for_held, ladder_view, part_order_id, part_quantity, stop_after_part
 from robson.domain.lifecycle import stop_limit_price
 from robson.domain.monitoring import Exit, MonitorSettings, StopMove, WalkResult, time_exit_deadline, walk_candles
 from robson.domain.operation import CloseReason, Operation, OperationStatus, r_multiple
@@ -75,6 +76,7 @@ from robson.domain.orders import (
     client_order_id,
     fee_in_quote,
     order_generation,
+    parse_part_order_id,
 )
 from robson.domain.strategy import Strategy
 from robson.errors import (
@@ -84,6 +86,7 @@ from robson.errors import (
     ExchangeError,
     IllegalTransition,
     InsufficientBalance,
+    InvalidInput,
     MarketDataError,
     OrderRejected,
     RobsonError,
@@ -162,6 +165,26 @@ def latest_order_id(store: Store, intent_id: str, role: OrderRole) -> str:
 def protective_order_id(store: Store, intent_id: str) -> str:
     """Return the client id of the intent's current protective order: its latest stop generation, stored or sent."""
     return latest_order_id(store, intent_id, OrderRole.STOP)
+
+
+def part_order_ids(store: Store, op: Operation) -> dict[int, str]:
+    """Return, for each part of a live ladder protected part by part, the client id of its latest OCO generation
+    (`-P<i>S`, `-P<i>S1` …), stored or sent; empty when the operation's parts have no orders of their own."""
+    if op.ladder is None:
+        return {}
+    with store.read() as session:
+        ids = [order.client_order_id for order in session.orders_for_intent(op.intent_id)]
+        ids += [e.data.get("client_order_id") or "" for e in session.audit_trail(intent_id=op.intent_id)
+                if e.kind is AuditKind.ORDER_SENT]
+    latest: dict[int, int] = {}
+    for order_id in ids:
+        parsed = parse_part_order_id(op.intent_id, order_id)
+        if parsed is not None and parsed[1] is OrderRole.STOP:
+            latest[parsed[0]] = max(latest.get(parsed[0], 0), parsed[2])
+    if not latest:
+        return {}
+    return {part.number: client_order_id(op.intent_id, OrderRole.STOP, latest.get(part.number, 0), part=part.number)
+            for part in op.ladder.parts if part.quantity > 0}
 
 
 def live_operations(store: Store) -> list[Operation]:
@@ -243,6 +266,36 @@ def close_live_by_hand(op: Operation, *, store: Store, exchange: Exchange, marke
     raise AssertionError("close_by_hand always closes")  # pragma: no cover
 
 
+def close_live_part(op: Operation, part: str, *, store: Store, exchange: Exchange, market: MarketData,
+                    account: Account, strategy: Strategy | None, clock: Clock | None = None) -> Operation:
+    """Close a part of a live operation protected part by part at market ('50%' of what is held, or a quantity).
+
+    The check runs first (a fill meanwhile is booked). The ladder's coming parts are re-sized to what
+    will be held (ladder_for_held) and their OCOs reduced in place to it (keepPriority: never off the
+    book), a part merged away is cancelled; that frees the base the MARKET sell (`-P<n>`, looked up
+    before it is sent) needs; its fill is booked as a part with the re-sized ladder. The caller holds
+    the operation_lock. Raise InvalidInput for a bad part or an operation not protected part by part,
+    IllegalTransition if it closed meanwhile, ExchangeError if the sell failed (the next check gives each
+    part its OCO back for what it holds).
+    """
+    clock = clock or ExchangeClock(exchange)
+    watch = _Watch(op, store=store, exchange=exchange, market=market, account=account, clock=clock,
+                   strategy=strategy, candles=None, now=clock.now(), closer="by hand")
+    if not watch.by_parts:
+        raise InvalidInput(f"operation {op.id} is live with one protective order: --part closes a live operation "
+                           "protected part by part (a ladder of targets) only in this release",
+                           hint="close all of it with robson operation close, without --part")
+    try:
+        watch.close_part_by_hand(part)
+    except _Closed as closed:
+        done = closed.check.operation
+        raise IllegalTransition(f"operation {done.id} closed meanwhile ({done.close_reason.value if done.close_reason else done.status.value}); nothing more was sold",
+                                hint=f"look at it with robson operation show {done.id}") from None
+    except _Changed:
+        raise RobsonError(f"operation {op.id} changed while a part was being closed", hint="try again") from None
+    return watch.op
+
+
 def exit_live_at_market(op: Operation, reason: CloseReason, why: str, *, store: Store, exchange: Exchange,
                         market: MarketData, account: Account, strategy: Strategy | None, closer: str,
                         clock: Clock | None = None) -> Operation:
@@ -279,6 +332,11 @@ def modify_live(operation_id: str, *, stop: Decimal | None, target: Decimal | No
     caught = check_live_operation(op, store=store, exchange=exchange, market=market, account=account,
                                   strategy=strategy, clock=clock)
     op = still_active(store, op.id)
+    if part_order_ids(store, op):
+        raise IllegalTransition(f"operation {op.id} is protected part by part (one OCO per target of its ladder): "
+                                "moving its stop or target by hand is not supported live in this release",
+                                hint="its stop follows the strategy's rule after each target; close it with "
+                                     "robson operation close if it must change")
     now = clock.now()
     updated, price, risk, risk_percent, _ = new_levels(op, stop=stop, target=target, allow_loosen=allow_loosen,
                                                        store=store, market=market, account=account,
@@ -357,6 +415,7 @@ class _Watch:
         with store.read() as session:
             self.intent: TradingIntent = session.get_intent(op.intent_id)
         self.info: SymbolInfo = market.symbol_info(op.symbol)
+        self.by_parts = bool(part_order_ids(store, op))  # a ladder with one OCO per part (execute placed them)
 
     def run(self) -> OperationCheck:
         try:
@@ -375,7 +434,20 @@ class _Watch:
         self._exit_at_market(CloseReason.MANUAL, "closed by hand")
 
     def _end_protection(self) -> None:
-        """Cancel the open protective order before an exit at market; close at its fill if it filled."""
+        """Cancel the open protective order before an exit at market; close at its fill if it filled.
+
+        A ladder's part OCOs are all cancelled, what any of them filled booked first as its part.
+        """
+        if self.by_parts:
+            for number, order_id in part_order_ids(self.store, self.op).items():
+                if self._part_left(number) <= 0:
+                    continue
+                order = self._settle_part(number, self._look_up(order_id))
+                if order is not None and order.status in OPEN_STATUSES:
+                    self._cancel(order)
+            rest_id = protective_order_id(self.store, self.op.intent_id)
+            if not self._stored(rest_id) and self._last_send(rest_id) is None:
+                return  # no stop for a rest an exit left: nothing more to end
         order = self._look_up(protective_order_id(self.store, self.op.intent_id))
         if order is not None and order.status is OrderStatus.FILLED:
             self._close_filled(order)
@@ -384,6 +456,9 @@ class _Watch:
 
     def _finish_exit(self) -> None:
         """Finish an exit at market begun before: a crash, a lost answer, or a rest the book did not take."""
+        if self.by_parts:
+            self._finish_part_close()
+            self._finish_part_sells()
         exit_id = latest_order_id(self.store, self.op.intent_id, OrderRole.EXIT)
         exit_sent = self._last_send(exit_id)
         if exit_sent is None:
@@ -397,6 +472,9 @@ class _Watch:
 
     def _check(self) -> None:
         self._finish_exit()
+        if self.by_parts:
+            self._check_parts()
+            return
         order_id = protective_order_id(self.store, self.op.intent_id)
         order = self._look_up(order_id)
         if order is not None and order.status is OrderStatus.FILLED:
@@ -421,6 +499,300 @@ class _Watch:
         self._trail(order.client_order_id)
         if not self._matches(order):  # a move written by this tick or by one that crashed before replacing
             self._replace(order)
+
+    # --- a ladder protected part by part ----------------------------------------------------------
+
+    def _check_parts(self) -> None:
+        """Check each part's OCO: book its fills, re-place it if it vanished, move it to the operation's stop.
+
+        After the check every part still held rests under one open OCO for exactly what it holds, at the
+        operation's stop and the part's own target: held == protected.
+        """
+        orders: dict[int, Order | None] = {}
+        for number, order_id in part_order_ids(self.store, self.op).items():
+            if self._part_left(number) > 0:
+                orders[number] = self._settle_part(number, self._look_up(order_id))
+        deadline = self._time_exit_deadline()
+        if deadline is not None and self.now >= deadline:
+            self._exit_at_market(CloseReason.TIME_EXIT, f"time exit due at {deadline:%Y-%m-%d %H:%M} UTC")
+        for order in orders.values():
+            if order is not None and order.status in OPEN_STATUSES and not self._at_target(order):
+                self._exit_if_stranded(order)
+        for number in orders:
+            order, sends = orders[number], 0
+            while self._part_left(number) > 0 and (order is None or order.status not in OPEN_STATUSES):
+                if sends == MAX_EXIT_SENDS:  # a thin book sold only some of the part, each time
+                    raise ExchangeError(f"part {number} of {self.op.id} still holds {fmt(self._part_left(number))} "
+                                        "after its sells at market; the next check tries again")
+                order = self._replace_vanished_part(number, part_order_ids(self.store, self.op)[number], order)
+                sends += 1
+            orders[number] = order
+        self._trail(None)
+        for number, order in orders.items():
+            if self._part_left(number) <= 0 or order is None:
+                continue
+            if order.status is OrderStatus.PARTIALLY_FILLED:
+                self.notes.append(f"{order.client_order_id} is partially filled ({fmt(order.filled_quantity)} of "
+                                  f"{fmt(order.quantity)}): watching it")
+                continue
+            left = self._part_left(number)
+            if order.stop_price != self.op.stop or order.target_price != self._part_target(number) \
+                    or order.quantity < left:  # a part re-sized by an interrupted `close --part`: protect it all
+                self._move_part(number, order)
+            elif order.quantity > left:  # its share of a part closed by hand: reduce it where it rests
+                self.store.ensure_locks()
+                self._mirror(self.exchange.reduce_order(self.op.symbol, order.client_order_id, left))
+
+    def close_part_by_hand(self, text: str) -> None:
+        """Reduce the coming parts' OCOs to what will be held, sell the part at market and book it (see close_live_part)."""
+        self._check()
+        op, info = self.op, self.info
+        held = self._held()
+        quantity = part_quantity(text, held, info, self.prices.of(op.symbol))
+        ids = part_order_ids(self.store, op)
+        if any(self._part_left(n) != op.ladder.parts[n - 1].quantity for n in ids if self._part_left(n) > 0):
+            raise InvalidInput(f"a part of {op.id} filled only in part: --part cannot re-size its ladder now",
+                               hint="close all of it with robson operation close, without --part")
+        sizes = ladder_for_held(op.ladder, op.reached, held - quantity, info).parts
+        for number, order_id in ids.items():
+            if self._part_left(number) <= 0:
+                continue
+            order = self._settle_part(number, self._look_up(order_id))
+            if order is None or order.status not in OPEN_STATUSES or order.filled_quantity > 0 or self.op != op:
+                raise ExchangeError(f"{order_id} changed on {self.exchange.name.capitalize()} meanwhile: nothing "
+                                    "was sold; the next check protects each part again", hint="try again")
+            size = sizes[number - 1].quantity
+            if size == 0:
+                self._cancel(order)
+            elif size < order.quantity:
+                self.store.ensure_locks()
+                self._mirror(self.exchange.reduce_order(op.symbol, order_id, size))
+        order_id = part_order_id(op)
+        sold = self.exchange.get_order(op.symbol, order_id)
+        if sold is None:
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold by hand")
+            try:
+                sold = self._send_once(order_id, f"part MARKET {op.side.opposite.value} {fmt(quantity)} {op.symbol} "
+                                       f"({order_id}): closed by hand", lambda: self.exchange.place_market_order(
+                                           op.symbol, op.side.opposite, quantity, order_id, intent_id=op.intent_id),
+                                       part_close=fmt(quantity))
+            except (OrderRejected, InsufficientBalance) as e:
+                self._check_parts()  # each part gets its OCO back for what it holds
+                raise ExchangeError(f"the part {order_id} was refused: {e}; nothing was sold, every part is "
+                                    "protected as before") from None
+        self._book_hand_part(sold)
+        self._check_parts()  # a part the book filled only in part: the OCOs follow what is held
+
+    def _finish_part_close(self) -> None:
+        """Book a part sold by hand that an interrupted `close --part` did not (it sent its MARKET order last)."""
+        order_id = part_order_id(self.op)
+        if self._last_send(order_id) is None:
+            return
+        sold = self.exchange.get_order(self.op.symbol, order_id)
+        if sold is None:
+            # Raise AnswerLost while it could still arrive; once it cannot, it never sold: the OCOs protect it all.
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold by hand")
+            return
+        self._book_hand_part(sold)
+
+    def _book_hand_part(self, sold: Order) -> None:
+        """Book a MARKET part sold by hand at its fill and fee, re-sizing the ladder's coming parts to what is held."""
+        op, info = self.op, self.info
+        if sold.status in OPEN_STATUSES:
+            self._mirror(sold)
+            raise ExchangeError(f"the part {sold.client_order_id} is still {sold.status.value}; the next check "
+                                "looks at it again")
+        if not sold.filled_quantity:
+            self._mirror(sold)
+            return
+        if sold.filled_quantity >= self._held():
+            self._close(sold, CloseReason.MANUAL, None, "part MARKET", "")
+        fee = fee_in_quote(sold, info)
+        updated = op.take_part(quantity=sold.filled_quantity, price=sold.average_price, fee=fee,
+                               reason=CloseReason.MANUAL, at=sold.updated_at, client_order_id=sold.client_order_id)
+        updated = dataclasses.replace(updated, ladder=ladder_for_held(op.ladder, op.reached, updated.held, info))
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            self._mirror_in(tx, sold)
+            tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+            tx.record(AuditEvent(
+                at=sold.updated_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+                message=f"part closed by hand: MARKET {sold.side.value} {fmt(sold.filled_quantity)} filled @ "
+                        f"{fmt(sold.average_price)} fee {fmt_amount(fee)} {op.quote_asset} ({sold.client_order_id}); "
+                        f"{fmt(updated.held)} still held, each coming part's OCO resized to its share",
+                data={"client_order_id": sold.client_order_id, "part": len(updated.parts),
+                      "quantity": fmt(sold.filled_quantity), "price": fmt(sold.average_price), "fee": fmt(fee),
+                      "reason": "manual", "held": fmt(updated.held)}))
+        self.op = updated
+
+    def _part_of(self, order_id: str) -> int | None:
+        """The ladder part whose order order_id is (its OCO, or its sell at market), None for a whole-position order."""
+        parsed = parse_part_order_id(self.op.intent_id, order_id) if self.by_parts else None
+        return parsed[0] if parsed is not None and parsed[1] in (OrderRole.STOP, OrderRole.EXIT) else None
+
+    def _part_sell_id(self, number: int) -> str:
+        """The id of the part's next sell at market (`-P<i>X`, `-P<i>X1` …): the latest sent, unless it was booked."""
+        op = self.op
+        with self.store.read() as session:
+            sent = [e.data.get("client_order_id") or "" for e in session.audit_trail(intent_id=op.intent_id)
+                    if e.kind is AuditKind.ORDER_SENT]
+        generations = [parsed[2] for parsed in (parse_part_order_id(op.intent_id, i) for i in sent)
+                       if parsed is not None and parsed[:2] == (number, OrderRole.EXIT)]
+        order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations, default=0), part=number)
+        with self.store.read() as session:
+            done = session.get_order(order_id)
+        if done is not None and done.status not in OPEN_STATUSES:  # it sold what it could (booked if anything)
+            order_id = client_order_id(op.intent_id, OrderRole.EXIT, max(generations) + 1, part=number)
+        return order_id
+
+    def _finish_part_sells(self) -> None:
+        """Book a part's sell at market that an interrupted check sent but did not book."""
+        for number in part_order_ids(self.store, self.op):
+            order_id = self._part_sell_id(number)
+            if self._part_left(number) > 0 and self._last_send(order_id) is not None:
+                sold = self.exchange.get_order(self.op.symbol, order_id)
+                if sold is None:
+                    safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold at market")
+                elif sold.status not in OPEN_STATUSES:
+                    self._settle_part(number, sold)
+                    self._mirror(sold)
+
+    def _sell_part(self, number: int, why: str) -> Order:
+        """Sell what a part holds at market where its target is already reached (its OCO cannot rest there), as
+        that target's fill; return the sell. Raise ExchangeError if Binance shows it still open."""
+        op = self.op
+        order_id = self._part_sell_id(number)
+        sold = self.exchange.get_order(op.symbol, order_id)
+        if sold is None:
+            safe_to_send(self.store, self.exchange, self.intent, order_id, "part sold at market")
+            quantity = self._part_left(number)
+            try:
+                sold = self._send_once(order_id, f"part {number}: MARKET {op.side.opposite.value} {fmt(quantity)} "
+                                       f"{op.symbol} ({order_id}): {why}", lambda: self.exchange.place_market_order(
+                                           op.symbol, op.side.opposite, quantity, order_id, intent_id=op.intent_id))
+            except (OrderRejected, InsufficientBalance) as e:  # that part has no OCO: exit all of it at market
+                self._exit_instead(CloseReason.STOP_PLACEMENT_FAILED, f"{why}; its sell {order_id} was refused: {e}")
+        self._mirror(sold)
+        if sold.status in OPEN_STATUSES:
+            raise ExchangeError(f"the part's sell {order_id} is still {sold.status.value}; the next check looks again")
+        self._settle_part(number, sold)
+        return sold
+
+    def _part_target(self, number: int) -> Decimal:
+        return self.op.ladder.parts[number - 1].target
+
+    def _part_left(self, number: int) -> Decimal:
+        """What the part still holds: its quantity in the ladder less what its OCOs' fills booked."""
+        booked = sum((p.quantity for p in self.op.parts if self._part_of(p.client_order_id or "") == number), Decimal(0))
+        return self.op.ladder.parts[number - 1].quantity - booked
+
+    def _settle_part(self, number: int, order: Order | None) -> Order | None:
+        """Book what a part's OCO filled, once; a take-profit filled in part is cancelled first (Binance expired
+        its stop leg at that fill) so that the part's rest gets an OCO of its own. Return the order as it ends."""
+        if order is None:
+            return None
+        if order.status is OrderStatus.PARTIALLY_FILLED and self._at_target(order):
+            self.store.ensure_locks()
+            try:
+                order = self.exchange.cancel_order(self.op.symbol, order.client_order_id)
+            except OrderRejected:
+                order = self.exchange.get_order(self.op.symbol, order.client_order_id) or order
+            if order.status in OPEN_STATUSES:
+                raise ExchangeError(f"cancelling {order.client_order_id} did not take: still {order.status.value}; "
+                                    "the next check tries again")
+            self._mirror(order)
+        if order.status not in OPEN_STATUSES and order.filled_quantity > 0 and not any(
+                p.client_order_id == order.client_order_id for p in self.op.parts):
+            self._book_part(number, order)
+        return order
+
+    def _book_part(self, number: int, order: Order) -> None:
+        """Book a part's fill at Binance's price and commission; after its target, move the stop by the rule.
+
+        The part, the stop the remaining OCOs must now hold and the records are written in one
+        transaction: the OCOs are moved after it (this tick or, after a crash, the next), from it.
+        The fill that sells the last of the position closes the operation instead (raises _Closed).
+        """
+        op, info = self.op, self.info
+        sold = parse_part_order_id(op.intent_id, order.client_order_id)[1] is OrderRole.EXIT  # its target was reached
+        at_target = sold or self._at_target(order)
+        reason = CloseReason.TARGET if at_target else self._stop_reason(order.stop_price)
+        what = f"part {number}: " + ("MARKET at its target" if sold else "target leg" if at_target else "stop")
+        if order.filled_quantity >= self._held():
+            self._close(order, reason, order.target_price if at_target else order.stop_price, what, "")
+        fee = fee_in_quote(order, info)
+        updated = op.take_part(quantity=order.filled_quantity, price=order.average_price, fee=fee, reason=reason,
+                               at=order.updated_at, client_order_id=order.client_order_id,
+                               target=number if at_target else None,
+                               reached=max(op.reached, number) if at_target else None)
+        events = [AuditEvent(
+            at=order.updated_at, kind=AuditKind.ORDER_FILLED, intent_id=op.intent_id, operation_id=op.id,
+            message=f"{what} {order.side.value} {fmt(order.filled_quantity)} filled @ {fmt(order.average_price)} fee "
+                    f"{fmt_amount(fee)} {op.quote_asset} ({order.client_order_id}): part {number} taken, "
+                    f"{fmt(updated.held)} {info.base_asset} still held",
+            data={"client_order_id": order.client_order_id, "part": number, "quantity": fmt(order.filled_quantity),
+                  "price": fmt(order.average_price), "fee": fmt(fee), "held": fmt(updated.held)})]
+        self.op = updated
+        if at_target and self._part_left(number) <= 0:
+            part = op.ladder.parts[number - 1]
+            stop = stop_after_part(ladder_view(op), op.ladder, part, op.stop, fee_rate=self.account.fee_rate,
+                                   tick_size=info.tick_size)
+            if stop != op.stop:
+                updated = dataclasses.replace(updated, stop=stop)
+                length = timeframe_ms(REPORT_TIMEFRAME)
+                self.moves += (StopMove(order.updated_at, op.stop, stop, part.step.then_stop.value,
+                                        datetime_to_ms(order.updated_at) // length * length, order.average_price),)
+                events.append(AuditEvent(
+                    at=order.updated_at, kind=AuditKind.STOP_MOVED, intent_id=op.intent_id, operation_id=op.id,
+                    message=f"stop moved {fmt(op.stop)} → {fmt(stop)} ({part.step.then_stop.describe()} after "
+                            f"target {number}); each remaining part's OCO is replaced by its next generation",
+                    data={"old_stop": fmt(op.stop), "new_stop": fmt(stop), "reason": part.step.then_stop.value,
+                          "best_price": fmt(order.average_price), "client_order_id": order.client_order_id}))
+        with self.store.transaction() as tx:
+            if tx.get_operation(op.id) != op:
+                raise _Changed(op.id)
+            self._mirror_in(tx, order)
+            tx.update_operation(updated, expected_status=OperationStatus.ACTIVE)
+            for event in events:
+                tx.record(event)
+        self.op = updated
+        self.notes.extend(e.message for e in events)
+
+    def _replace_vanished_part(self, number: int, order_id: str, order: Order | None) -> Order:
+        """Place a part's OCO again under its next generation (the same one if it never reached Binance)."""
+        generation = parse_part_order_id(self.op.intent_id, order_id)[2]
+        left = self._part_left(number)
+        if order is None and self._last_send(order_id) is not None and not self._stored(order_id):
+            return self._place(generation, f"{order_id} never reached {self.exchange.name.capitalize()}", left,
+                               previous=order_id, part=number)
+        state = "unknown to" if order is None else f"{order.status.value} on"
+        why = f"{order_id} was {state} {self.exchange.name.capitalize()}"
+        if order is not None and self._moving_part(order_id):
+            why = f"{order_id} was cancelled to move the stop"
+        return self._place(generation + 1, why, left, previous=order_id, part=number)
+
+    def _moving_part(self, order_id: str) -> bool:
+        """True when this operation's stop differs from the part OCO's: robson cancelled it to move it."""
+        with self.store.read() as session:
+            stored = session.get_order(order_id)
+        return stored is not None and stored.stop_price != self.op.stop
+
+    def _move_part(self, number: int, order: Order) -> None:
+        """Move a part's OCO to the operation's stop, keeping its target: cancel it, then place the next generation.
+
+        Binance has no replace for an order list: the part is without a stop for one round trip, as a
+        trailing move is. The new OCO's send is recorded after the cancel, so a crash between the two
+        is finished by the next check at once (the old one is then CANCELED: placed again).
+        """
+        old_id = order.client_order_id
+        after = self._cancel(order)
+        if self._part_left(number) <= 0:
+            return  # it filled meanwhile and was booked
+        generation = parse_part_order_id(self.op.intent_id, part_order_ids(self.store, self.op)[number])[2] + 1
+        moved = (f"stop moved {fmt(order.stop_price)} → {fmt(self.op.stop)}: {old_id} cancelled"
+                 if after is not None else f"{old_id} vanished")
+        self._place(generation, moved, self._part_left(number), previous=old_id, part=number)
 
     # --- reading the exchange -----------------------------------------------------------------
 
@@ -505,7 +877,10 @@ class _Watch:
             after = self.exchange.get_order(self.op.symbol, order_id)
         if after is None:
             return None
-        if after.status is OrderStatus.FILLED:
+        part = self._part_of(order_id)
+        if part is not None:  # a ladder part's OCO: what it filled (meanwhile, or before) is booked as its part
+            self._settle_part(part, after)
+        elif after.status is OrderStatus.FILLED:
             self._close_filled(after)
         if after.status in OPEN_STATUSES:
             raise ExchangeError(f"cancelling {order_id} did not take: {self.exchange.name} still shows it "
@@ -513,30 +888,38 @@ class _Watch:
         self._mirror(after)
         return after
 
-    def _place(self, generation: int, why: str, quantity: Decimal, *, previous: str) -> Order:
-        """Place the operation's stop (OCO with its target) under this generation's id, looking it up first."""
+    def _place(self, generation: int, why: str, quantity: Decimal, *, previous: str, part: int | None = None) -> Order:
+        """Place the operation's stop (OCO with its target) under this generation's id, looking it up first.
+
+        With part, that ladder part's OCO (`-P<i>S<generation>`): the operation's stop, the part's target.
+        """
         op, info = self.op, self.info
-        order_id = client_order_id(op.intent_id, OrderRole.STOP, generation)
+        order_id = client_order_id(op.intent_id, OrderRole.STOP, generation, part=part)
+        target = op.target if part is None else self._part_target(part)
         placed = self.exchange.get_order(op.symbol, order_id)
         if placed is None:
             safe_to_send(self.store, self.exchange, self.intent, order_id, "protective stop")
             price = self.market.last_price(op.symbol).price
-            if info.below_minimum(quantity, price):
+            if part is None and info.below_minimum(quantity, price):
                 self._leave_as_dust(quantity, price, why)
             if (price - op.stop) * op.side.sign <= 0:
                 self._exit_instead(self._stop_reason(op.stop), f"{why}; the price {fmt(price)} is already through "
                                    f"the stop {fmt(op.stop)}, so a new stop would trigger at once")
-            if op.target is not None and (price - op.target) * op.side.sign >= 0:
+            if part is not None and (price - target) * op.side.sign >= 0 and not self.exiting:
+                return self._sell_part(part, f"{why}; the price {fmt(price)} is already at or beyond its target "
+                                             f"{fmt(target)}")
+            if target is not None and (price - target) * op.side.sign >= 0:
                 self._exit_instead(CloseReason.TARGET, f"{why}; the price {fmt(price)} is already beyond the "
-                                   f"target {fmt(op.target)}")
+                                   f"target {fmt(target)}")
             limit = stop_limit_price(op.side, op.stop, info.round_price, self.account.stop_limit_offset_percent)
             try:
-                placed = self._send_once(order_id, f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} "
-                                         f"limit {fmt(limit)}" + (f", target {fmt(op.target)}" if op.target else "")
+                placed = self._send_once(order_id, (f"part {part}: " if part else "")
+                                         + f"stop {op.side.opposite.value} {fmt(quantity)} @ {fmt(op.stop)} "
+                                         f"limit {fmt(limit)}" + (f", target {fmt(target)}" if target else "")
                                          + f" ({order_id}): {why}",
                                          lambda: self.exchange.place_stop_order(
                                              op.symbol, op.side.opposite, quantity, op.stop, limit, order_id,
-                                             target_price=op.target, intent_id=op.intent_id))
+                                             target_price=target, intent_id=op.intent_id))
             except (OrderRejected, InsufficientBalance) as e:
                 self._refused(order_id, why, e)
             except RobsonError as e:  # lost (it may exist: never exit on a guess), rate limited, out of reach
@@ -585,7 +968,7 @@ class _Watch:
 
     # --- trailing -------------------------------------------------------------------------------
 
-    def _trail(self, order_id: str) -> None:
+    def _trail(self, order_id: str | None) -> None:
         """Move the stop over the candles closed since the last check and write it, before the order is replaced."""
         op = self.op
         if self.strategy is None or not self.strategy.trails:
@@ -606,19 +989,23 @@ class _Watch:
             walked = dataclasses.replace(walked, stop=result.stop, last_checked_at=result.last_checked_at)
             if result.exit is None:
                 break
-        self.moves = tuple(moves)
-        self.examined = candles_examined(op, candles, self.timeframe, WalkResult(self.moves, None, walked.stop,
+        self.moves += tuple(moves)  # after the moves a target's fill made this check, if any
+        self.examined = candles_examined(op, candles, self.timeframe, WalkResult(tuple(moves), None, walked.stop,
                                                                           walked.last_checked_at))
         updated = dataclasses.replace(op, stop=walked.stop, last_checked_at=walked.last_checked_at)
         if moves:
             updated = dataclasses.replace(updated, updated_at=self.now)
         self._write(updated, moves, order_id)
 
-    def _write(self, updated: Operation, moves: list[StopMove], order_id: str) -> None:
+    def _write(self, updated: Operation, moves: list[StopMove], order_id: str | None) -> None:
+        """Write the trailed stop before the protective order is replaced (order_id None: every part's OCO is)."""
         if updated == self.op:
             return
         op = self.op
-        next_id = client_order_id(op.intent_id, OrderRole.STOP, (stop_generation(op.intent_id, order_id) or 0) + 1)
+        if order_id is None:
+            order_id, next_id = "each part's OCO", "its next generation"
+        else:
+            next_id = client_order_id(op.intent_id, OrderRole.STOP, (stop_generation(op.intent_id, order_id) or 0) + 1)
         with self.store.transaction() as tx:
             if tx.get_operation(op.id) != op:
                 raise _Changed(op.id)
@@ -656,6 +1043,8 @@ class _Watch:
         the next generation sells the rest at once, up to MAX_EXIT_SENDS sends; what is still held then
         gets a protective stop and ExchangeError says so, the operation staying ACTIVE for the next check.
         """
+        if self.by_parts and not self.exiting:  # every part's OCO locks base the exit sells: cancel them first
+            self._end_protection()
         op = self.op
         self.exiting = True
         wanted = self._held()
@@ -701,7 +1090,7 @@ class _Watch:
             raise ExchangeError(f"the exit {order.client_order_id} is still {order.status.value} on "
                                 f"{self.exchange.name.capitalize()}; the next check looks at it again")
         sold_before = sum((o.filled_quantity for o in self._partly_filled(besides=order.client_order_id)), Decimal(0))
-        rest = self.info.round_quantity(self.op.quantity - sold_before - order.filled_quantity)
+        rest = self.info.round_quantity(self.op.held - sold_before - order.filled_quantity)
         if order.filled_quantity and self._unsellable(rest, order.average_price):
             if rest:
                 why = f"{why}; {fmt(rest)} {self.info.base_asset} left, below what {self.exchange.name} trades"
@@ -837,7 +1226,7 @@ class _Watch:
     def _held(self) -> Decimal:
         """Return the quantity still held: the operation's, less what stops, target legs and exits sold, on the step."""
         sold = sum((o.filled_quantity for o in self._partly_filled()), Decimal(0))
-        return self.info.round_quantity(self.op.quantity - sold)
+        return self.info.round_quantity(self.op.held - sold)
 
     def _stored(self, order_id: str) -> bool:
         with self.store.read() as session:

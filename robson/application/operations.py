@@ -156,13 +156,17 @@ def _close_paper(op: Operation, *, store: Store, exchange: Exchange, clock: Cloc
     return closed
 
 
-def close_part(operation_id: str, part: str, *, store: Store, exchange: Exchange, clock: Clock) -> Operation:
-    """Close a part of an ACTIVE paper operation at market (part: '50%' of what is held, or a quantity).
+def close_part(operation_id: str, part: str, *, store: Store, exchange: Exchange, clock: Clock,
+               market: MarketData | None = None, account: Account | None = None,
+               strategy_for: StrategyFor | None = None) -> Operation:
+    """Close a part of an ACTIVE operation at market (part: '50%' of what is held, or a quantity).
 
-    The part is rounded down to the LOT_SIZE step; its MARKET fill, the paper stop shrunk to what is
-    still held, the part booked and the ladder's coming parts re-sized (ladder_for_held) are written
-    in one transaction. Raise InvalidInput for a bad part (exit 2, nothing written), IllegalTransition
-    unless ACTIVE and on paper.
+    On paper the part is rounded down to the LOT_SIZE step; its MARKET fill, the paper stop shrunk to
+    what is still held, the part booked and the ladder's coming parts re-sized (ladder_for_held) are
+    written in one transaction. A live operation protected part by part (one OCO per target) has its
+    coming OCOs reduced in place first (robson.application.monitor_live.close_live_part); it needs
+    market and account. Raise InvalidInput for a bad part (exit 2, nothing written), IllegalTransition
+    unless ACTIVE and on this exchange.
     """
     from robson.application.watching import OPERATION_LOCK_WAIT_SECONDS, operation_lock
     from robson.domain.ladder import ladder_for_held, part_order_id, part_quantity
@@ -170,9 +174,22 @@ def close_part(operation_id: str, part: str, *, store: Store, exchange: Exchange
 
     with store.read() as session:
         op = session.get_operation(session.resolve_operation_id(operation_id))
-    if op.mode != "paper" or exchange.name != "paper":
-        raise InvalidInput(f"operation {op.id} is {op.mode}: --part closes paper operations only in this release",
-                           hint="close all of it with robson operation close, without --part")
+    if (op.mode == "paper") != (exchange.name == "paper"):
+        raise IllegalTransition(f"operation {op.id} is a {op.mode} operation; it cannot be closed on {exchange.name}")
+    if op.mode != "paper":
+        from robson.application.monitor_live import close_live_part  # only live closes need it
+
+        if market is None or account is None:
+            raise TypeError("closing a part of a live operation needs its market and account")
+        with operation_lock(store, op.id, wait_seconds=OPERATION_LOCK_WAIT_SECONDS):
+            with store.read() as session:
+                op = session.get_operation(op.id)
+            if op.status is not OperationStatus.ACTIVE:
+                raise IllegalTransition(f"operation {op.id} is {op.status.value}: only ACTIVE operations can be closed")
+            check_not_before(clock.now(), last_change(op), f"the last change of {op.id}")
+            strategy = strategy_for(op.strategy) if strategy_for is not None else None
+            return close_live_part(op, part, store=store, exchange=exchange, market=market, account=account,
+                                   strategy=strategy)
     book: PaperBook = exchange  # type: ignore[assignment]
     info = book.market.symbol_info(op.symbol)
     price = book.market.fill_price(op.symbol).price

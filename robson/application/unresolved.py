@@ -15,7 +15,7 @@ from decimal import Decimal
 from robson.application.ports import MarketData, Store
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.money import fmt
-from robson.domain.orders import PROTECTING_STATUSES, Order, OrderRole, client_order_id
+from robson.domain.orders import PROTECTING_STATUSES, Order, OrderRole, client_order_id, parse_part_order_id
 from robson.errors import RobsonError, Unprotected
 
 CLOSE_IT_YOURSELF = "close the position on the exchange yourself if it cannot wait"
@@ -31,6 +31,16 @@ class Unresolved:
     entry: Order | None  # the entry as last seen on the exchange; None while its fate is unknown
     stop: Order | None  # the protective stop as last seen; None if none is known placed
     price: Decimal | None  # the last price, None if the market could not say
+    parts: tuple[Order, ...] = ()  # a live ladder's part OCOs (stop legs) as last seen, in part order
+    parts_planned: int = 0  # how many part OCOs the plan's ladder protects the position with
+
+    @property
+    def protecting(self) -> tuple[Order, ...]:
+        """The orders that protect it: the stop, or every part's OCO (all of them, or none is said to)."""
+        if self.parts:
+            working = tuple(o for o in self.parts if o.status in PROTECTING_STATUSES)
+            return working if len(working) >= self.parts_planned else ()
+        return (self.stop,) if self.stop is not None and self.stop.status in PROTECTING_STATUSES else ()
 
     @property
     def quantity(self) -> Decimal:
@@ -39,7 +49,7 @@ class Unresolved:
 
     @property
     def protected(self) -> bool:
-        return self.stop is not None and self.stop.status in PROTECTING_STATUSES  # not one still PENDING_NEW
+        return bool(self.protecting)  # not one still PENDING_NEW, nor a ladder only some of whose parts have an OCO
 
     @property
     def exposure(self) -> Decimal:
@@ -58,8 +68,11 @@ class Unresolved:
                     f"{client_order_id(i.id, OrderRole.ENTRY)} filled (its answer is not settled)")
         exposure = f"exposure {fmt(self.exposure, 2)} {self.intent.quote_asset}"
         if self.protected:
-            return (f"{i.id} EXECUTING: {held}, {exposure}, protected by {self.stop.client_order_id} "
-                    f"(stop @ {fmt(self.stop.stop_price)})")
+            by = ", ".join(o.client_order_id for o in self.protecting)
+            return f"{i.id} EXECUTING: {held}, {exposure}, protected by {by} (stop @ {fmt(self.protecting[0].stop_price)})"
+        if self.parts:
+            return (f"UNPROTECTED: {i.id} EXECUTING: {held}, {exposure}, only {len(self.parts)} of its "
+                    f"{self.parts_planned} part OCOs known on the exchange yet")
         return f"UNPROTECTED: {i.id} EXECUTING: {held}, {exposure}, no stop on the exchange yet"
 
 
@@ -78,9 +91,17 @@ def unresolved_executions(store: Store, market_for: Callable[[TradingIntent], Ma
         by_id = {o.client_order_id: o for o in orders[intent.id]}
         entry = by_id.get(client_order_id(intent.id, OrderRole.ENTRY))
         stop = by_id.get(client_order_id(intent.id, OrderRole.STOP))
+        parts = tuple(sorted((o for o in orders[intent.id] if _part_stop(intent.id, o.client_order_id)),
+                             key=lambda o: o.client_order_id))
+        planned = sum(1 for p in (intent.details.get("ladder") or {}).get("parts", []) if Decimal(p["quantity"]) > 0)
         found.append(Unresolved(intent, entry if entry is not None and entry.filled_quantity else None, stop,
-                                prices[key]))
+                                prices[key], parts, planned))
     return found
+
+
+def _part_stop(intent_id: str, order_id: str) -> bool:
+    parsed = parse_part_order_id(intent_id, order_id)
+    return parsed is not None and parsed[1] is OrderRole.STOP
 
 
 def _price(market: MarketData | None, symbol: str) -> Decimal | None:

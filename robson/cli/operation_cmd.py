@@ -73,7 +73,7 @@ def status(ctx: typer.Context,
                                     fmt(u.quantity) if u.entry is not None else f"up to {fmt(u.quantity)}",
                                     fmt(u.entry.average_price) if u.entry is not None else "unknown", fmt(u.price),
                                     f"{fmt(u.exposure, 2)} {u.intent.quote_asset}",
-                                    f"stop {u.stop.client_order_id}" if u.protected else "UNPROTECTED")
+                                    f"stop {u.protecting[0].client_order_id}" if u.protected else "UNPROTECTED")
                                    for u in unresolved]))
 
     doc = {"operations": [operation_view_doc(v) for v in views]}
@@ -121,7 +121,7 @@ def list_(ctx: typer.Context,
 @app.command("close")
 def close(ctx: typer.Context, operation_id: Annotated[str, typer.Argument(help="Operation ID or a unique prefix.")],
           part: Annotated[str | None, typer.Option("--part", help="Close only this part at market: a share of what "
-                                                   "is held (50%) or a quantity (paper).")] = None,
+                                                   "is held (50%) or a quantity.")] = None,
           as_json: JsonOption = False) -> None:
     """Close an ACTIVE operation at market: cancel its stop, sell (or buy back), record realized P&L.
 
@@ -158,9 +158,10 @@ def _close_part(c, operation_id: str, part: str, as_json: bool) -> None:
     with c.store.read() as session:
         mode = session.get_operation(session.resolve_operation_id(operation_id)).mode
     venue = c.venue("paper" if mode == "paper" else "binance")
-    if venue.exchange is None or mode != "paper":
-        raise InvalidInput(f"operation {operation_id} is live: --part closes paper operations only in this release")
-    op = close_part(operation_id, part, store=c.store, exchange=venue.exchange, clock=venue.market)
+    if venue.exchange is None:
+        raise InvalidInput(f"operation {operation_id} is live: {venue.unavailable.replace('started on Binance: ', '')}")
+    op = close_part(operation_id, part, store=c.store, exchange=venue.exchange, clock=venue.market,
+                    market=venue.market, account=c.account, strategy_for=c.strategy_or_none)
     taken = op.parts[-1]
     emit(as_json, operation_doc(op), lambda: console().print(
         f"Closed {fmt(taken.quantity)} of {op.id} at {fmt(taken.price)} (fee {fmt(taken.fee, 8)}); "

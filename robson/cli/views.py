@@ -206,7 +206,7 @@ def operation_view_doc(view: OperationView) -> dict[str, Any]:
 
 def unresolved_doc(unresolved) -> dict[str, Any]:
     """An intent still EXECUTING (robson.application.unresolved.Unresolved): what it may hold, unprotected or not."""
-    intent, entry, stop = unresolved.intent, unresolved.entry, unresolved.stop
+    intent, entry = unresolved.intent, unresolved.entry
     return {
         "intent_id": intent.id,
         "status": intent.status,
@@ -219,7 +219,7 @@ def unresolved_doc(unresolved) -> dict[str, Any]:
         "exposure": unresolved.exposure,
         "quote_asset": unresolved.intent.quote_asset,
         "protected": unresolved.protected,
-        "stop_order": stop.client_order_id if unresolved.protected else None,
+        "stop_order": unresolved.protecting[0].client_order_id if unresolved.protected else None,
         "message": unresolved.describe(),
     }
 
