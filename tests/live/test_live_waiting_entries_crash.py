@@ -154,3 +154,26 @@ def test_a_monitor_killed_after_placing_a_stop_entrys_stop_adopts_it(live: Live,
 
     assert_one_entry_and_one_protective_order(live, planned["id"])
     assert len([o for o in live.server.orders() if o["clientOrderId"] == f"rb-{planned['id']}-S"]) == 1
+
+
+CANCEL_STEPS = [
+    ("expiry: the cancel recorded, not sent", f"{EXCHANGE}.cancel_order:before", "EXPIRED"),
+    ("expiry: cancelled on Binance, not written", f"{EXCHANGE}.cancel_order:after", "EXPIRED"),
+]
+
+
+@pytest.mark.parametrize(("step", "kill_at", "ends"), CANCEL_STEPS, ids=[s[0] for s in CANCEL_STEPS])
+def test_a_monitor_killed_while_cancelling_an_expired_entry_ends_it_expired_with_nothing_left(
+        live: Live, tmp_path: Path, step: str, kill_at: str, ends: str) -> None:
+    intent_id = placed(live, "--expires", "1h")
+    live.server.clock_offset_ms += 61 * 60_000
+
+    killed = hooked(live, tmp_path, kill_at, "monitor", "--once", "--json")
+    assert killed.returncode == -signal.SIGKILL
+    assert intent_status(live, intent_id) == "WORKING"
+    monitor_until_settled(live, send_pending=False)
+
+    assert intent_status(live, intent_id) == ends
+    assert live.server.open_orders() == []
+    assert live.server.balances()["USDT"].locked == 0
+    assert len(entries_on_server(live, intent_id)) == 1
