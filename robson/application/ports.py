@@ -13,7 +13,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from robson.domain.alerts import Alert, AlertStatus
 from robson.domain.intent import EntryOrder, IntentStatus, TradingIntent
 from robson.domain.market import Candle, PriceQuote, Side, SymbolInfo
 from robson.domain.operation import Operation, OperationStatus
@@ -21,6 +20,7 @@ from robson.domain.orders import AuditEvent, Order, Protection
 from robson.domain.signals import Decision, Signal, SignalStatus
 
 if TYPE_CHECKING:  # the scan grammar loads only for the commands that scan
+    from robson.domain.alerts import Alert, AlertStatus
     from robson.domain.backtest_stats import SavedBacktest
     from robson.domain.conditions import Detection, ScanDefinition, Setup
     from robson.domain.lifecycle import WaitingFill

@@ -19,7 +19,6 @@ from robson.cli.views import (
     parts_text,
     unresolved_doc,
 )
-from robson.domain.ladder import ladder_doc
 from robson.domain.money import fmt, parse_decimal
 from robson.domain.operation import CloseReason, OperationStatus, r_multiple
 from robson.errors import InvalidInput
@@ -307,7 +306,7 @@ def modify(
         "old_stop": before.stop, "old_target": before.target,
         "price": result.price, "risk": result.risk, "risk_percent": result.risk_percent.quantize(Decimal("0.0001")),
         "order": order_doc(result.order) if result.order else None,
-        "ladder": ladder_doc(op.ladder) if op.ladder is not None else None,
+        "ladder": _ladder_doc(op),
     }
 
     base = op.symbol.removesuffix(op.quote_asset)
@@ -323,7 +322,7 @@ def modify(
                       "from entry.")
         if ladder is not None:
             out.print(f"Targets of {op.id} replaced (price {fmt(result.price)}); {fmt(op.held)} {base} held:")
-            out.print(table("Targets", LADDER_COLUMNS, ladder_rows(ladder_doc(op.ladder), base)))
+            out.print(table("Targets", LADDER_COLUMNS, ladder_rows(_ladder_doc(op), base)))
         elif op.target != before.target:
             out.print(f"Target of {op.id} moved {fmt(before.target)} → {fmt(op.target)}.")
         if result.order is not None:
@@ -337,3 +336,12 @@ def modify(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="operation")
+
+
+def _ladder_doc(op):
+    """The operation's ladder of targets as a document (the ladder module loads only for one that has it)."""
+    if op.ladder is None:
+        return None
+    from robson.domain.ladder import ladder_doc
+
+    return ladder_doc(op.ladder)

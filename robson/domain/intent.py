@@ -20,7 +20,6 @@ from typing import Any
 
 from robson.domain.market import Side
 from robson.domain.money import fmt
-from robson.domain.monitoring import DURATION, parse_duration
 from robson.errors import IllegalTransition, InvalidInput
 
 
@@ -103,6 +102,8 @@ def parse_entry_order(text: str) -> EntryOrder:
 def parse_expiry(text: str, now: datetime) -> datetime:
     """Parse --expires: a duration from now ('90m', '4h', '2d', '1w') or a UTC time ('2021-06-22T18:00', a date
     means its midnight); raise InvalidInput unless it lies after now."""
+    from robson.domain.monitoring import DURATION, parse_duration  # loaded only to read an expiry
+
     raw = str(text).strip()
     if DURATION.match(raw):
         moment = now + parse_duration(raw, "expires")

@@ -21,19 +21,20 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from robson.application.ports import Balance
-from robson.domain.alerts import Alert, AlertStatus, Direction
-from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.guards import Verdict
 from robson.domain.intent import EntryOrder, IntentSource, IntentStatus, TradingIntent
 from robson.domain.market import Candle, Side
-from robson.domain.ladder import ladder_doc, ladder_from_doc
 from robson.domain.operation import CloseReason, Operation, OperationStatus, PartialExit
 from robson.domain.orders import AuditEvent, AuditKind, Order, OrderStatus, OrderType
 from robson.domain.signals import Signal, SignalStatus
 from robson.errors import DamagedRecord, InvalidInput, StoreError
+
+if TYPE_CHECKING:  # loaded by the rows that need them: every command reads operations, few read alerts or backtests
+    from robson.domain.alerts import Alert
+    from robson.domain.backtest_stats import SavedBacktest
 
 Row = Any  # a SQLAlchemy Row: columns as attributes
 T = TypeVar("T")
@@ -301,7 +302,7 @@ def operation_to_row(operation: Operation) -> dict[str, Any]:
         "close_reason": None if operation.close_reason is None else operation.close_reason.value,
         "closed_at": encode_optional_datetime(operation.closed_at),
         "last_checked_at": encode_optional_datetime(operation.last_checked_at),
-        "ladder": None if operation.ladder is None else encode_json(ladder_doc(operation.ladder)),
+        "ladder": None if operation.ladder is None else encode_json(_ladder().ladder_doc(operation.ladder)),
         "reached": operation.reached,
     }
 
@@ -353,7 +354,7 @@ def operation_from_row(row: Row, parts: tuple[PartialExit, ...] = ()) -> Operati
         closed_at=decode_optional_datetime(row.closed_at),
         last_checked_at=decode_optional_datetime(row.last_checked_at),
         parts=parts,
-        ladder=None if row.ladder is None else ladder_from_doc(decode_json(row.ladder)),
+        ladder=None if row.ladder is None else _ladder().ladder_from_doc(decode_json(row.ladder)),
         reached=row.reached,
     )
 
@@ -540,6 +541,8 @@ def backtest_to_row(saved: SavedBacktest) -> dict[str, Any]:
 
 @reads("backtests", "id")
 def backtest_from_row(row: Row) -> SavedBacktest:
+    from robson.domain.backtest_stats import SavedBacktest
+
     return SavedBacktest(
         id=row.id,
         created_at=decode_datetime(row.created_at),
@@ -575,6 +578,8 @@ def alert_to_row(alert: Alert) -> dict[str, Any]:
 
 @reads("alerts", "id")
 def alert_from_row(row: Row) -> Alert:
+    from robson.domain.alerts import Alert, AlertStatus, Direction
+
     return Alert(
         id=row.id,
         symbol=row.symbol,
@@ -591,3 +596,10 @@ def alert_from_row(row: Row) -> Alert:
         fired_price=decode_optional_decimal(row.fired_price),
         verdict=decode_optional_json(row.verdict),
     )
+
+
+def _ladder():
+    """The ladder module, loaded by the first operation that has a ladder of targets."""
+    from robson.domain import ladder
+
+    return ladder

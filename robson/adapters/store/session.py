@@ -11,14 +11,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robson.adapters.store import mapping
 from robson.adapters.store.database import Connection
 from robson.adapters.store.schema import ID_LENGTH, check_lengths
 from robson.application.ports import Balance
-from robson.domain.alerts import Alert, AlertStatus
-from robson.domain.backtest_stats import SavedBacktest
 from robson.domain.ids import ALERT_PREFIX, BACKTEST_PREFIX, INTENT_PREFIX, OPERATION_PREFIX, normalize_prefix
 from robson.domain.intent import IntentStatus, TradingIntent
 from robson.domain.market import Candle
@@ -26,6 +24,10 @@ from robson.domain.operation import CloseReason, Operation, OperationStatus
 from robson.domain.orders import AuditEvent, Order
 from robson.domain.signals import SIGNAL_PREFIX, Signal, SignalStatus
 from robson.errors import AmbiguousId, DuplicateOrder, IllegalTransition, InvalidInput, NotFound, StoreError
+
+if TYPE_CHECKING:  # only their commands load them
+    from robson.domain.alerts import Alert, AlertStatus
+    from robson.domain.backtest_stats import SavedBacktest
 
 _ZERO = Decimal("0")
 _SIGNAL_KEY = ("strategy", "pattern", "symbol", "timeframe", "candle_open_time")
@@ -362,7 +364,7 @@ class SqlSession:
             'UPDATE alerts SET checked_ms = :checked_ms, updated_at = :at WHERE id = :id AND status = :status '
             'AND (checked_ms IS NULL OR checked_ms < :checked_ms)',
             {"checked_ms": checked_ms, "at": mapping.encode_datetime(at), "id": alert_id,
-             "status": AlertStatus.ACTIVE.value})
+             "status": "ACTIVE"})  # AlertStatus.ACTIVE
         return result.rowcount == 1
 
     def get_alert(self, alert_id: str) -> Alert:
