@@ -25,20 +25,9 @@ from decimal import Decimal as D
 import pytest
 
 from tests.cli.conftest import assert_user_error, dump_database, parsed
+from tests.cli.test_plan_ladder import AS_OF, SCALE_OUT
 from tests.reliability.helpers import invariant_breaches
 
-AS_OF = "2021-06-09T05:45"
-SCALE_OUT = """\
-name: scale-out
-title: Scale Out
-timeframe: 15m
-risk_percent: 1
-stop: {method: moving_average, ma_period: 9, buffer_percent: 0.1}
-targets:
-  - {at: 1R, close: 50%, then_stop: breakeven_plus_fees}
-  - {at: 2R, close: 25%, then_stop: previous_target}
-  - {at: 3R, close: rest}
-"""
 FEE = D("0.001")
 FILL, QUANTITY = D("33583.70"), D("0.01489")
 PARTS = [(D("0.00744"), D("34146.14")), (D("0.00372"), D("34725.37")), (D("0.00373"), D("35304.60"))]

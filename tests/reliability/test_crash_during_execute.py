@@ -27,29 +27,36 @@ pytestmark = pytest.mark.slow
 
 START_USDT = Decimal(1000)  # the default paper wallet
 
-# Loaded by the child python through PYTHONPATH; never part of robson. It wraps one function so that the
-# process kills itself just before or just after the real call, exactly where a power cut could land.
+# Loaded by the child python through PYTHONPATH; never part of robson. It wraps one function (a module's, or a
+# class's method) so that the process kills itself just before or just after its n-th call (default: the first).
 KILL_HOOK = '''\
-"""Tests only: SIGKILL this process before or after one function (KILL_AT=module:Owner.method:before|after)."""
+"""Tests only: SIGKILL this process around one call (KILL_AT=module:function|Owner.method:before|after[:n])."""
 import importlib
 import os
 import signal
 
 _where = os.environ.get("KILL_AT")
 if _where:
-    _module, _qualname, _when = _where.split(":")
-    _owner_name, _method = _qualname.split(".")
-    _owner = getattr(importlib.import_module(_module), _owner_name)
-    _real = getattr(_owner, _method)
+    _module, _qualname, _when, *_nth = _where.split(":")
+    _nth = int(_nth[0]) if _nth else 1
+    _owner = importlib.import_module(_module)
+    *_path, _name = _qualname.split(".")
+    for _part in _path:
+        _owner = getattr(_owner, _part)
+    _real = getattr(_owner, _name)
+    _calls = [0]
 
     def _killing(*args, **kwargs):
+        _calls[0] += 1
+        if _calls[0] != _nth:
+            return _real(*args, **kwargs)
         if _when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
         result = _real(*args, **kwargs)
         os.kill(os.getpid(), signal.SIGKILL)
         return result
 
-    setattr(_owner, _method, _killing)
+    setattr(_owner, _name, _killing)
 '''
 
 PAPER = "robson.adapters.paper:PaperExchange"

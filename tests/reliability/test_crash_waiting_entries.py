@@ -39,44 +39,13 @@ from tests.reliability.helpers import (
     runner_env,
     write_config,
 )
+from tests.reliability.test_crash_during_execute import KILL_HOOK
 
 pytestmark = pytest.mark.slow
 
 START_USDT = D(1000)  # the default paper wallet
 PLANNED, PLACED = "2021-06-22T06:00", "2021-06-22T06:01"
 FILL_TICK = "2021-06-22T07:00"  # after both fill candles (06:20 stop, 06:45 limit), before any stop is hit
-
-# Loaded by the child python through PYTHONPATH; never part of robson. It wraps one function (a module's, or a
-# class's method) so that the process kills itself just before or just after its n-th call (default: the first).
-KILL_HOOK = '''\
-"""Tests only: SIGKILL this process around one call (KILL_AT=module:function|Owner.method:before|after[:n])."""
-import importlib
-import os
-import signal
-
-_where = os.environ.get("KILL_AT")
-if _where:
-    _module, _qualname, _when, *_nth = _where.split(":")
-    _nth = int(_nth[0]) if _nth else 1
-    _owner = importlib.import_module(_module)
-    *_path, _name = _qualname.split(".")
-    for _part in _path:
-        _owner = getattr(_owner, _part)
-    _real = getattr(_owner, _name)
-    _calls = [0]
-
-    def _killing(*args, **kwargs):
-        _calls[0] += 1
-        if _calls[0] != _nth:
-            return _real(*args, **kwargs)
-        if _when == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = _real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGKILL)
-        return result
-
-    setattr(_owner, _name, _killing)
-'''
 
 PAPER = "robson.adapters.paper:PaperExchange"
 SESSION = "robson.adapters.store.session:SqlSession"
